@@ -1,0 +1,450 @@
+//! Configuration: command-line flags and the YAML file become one validated, immutable
+//! [`Config`]. Every error names the flag or key and what is wrong; `main` exits 2 on them.
+//!
+//! Flags follow Prometheus exporter conventions (`--web.listen-address`, `--log.level`);
+//! a flag given on the command line overrides the same setting in the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::parse::Format;
+use crate::tail::{Source, TailOptions};
+use crate::training::Limits;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = ":9842";
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-train-exporter",
+    version,
+    about = "Prometheus exporter for GPU training nodes: NVML counters and training metrics from trainer logs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file; exit 0 if valid, 2 if not.
+    CheckConfig { file: PathBuf },
+    /// Read logs to their end, print the metrics they produce and exit.
+    Parse {
+        /// Force a format instead of detecting it per line.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<Format>,
+        /// Use this config's limits and settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log files; each is its own run, named as given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Daemon flags. Every one is optional so that the file's value stands unless a flag is given.
+#[derive(Debug, Default, Args)]
+pub struct Flags {
+    /// YAML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A log to follow: `RUN=PATH_OR_GLOB`, or `PATH_OR_GLOB` alone. Repeatable.
+    #[arg(long = "log", value_name = "RUN=PATH_OR_GLOB")]
+    pub logs: Vec<String>,
+    /// Format of the `--log` files (auto detects per line).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Address to listen on [default: :9842].
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Path under which to expose metrics [default: /metrics].
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    pub telemetry_path: Option<String>,
+    /// Log level of the daemon's own messages: error, warn, info, debug [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Most runs followed at once [default: 256].
+    #[arg(long = "limits.max-runs", value_name = "N")]
+    pub max_runs: Option<usize>,
+    /// Most distinct keys per run [default: 512].
+    #[arg(long = "limits.max-keys-per-run", value_name = "N")]
+    pub max_keys_per_run: Option<usize>,
+    /// A run with no record for this long is no longer active [default: 1h].
+    #[arg(long = "run.idle-timeout", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How often globs are re-scanned for new files [default: 5s].
+    #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
+    pub rescan_interval: Option<String>,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// The YAML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub web: WebFile,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub logs: Vec<LogFile>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub run_idle_timeout: Option<String>,
+    pub rescan_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    pub listen_address: Option<String>,
+    pub telemetry_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub path: String,
+    pub run: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_runs: Option<usize>,
+    pub max_keys_per_run: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub log_level: String,
+    pub sources: Vec<Source>,
+    pub limits: Limits,
+    pub max_runs: usize,
+    pub tail: TailOptions,
+}
+
+/// A configuration error: the key or flag, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads and parses a config file (no validation of values yet).
+pub fn read_file(path: &Path) -> Result<File, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_file(&text).map_err(|message| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// Parses config YAML; unknown keys are errors.
+pub fn parse_file(text: &str) -> Result<File, String> {
+    if text.trim().is_empty() {
+        return Ok(File::default());
+    }
+    serde_saphyr::from_str::<File>(text).map_err(|e| e.to_string())
+}
+
+impl Config {
+    /// Builds the config from flags and, if `--config` was given, the file.
+    pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(p) => read_file(p)?,
+            None => File::default(),
+        };
+        Config::build(flags, file)
+    }
+
+    /// Merges flags over the file and validates everything.
+    pub fn build(flags: &Flags, file: File) -> Result<Config, ConfigError> {
+        let listen_raw = flags
+            .listen_address
+            .clone()
+            .or(file.web.listen_address)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen_key = if flags.listen_address.is_some() {
+            "--web.listen-address"
+        } else {
+            "web.listen_address"
+        };
+        let listen = parse_listen(&listen_raw).map_err(|m| invalid(listen_key, m))?;
+
+        let telemetry_path = flags
+            .telemetry_path
+            .clone()
+            .or(file.web.telemetry_path)
+            .unwrap_or_else(|| "/metrics".into());
+        if !telemetry_path.starts_with('/')
+            || telemetry_path.len() < 2
+            || telemetry_path.starts_with("/api/")
+        {
+            let key = if flags.telemetry_path.is_some() {
+                "--web.telemetry-path"
+            } else {
+                "web.telemetry_path"
+            };
+            return Err(invalid(
+                key,
+                format!(
+                    "{telemetry_path:?} must be a path such as /metrics (not / nor under /api/)"
+                ),
+            ));
+        }
+
+        let log_level = flags
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            let key = if flags.log_level.is_some() {
+                "--log.level"
+            } else {
+                "log_level"
+            };
+            return Err(invalid(
+                key,
+                format!("{log_level:?} is not one of error, warn, info, debug, trace"),
+            ));
+        }
+
+        let mut sources = Vec::new();
+        for (i, l) in file.logs.iter().enumerate() {
+            let format = match &l.format {
+                Some(f) => f
+                    .parse()
+                    .map_err(|m| invalid(format!("logs[{i}].format"), m))?,
+                None => Format::Auto,
+            };
+            sources.push(source(
+                l.run.clone(),
+                l.path.clone(),
+                format,
+                &format!("logs[{i}]"),
+            )?);
+        }
+        for (i, raw) in flags.logs.iter().enumerate() {
+            let (run, path) = match raw.split_once('=') {
+                Some((r, p)) if !r.contains('/') => (Some(r.to_string()), p.to_string()),
+                _ => (None, raw.clone()),
+            };
+            sources.push(source(
+                run,
+                path,
+                flags.format.unwrap_or_default(),
+                &format!("--log #{}", i + 1),
+            )?);
+        }
+
+        let max_runs = flags.max_runs.or(file.limits.max_runs).unwrap_or(256);
+        if max_runs == 0 {
+            return Err(invalid(
+                if flags.max_runs.is_some() {
+                    "--limits.max-runs"
+                } else {
+                    "limits.max_runs"
+                },
+                "must be at least 1",
+            ));
+        }
+        let max_keys = flags
+            .max_keys_per_run
+            .or(file.limits.max_keys_per_run)
+            .unwrap_or(512);
+        if max_keys == 0 {
+            return Err(invalid(
+                if flags.max_keys_per_run.is_some() {
+                    "--limits.max-keys-per-run"
+                } else {
+                    "limits.max_keys_per_run"
+                },
+                "must be at least 1",
+            ));
+        }
+        let max_line = file.limits.max_line_bytes.unwrap_or(1 << 20);
+        if !(1024..=64 << 20).contains(&max_line) {
+            return Err(invalid(
+                "limits.max_line_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        let idle = duration(
+            flags.idle_timeout.as_deref(),
+            "--run.idle-timeout",
+            file.run_idle_timeout.as_deref(),
+            "run_idle_timeout",
+            "1h",
+        )?;
+        let rescan = duration(
+            flags.rescan_interval.as_deref(),
+            "--tail.rescan-interval",
+            file.rescan_interval.as_deref(),
+            "rescan_interval",
+            "5s",
+        )?;
+        if rescan < Duration::from_millis(100) {
+            return Err(invalid("rescan_interval", "must be at least 100ms"));
+        }
+
+        Ok(Config {
+            listen,
+            telemetry_path,
+            log_level,
+            sources,
+            limits: Limits {
+                max_keys_per_run: max_keys,
+                idle_seconds: idle.as_secs_f64(),
+                ..Limits::default()
+            },
+            max_runs,
+            tail: TailOptions {
+                max_line_bytes: max_line,
+                rescan,
+                forget_after: idle,
+                ..TailOptions::default()
+            },
+        })
+    }
+}
+
+fn source(
+    run: Option<String>,
+    path: String,
+    format: Format,
+    key: &str,
+) -> Result<Source, ConfigError> {
+    if path.trim().is_empty() {
+        return Err(invalid(format!("{key}.path"), "is empty"));
+    }
+    if crate::tail::discover::has_wildcard(&path) {
+        glob::Pattern::new(&path)
+            .map_err(|e| invalid(format!("{key}.path"), format!("invalid glob {path:?}: {e}")))?;
+    }
+    if let Some(r) = &run {
+        if r.is_empty() || r.len() > 128 || r.chars().any(|c| c.is_control()) {
+            return Err(invalid(
+                format!("{key}.run"),
+                format!("{r:?} must be 1 to 128 printable characters"),
+            ));
+        }
+    }
+    Ok(Source { run, path, format })
+}
+
+fn duration(
+    flag: Option<&str>,
+    flag_key: &str,
+    file: Option<&str>,
+    file_key: &str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let (raw, key) = match (flag, file) {
+        (Some(f), _) => (f, flag_key),
+        (None, Some(f)) => (f, file_key),
+        (None, None) => (default, file_key),
+    };
+    let d = humantime::parse_duration(raw).map_err(|e| {
+        invalid(
+            key,
+            format!("{raw:?} is not a duration such as 30s or 1h: {e}"),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// `:9842` (all interfaces), `127.0.0.1:9842`, `[::1]:9842`.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address such as :9842 or 127.0.0.1:9842"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Result<Config, String> {
+        let file = parse_file(yaml)?;
+        Config::build(&Flags::default(), file).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = build("").unwrap();
+        assert_eq!(c.listen.port(), 9842);
+        assert_eq!(c.telemetry_path, "/metrics");
+        assert_eq!(c.max_runs, 256);
+        assert_eq!(c.limits.max_keys_per_run, 512);
+        assert_eq!(c.limits.idle_seconds, 3600.0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = build("lgos: []").unwrap_err();
+        assert!(e.contains("lgos"), "{e}");
+        let e = build("logs:\n  - path: /x\n    fromat: hf\n").unwrap_err();
+        assert!(e.contains("fromat"), "{e}");
+        let e = build("logs:\n  - path: /x\n    format: nope\n").unwrap_err();
+        assert!(e.starts_with("logs[0].format"), "{e}");
+        let e = build("run_idle_timeout: soon\n").unwrap_err();
+        assert!(e.starts_with("run_idle_timeout"), "{e}");
+        let e = build("web:\n  listen_address: nowhere\n").unwrap_err();
+        assert!(e.starts_with("web.listen_address"), "{e}");
+        let e = build("logs:\n  - path: '/x/[a'\n").unwrap_err();
+        assert!(e.starts_with("logs[0].path"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let flags = Flags {
+            listen_address: Some("127.0.0.1:1".into()),
+            logs: vec!["sft=/a/*.log".into(), "/b/train.log".into()],
+            ..Flags::default()
+        };
+        let file =
+            parse_file("web:\n  listen_address: ':2'\nlogs:\n  - path: /c.log\n    run: c\n")
+                .unwrap();
+        let c = Config::build(&flags, file).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.sources.len(), 3);
+        assert_eq!(c.sources[1].run.as_deref(), Some("sft"));
+        assert_eq!(c.sources[2].run, None);
+    }
+}

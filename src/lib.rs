@@ -1,0 +1,14 @@
+//! gpu-train-exporter: Prometheus metrics for GPU training nodes, from trainer logs and NVML.
+//!
+//! The pipeline, one module each:
+//! [`tail`] finds and follows log files → [`parse`] turns lines into records →
+//! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
+//! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod parse;
+pub mod tail;
+pub mod training;

@@ -1,0 +1,79 @@
+//! The `gpu-train-exporter` binary: flags → [`Config`] → [`app::run`]. Configuration errors
+//! exit with code 2 and one message naming the key; runtime errors exit with 1.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gpu_train_exporter::app;
+use gpu_train_exporter::config::{self, Cli, Command, Config, Flags};
+use gpu_train_exporter::training::Limits;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            match config::read_file(&file).and_then(|f| Config::build(&Flags::default(), f)) {
+                Ok(c) => {
+                    println!("{}: ok ({} log source(s))", file.display(), c.sources.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_error(e),
+            }
+        }
+        Some(Command::Parse {
+            format,
+            config,
+            files,
+        }) => {
+            let (limits, tail) = match config {
+                Some(p) => {
+                    match config::read_file(&p).and_then(|f| Config::build(&Flags::default(), f)) {
+                        Ok(c) => (c.limits, c.tail),
+                        Err(e) => return config_error(e),
+                    }
+                }
+                None => (Limits::default(), Default::default()),
+            };
+            match app::parse_files(&files, format.unwrap_or_default(), limits, tail) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gpu-train-exporter: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            let config = match Config::from_flags(&cli.flags) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            init_logging(&config.log_level);
+            match app::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("gpu-train-exporter: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_error(e: config::ConfigError) -> ExitCode {
+    eprintln!("gpu-train-exporter: config error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("gpu_train_exporter={level},warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,347 @@
+//! Exposition: writes metric families in the Prometheus text format (0.0.4) or in
+//! OpenMetrics 1.0, and the training families read from [`crate::training`].
+//!
+//! The values are computed at scrape time from shared state, so there is no registry of
+//! live metric objects to keep in step with runs that come and go. Both formats come from one
+//! writer: they differ only in the counter family name, the content type and `# EOF`.
+
+use std::fmt::Write as _;
+
+use crate::training::{Known, Limits, RunState, SkipReason};
+
+/// The exposition dialect a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Text,
+    OpenMetrics,
+}
+
+impl Dialect {
+    /// Picks the dialect from an `Accept` header, as Prometheus negotiates it.
+    pub fn from_accept(accept: Option<&str>) -> Dialect {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Dialect::OpenMetrics,
+            _ => Dialect::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Dialect::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Dialect::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// A metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// Writes families and samples into a string buffer.
+pub struct Encoder<'a> {
+    out: &'a mut String,
+    dialect: Dialect,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(out: &'a mut String, dialect: Dialect) -> Self {
+        Encoder { out, dialect }
+    }
+
+    /// Starts a family. Counter names end in `_total`; OpenMetrics names the family without it.
+    pub fn family(&mut self, name: &str, help: &str, kind: Kind) {
+        let fam = match (self.dialect, kind) {
+            (Dialect::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let t = match kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let _ = write!(self.out, "# HELP {fam} ");
+        escape_help(self.out, help);
+        let _ = writeln!(self.out, "\n# TYPE {fam} {t}");
+    }
+
+    /// Writes one sample of the current family.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        write_value(self.out, value);
+        self.out.push('\n');
+    }
+
+    /// Ends the exposition (`# EOF` in OpenMetrics).
+    pub fn finish(self) {
+        if self.dialect == Dialect::OpenMetrics {
+            self.out.push_str("# EOF\n");
+        }
+    }
+}
+
+/// Formats a float as Prometheus parses it: integers plainly, `NaN`, `+Inf`, `-Inf`.
+pub fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else if v.abs() >= 1e-4 && v.abs() < 1e15 {
+        let _ = write!(out, "{v}");
+    } else {
+        let _ = write!(out, "{v:e}");
+    }
+}
+
+fn escape_label(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// What the training families need to know beyond the runs themselves.
+pub struct TrainingView<'a> {
+    pub runs: &'a [(&'a str, &'a RunState)],
+    pub limits: &'a Limits,
+    pub now: f64,
+    /// Leave out the series that depend on wall time (for `parse` and golden files).
+    pub wall_clock: bool,
+}
+
+const KNOWN_FAMILIES: [(Known, &str, &str); 8] = [
+    (Known::Loss, "training_loss", "Latest training loss."),
+    (
+        Known::EvalLoss,
+        "training_eval_loss",
+        "Latest evaluation loss.",
+    ),
+    (
+        Known::LearningRate,
+        "training_learning_rate",
+        "Latest learning rate.",
+    ),
+    (
+        Known::GradNorm,
+        "training_grad_norm",
+        "Latest gradient norm.",
+    ),
+    (Known::Epoch, "training_epoch", "Latest epoch (fractional)."),
+    (
+        Known::SamplesPerSecond,
+        "training_samples_per_second",
+        "Training throughput in samples per second.",
+    ),
+    (
+        Known::StepsPerSecond,
+        "training_steps_per_second",
+        "Training throughput in optimizer steps per second.",
+    ),
+    (
+        Known::TokensPerSecond,
+        "training_tokens_per_second",
+        "Training throughput in tokens per second.",
+    ),
+];
+
+/// Writes every training family, each run a series, families in a fixed order.
+pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
+    let runs = view.runs;
+    let gauge =
+        |enc: &mut Encoder<'_>, name: &str, help: &str, get: &dyn Fn(&RunState) -> Option<f64>| {
+            if runs.iter().all(|(_, r)| get(r).is_none()) {
+                return;
+            }
+            enc.family(name, help, Kind::Gauge);
+            for (run, r) in runs {
+                if let Some(v) = get(r) {
+                    enc.sample(name, &[("run", run)], v);
+                }
+            }
+        };
+    gauge(enc, "training_step", "Latest optimizer step.", &|r| r.step);
+    gauge(
+        enc,
+        "training_max_steps",
+        "Total optimizer steps of the run, when known.",
+        &|r| r.max_steps,
+    );
+    for (k, name, help) in KNOWN_FAMILIES {
+        gauge(enc, name, help, &|r| r.get(k));
+    }
+
+    if runs.iter().any(|(_, r)| !r.metrics.is_empty()) {
+        enc.family(
+            "training_metric",
+            "Latest value of every other numeric key a run logs, by key as printed.",
+            Kind::Gauge,
+        );
+        for (run, r) in runs {
+            for (key, v) in &r.metrics {
+                enc.sample("training_metric", &[("run", run), ("key", key)], *v);
+            }
+        }
+    }
+    enc.family(
+        "training_nonfinite_values_total",
+        "NaN and infinite values seen, by run and key.",
+        Kind::Counter,
+    );
+    for (run, r) in runs {
+        for (key, n) in &r.nonfinite {
+            enc.sample(
+                "training_nonfinite_values_total",
+                &[("run", run), ("key", key)],
+                *n as f64,
+            );
+        }
+    }
+
+    let counter =
+        |enc: &mut Encoder<'_>, name: &str, help: &str, get: &dyn Fn(&RunState) -> u64| {
+            enc.family(name, help, Kind::Counter);
+            for (run, r) in runs {
+                enc.sample(name, &[("run", run)], get(r) as f64);
+            }
+        };
+    counter(
+        enc,
+        "training_log_lines_total",
+        "Lines read from the run's log.",
+        &|r| r.lines,
+    );
+    counter(
+        enc,
+        "training_records_total",
+        "Metric records parsed from the run's log.",
+        &|r| r.records,
+    );
+    counter(
+        enc,
+        "training_parse_errors_total",
+        "Lines that looked like records but could not be parsed.",
+        &|r| r.parse_errors,
+    );
+    enc.family(
+        "training_lines_skipped_total",
+        "Lines skipped unread, by reason.",
+        Kind::Counter,
+    );
+    for (run, r) in runs {
+        for reason in SkipReason::ALL {
+            enc.sample(
+                "training_lines_skipped_total",
+                &[("run", run), ("reason", reason.as_str())],
+                r.skipped[reason as usize] as f64,
+            );
+        }
+    }
+
+    if view.wall_clock {
+        gauge(enc, "training_last_record_timestamp_seconds", "Unix time the run's last metric record was read (for records found at start-up: the file's modification time).", &|r| r.last_record);
+        gauge(
+            enc,
+            "training_last_progress_timestamp_seconds",
+            "Unix time the run's step last increased.",
+            &|r| r.last_progress,
+        );
+        enc.family("training_run_active", "1 while the run is believed to be running: no end-of-training summary and recent activity.", Kind::Gauge);
+        for (run, r) in runs {
+            enc.sample(
+                "training_run_active",
+                &[("run", run)],
+                if r.active(view.now, view.limits) {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+    }
+    enc.family(
+        "training_run_info",
+        "Identity of each run: its log path and format.",
+        Kind::Gauge,
+    );
+    for (run, r) in runs {
+        enc.sample(
+            "training_run_info",
+            &[("run", run), ("path", &r.path), ("format", r.format)],
+            1.0,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_escaping() {
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::Text);
+        e.family("x_total", "h\\elp\nline", Kind::Counter);
+        e.sample("x_total", &[("key", "loss\"} 1e9 #\n\\")], f64::NAN);
+        e.sample("x_total", &[], 9.77e-6);
+        e.sample("x_total", &[], 1.885e12);
+        e.sample("x_total", &[], 0.5);
+        e.sample("x_total", &[], f64::NEG_INFINITY);
+        e.finish();
+        assert_eq!(
+            s,
+            "# HELP x_total h\\\\elp\\nline\n# TYPE x_total counter\nx_total{key=\"loss\\\"} 1e9 #\\n\\\\\"} NaN\nx_total 9.77e-6\nx_total 1885000000000\nx_total 0.5\nx_total -Inf\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_counter_family_and_eof() {
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::OpenMetrics);
+        e.family("x_total", "h", Kind::Counter);
+        e.sample("x_total", &[], 1.0);
+        e.finish();
+        assert_eq!(s, "# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n");
+        assert_eq!(
+            Dialect::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
+            Dialect::OpenMetrics
+        );
+        assert_eq!(Dialect::from_accept(None), Dialect::Text);
+    }
+}

@@ -1,0 +1,358 @@
+//! Line cleaning: turns one physical line of a console log into the text the parsers read.
+//!
+//! Trainers' output reaches us through terminals, containers and launchers that decorate it:
+//! ANSI colours (24-bit too), cursor movement from nested tqdm bars (`ESC[A`), container
+//! timestamps, `[rank0]:` from torchrun, `[INFO:swift]`, python-logging headers. This module
+//! removes those so that one parser per trainer sees the trainer's own text. It is pure and
+//! allocation-free unless the line holds an escape sequence.
+
+use std::borrow::Cow;
+
+/// A cleaned line.
+#[derive(Debug, PartialEq)]
+pub struct Cleaned<'a> {
+    /// The text with escapes and known prefixes removed, trimmed.
+    pub text: Cow<'a, str>,
+    /// The line contained a cursor-up sequence (`ESC[A`): tqdm draws nested bars that way.
+    pub cursor_up: bool,
+}
+
+/// Cleans one line. Invalid UTF-8 is decoded lossily.
+pub fn clean(raw: &[u8]) -> Cleaned<'_> {
+    let text = String::from_utf8_lossy(raw);
+    let (text, cursor_up) = if text.as_bytes().contains(&0x1b) {
+        let (s, up) = strip_ansi(&text);
+        (Cow::Owned(s), up)
+    } else {
+        (text, false)
+    };
+    let text = match text {
+        Cow::Borrowed(s) => Cow::Borrowed(strip_prefixes(s)),
+        Cow::Owned(s) => {
+            let stripped = strip_prefixes(&s);
+            if stripped.len() == s.len() {
+                Cow::Owned(s)
+            } else {
+                Cow::Owned(stripped.to_owned())
+            }
+        }
+    };
+    Cleaned { text, cursor_up }
+}
+
+/// True for lines that are binary rather than text: they hold NUL or most of their bytes
+/// are control characters.
+pub fn looks_binary(raw: &[u8]) -> bool {
+    if raw.contains(&0) {
+        return true;
+    }
+    let control = raw
+        .iter()
+        .filter(|&&b| b < 0x20 && b != b'\t' && b != 0x1b)
+        .count();
+    raw.len() >= 8 && control * 4 > raw.len()
+}
+
+/// Removes ANSI/VT escape sequences: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL|ESC \`)
+/// and two-byte escapes. Returns the text and whether a cursor-up CSI was seen.
+fn strip_ansi(s: &str) -> (String, bool) {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut up = false;
+    let mut i = 0;
+    let mut start = 0;
+    while i < b.len() {
+        if b[i] != 0x1b {
+            i += 1;
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        i += 1;
+        match b.get(i) {
+            Some(b'[') => {
+                i += 1;
+                // parameters and intermediates, then one final byte in 0x40..=0x7e
+                while i < b.len() && (0x20..=0x3f).contains(&b[i]) {
+                    i += 1;
+                }
+                if i < b.len() {
+                    if b[i] == b'A' {
+                        up = true;
+                    }
+                    i += 1;
+                }
+            }
+            Some(b']') => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == 0x07 {
+                        i += 1;
+                        break;
+                    }
+                    if b[i] == 0x1b && b.get(i + 1) == Some(&b'\\') {
+                        i += 2;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            Some(c) if c.is_ascii() => i += 1,
+            _ => {}
+        }
+        start = i;
+    }
+    out.push_str(&s[start.min(s.len())..]);
+    (out, up)
+}
+
+const LEVELS: &[&str] = &[
+    "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTICE", "TRACE",
+];
+
+fn is_level(s: &str) -> bool {
+    LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s))
+}
+
+/// Strips known prefixes repeatedly: `2026-11-28T12:00:00.123Z [stdout F] `, `[rank0]:`,
+/// `[2024-04-06 03:02:12]`, `[INFO:swift]`, `[INFO]`, `[engine.py:123:step]`, `[titan]`,
+/// `2026-11-28 12:00:00,123 | INFO | name |` and `... - name - INFO -`.
+pub fn strip_prefixes(mut s: &str) -> &str {
+    s = s.trim();
+    for _ in 0..8 {
+        let before = s.len();
+        s = strip_one(s).trim_start();
+        if s.len() == before {
+            break;
+        }
+    }
+    s.trim_end()
+}
+
+fn strip_one(s: &str) -> &str {
+    let b = s.as_bytes();
+    match b.first() {
+        Some(b'[') => strip_bracket(s),
+        Some(c) if c.is_ascii_digit() => strip_timestamp_header(s),
+        _ => s,
+    }
+}
+
+/// `[...]` tokens that are decoration: a timestamp, a level, `rankN`, `LEVEL:name`,
+/// `file.py:12:func`, or one short word (`[titan]`, `[transformers]`).
+fn strip_bracket(s: &str) -> &str {
+    let Some(end) = s[1..].find(']').map(|e| e + 1) else {
+        return s;
+    };
+    let inner = &s[1..end];
+    if inner.is_empty() || inner.len() > 64 {
+        return s;
+    }
+    let ok = timestamp_len(inner.as_bytes()) == Some(inner.len())
+        || is_level(inner)
+        || is_rank(inner)
+        || is_level_colon_name(inner)
+        || is_file_line(inner)
+        || is_word(inner);
+    if !ok {
+        return s;
+    }
+    let mut rest = &s[end + 1..];
+    if let Some(r) = rest.strip_prefix(':') {
+        rest = r;
+    }
+    rest
+}
+
+fn is_rank(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    ["rank", "default", "rank "].iter().any(|p| {
+        l.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit()))
+    })
+}
+
+fn is_level_colon_name(s: &str) -> bool {
+    s.split_once(':')
+        .is_some_and(|(l, n)| is_level(l) && is_word(n))
+}
+
+fn is_file_line(s: &str) -> bool {
+    let mut parts = s.split(':');
+    let (Some(file), Some(line)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    file.ends_with(".py") && !line.is_empty() && line.bytes().all(|c| c.is_ascii_digit())
+}
+
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.as_bytes()[0].is_ascii_alphabetic()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
+}
+
+/// A leading timestamp, then an optional container stream tag or python-logging fields.
+fn strip_timestamp_header(s: &str) -> &str {
+    let Some(n) = timestamp_len(s.as_bytes()) else {
+        return s;
+    };
+    let mut rest = &s[n..];
+    // CRI log format: `<time> stdout F <text>`
+    for stream in [" stdout ", " stderr "] {
+        if let Some(r) = rest.strip_prefix(stream) {
+            if let Some(r) = r.strip_prefix("F ").or_else(|| r.strip_prefix("P ")) {
+                return r;
+            }
+            return r;
+        }
+    }
+    // `date | LEVEL | name | msg` (loguru and many python-logging formats)
+    if let Some(r) = rest.strip_prefix(" | ") {
+        return skip_fields(r, " | ");
+    }
+    // `date - name - LEVEL - msg` (python-logging's common format, torchtitan)
+    if let Some(r) = rest.strip_prefix(" - ") {
+        return skip_fields(r, " - ");
+    }
+    if let Some(r) = rest.strip_prefix(' ') {
+        rest = r;
+    }
+    rest
+}
+
+/// Skips up to three separator-delimited header fields, provided a log level is among them.
+fn skip_fields<'a>(s: &'a str, sep: &str) -> &'a str {
+    let mut cur = s;
+    for _ in 0..3 {
+        let Some((field, rest)) = cur.split_once(sep) else {
+            return s;
+        };
+        if is_level(field.trim()) {
+            // python logging puts the name after the level in `|` formats
+            if sep == " | " {
+                if let Some((name, after)) = rest.split_once(sep) {
+                    if !name.contains(' ') && name.len() <= 64 {
+                        return after;
+                    }
+                }
+            }
+            return rest;
+        }
+        cur = rest;
+    }
+    s
+}
+
+/// Length of a timestamp at the start of `b`: `YYYY-MM-DD[T ]HH:MM:SS[.,frac][Z|±HH:MM]`.
+pub fn timestamp_len(b: &[u8]) -> Option<usize> {
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    if !(digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10))
+    {
+        return None;
+    }
+    if !matches!(b.get(10), Some(b'T') | Some(b' ')) {
+        return None;
+    }
+    if !(digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19))
+    {
+        return None;
+    }
+    let mut n = 19;
+    if matches!(b.get(n), Some(b'.') | Some(b',')) && b.get(n + 1).is_some_and(u8::is_ascii_digit) {
+        n += 1;
+        while b.get(n).is_some_and(u8::is_ascii_digit) {
+            n += 1;
+        }
+    }
+    match b.get(n) {
+        Some(b'Z') => n += 1,
+        Some(b'+') | Some(b'-') if digits(n + 1..n + 3) => {
+            n += 3;
+            if b.get(n) == Some(&b':') {
+                n += 1;
+            }
+            if digits(n..n + 2) {
+                n += 2;
+            }
+        }
+        _ => {}
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> String {
+        clean(s.as_bytes()).text.into_owned()
+    }
+
+    #[test]
+    fn strips_ansi_including_truecolor_and_cursor_up() {
+        let line = "\x1b[A{'eval_loss': '3.823'}";
+        let out = clean(line.as_bytes());
+        assert_eq!(out.text, "{'eval_loss': '3.823'}");
+        assert!(out.cursor_up);
+        assert_eq!(
+            c("\x1b[38;2;255;0;0mstep: 14\x1b[39m  loss: 3.2"),
+            "step: 14  loss: 3.2"
+        );
+        assert!(!clean(b"\x1b[32mok\x1b[0m").cursor_up);
+    }
+
+    #[test]
+    fn strips_common_prefixes() {
+        assert_eq!(c("[rank0]: {'loss': 1}"), "{'loss': 1}");
+        assert_eq!(
+            c("[rank3]:[titan] 2026-05-18 16:04:46,338 - root - INFO - step: 14"),
+            "step: 14"
+        );
+        assert_eq!(c("[INFO:swift] {'loss': 1}"), "{'loss': 1}");
+        assert_eq!(
+            c("2026-11-28T12:07:12.123456789Z stdout F {'loss': 1}"),
+            "{'loss': 1}"
+        );
+        assert_eq!(c("2026-11-28T12:07:12+02:00 {'loss': 1}"), "{'loss': 1}");
+        assert_eq!(
+            c("2026-11-28 12:07:12,123 | INFO | trainer | {'loss': 1}"),
+            "{'loss': 1}"
+        );
+        assert_eq!(
+            c(" [2024-04-06 03:02:12] iteration 71/ 100 |"),
+            "iteration 71/ 100 |"
+        );
+        assert_eq!(
+            c("[2024-04-06 03:02:12,345] [INFO] [logging.py:96:log_dist] [Rank 0] step=35"),
+            "step=35"
+        );
+        // not decoration: kept
+        assert_eq!(c("[1, 2, 3]"), "[1, 2, 3]");
+        assert_eq!(c("2026 was a year"), "2026 was a year");
+    }
+
+    #[test]
+    fn invalid_utf8_is_lossy() {
+        let out = clean(b"loss \xff\xfe end");
+        assert!(out.text.contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn binary_detection() {
+        assert!(looks_binary(b"abc\0def"));
+        assert!(looks_binary(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        assert!(!looks_binary(b"{'loss': 1.0}"));
+    }
+}

@@ -1,0 +1,289 @@
+//! A scanner for one-line mappings: Python dict reprs (`{'loss': 0.5, 'grad_norm': nan}`,
+//! `{'loss': '5.951'}`) and JSON objects (`{"loss": NaN}`), with one grammar for both.
+//!
+//! Trainers print these two shapes for nearly every record, and both carry tokens that strict
+//! parsers reject (`nan`, `inf`, `None`, bare `NaN`/`Infinity`). Nested values (`log_history`,
+//! `mom=[[...]]`, `tensor(...)`) are skipped whole, never replayed. Pure, no allocation
+//! unless a string holds an escape.
+
+use std::borrow::Cow;
+
+/// One value of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// A bare number, including `nan`, `inf`, `-Infinity`.
+    Num(f64),
+    /// A quoted string (transformers 5.x quotes every number).
+    Str(Cow<'a, str>),
+    /// `None`, `null`, booleans, nested containers, calls: present, but not a metric.
+    Other,
+}
+
+/// Why a line that looked like a mapping is not one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// Scans `s`, which must be a whole mapping, appending `(key, value)` pairs to `out`.
+pub fn scan<'a>(s: &'a str, out: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> Result<(), Malformed> {
+    let mut p = Parser {
+        s,
+        b: s.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    p.expect(b'{')?;
+    p.ws();
+    if p.eat(b'}') {
+        return p.end();
+    }
+    loop {
+        p.ws();
+        let key = match p.peek() {
+            Some(b'\'') | Some(b'"') => p.string()?,
+            _ => return Err(Malformed("expected a quoted key")),
+        };
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        let value = p.value()?;
+        out.push((key, value));
+        p.ws();
+        match p.next() {
+            Some(b',') => {
+                p.ws();
+                if p.eat(b'}') {
+                    return p.end();
+                }
+            }
+            Some(b'}') => return p.end(),
+            _ => return Err(Malformed("expected ',' or '}'")),
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> Result<(), Malformed> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(Malformed(match c {
+                b'{' => "expected '{'",
+                b':' => "expected ':'",
+                _ => "unexpected character",
+            }))
+        }
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+    fn end(&mut self) -> Result<(), Malformed> {
+        self.ws();
+        if self.i >= self.b.len() {
+            Ok(())
+        } else {
+            Err(Malformed("text after the closing '}'"))
+        }
+    }
+
+    fn string(&mut self) -> Result<Cow<'a, str>, Malformed> {
+        let q = self.next().unwrap_or(b'"');
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match self.next() {
+                None => return Err(Malformed("unterminated string")),
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 1;
+                }
+                Some(c) if c == q => break,
+                Some(_) => {}
+            }
+        }
+        let raw = &self.s[start..self.i - 1];
+        if !escaped {
+            return Ok(Cow::Borrowed(raw));
+        }
+        Ok(Cow::Owned(unescape(raw)))
+    }
+
+    fn value(&mut self) -> Result<Value<'a>, Malformed> {
+        match self.peek() {
+            None => Err(Malformed("missing value")),
+            Some(b'\'') | Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'{') | Some(b'[') | Some(b'(') => {
+                self.skip_nested()?;
+                Ok(Value::Other)
+            }
+            Some(_) => {
+                let start = self.i;
+                while let Some(c) = self.peek() {
+                    if matches!(c, b',' | b'}' | b'(' | b' ' | b'\t') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                let tok = &self.s[start..self.i];
+                if self.peek() == Some(b'(') {
+                    // a call such as tensor(0.5) or datetime.datetime(...)
+                    self.skip_nested()?;
+                    return Ok(Value::Other);
+                }
+                if tok.is_empty() {
+                    return Err(Malformed("missing value"));
+                }
+                Ok(match number(tok) {
+                    Some(v) => Value::Num(v),
+                    None => Value::Other,
+                })
+            }
+        }
+    }
+
+    /// Skips a balanced `{...}`, `[...]` or `(...)`, strings included.
+    fn skip_nested(&mut self) -> Result<(), Malformed> {
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            match c {
+                b'\'' | b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'{' | b'[' | b'(' => depth += 1,
+                b'}' | b']' | b')' => {
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or(Malformed("unbalanced brackets"))?;
+                    if depth == 0 {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+        Err(Malformed("unbalanced brackets"))
+    }
+}
+
+/// Parses a numeric token as Python or JSON print it: `1e-05`, `nan`, `-inf`, `NaN`,
+/// `Infinity`. `None`, `True` and friends are not numbers.
+pub fn number(tok: &str) -> Option<f64> {
+    let first = *tok.as_bytes().first()?;
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.' | b'n' | b'N' | b'i' | b'I'))
+    {
+        return None;
+    }
+    tok.parse::<f64>().ok()
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(s: &str) -> Vec<(String, Value<'_>)> {
+        let mut v = Vec::new();
+        scan(s, &mut v).expect("scans");
+        v.into_iter().map(|(k, v)| (k.into_owned(), v)).collect()
+    }
+
+    #[test]
+    fn python_dict_raw_floats_with_nan() {
+        let p = pairs("{'loss': 0.2051, 'grad_norm': nan, 'learning_rate': 9.77e-06, 'epoch': 0.53, 'x': -inf, 'y': None}");
+        assert_eq!(p[0], ("loss".into(), Value::Num(0.2051)));
+        assert!(matches!(p[1].1, Value::Num(v) if v.is_nan()));
+        assert_eq!(p[2].1, Value::Num(9.77e-06));
+        assert_eq!(p[4].1, Value::Num(f64::NEG_INFINITY));
+        assert_eq!(p[5].1, Value::Other);
+    }
+
+    #[test]
+    fn python_dict_quoted_values_and_nested() {
+        let p = pairs("{'loss': '5.951', 'memory/max_active (GiB)': '12.5', 'mom': [[0.9, 0.95]], 't': tensor(1.0, device='cuda:0'), 'q': \"it's\"}");
+        assert_eq!(p[0].1, Value::Str("5.951".into()));
+        assert_eq!(p[1].0, "memory/max_active (GiB)");
+        assert_eq!(p[2].1, Value::Other);
+        assert_eq!(p[3].1, Value::Other);
+        assert_eq!(p[4].1, Value::Str("it's".into()));
+    }
+
+    #[test]
+    fn json_with_bare_nan_and_infinity() {
+        let p = pairs(
+            r#"{"loss": NaN, "g": Infinity, "h": -Infinity, "s": "a\"b", "log_history": [{"loss": 1.0}]}"#,
+        );
+        assert!(matches!(p[0].1, Value::Num(v) if v.is_nan()));
+        assert_eq!(p[1].1, Value::Num(f64::INFINITY));
+        assert_eq!(p[2].1, Value::Num(f64::NEG_INFINITY));
+        assert_eq!(p[3].1, Value::Str("a\"b".into()));
+        assert_eq!(p[4].1, Value::Other);
+        assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn malformed_is_an_error_not_a_panic() {
+        for bad in [
+            "{'loss': }",
+            "{'loss' 1}",
+            "{'loss': 1",
+            "{'a': [1, 2}",
+            "{'a': 'x",
+            "{loss: 1}",
+            "{'a': 1} trailing",
+            "{'a': 1,,}",
+        ] {
+            let mut v = Vec::new();
+            assert!(scan(bad, &mut v).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Pure line parsers: one cleaned line in, at most one [`Event`] out.
+//!
+//! [`clean`] strips decoration; each trainer format has its own file; [`LineParser`]
+//! picks the format per line (or uses the one the config forces). Nothing here knows about
+//! files, metrics or time.
+
+pub mod clean;
+pub mod dict;
+pub mod mapping;
+pub mod tqdm;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+pub use clean::{clean, Cleaned};
+
+/// A log format. `Auto` detects per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Auto,
+    /// Hugging Face Trainer / TRL / ms-swift / axolotl console: printed dicts and tqdm bars.
+    Hf,
+    /// One JSON object per line: ms-swift `logging.jsonl`, LLaMA-Factory, generic.
+    Jsonl,
+}
+
+impl Format {
+    pub const ALL: &'static [Format] = &[Format::Auto, Format::Hf, Format::Jsonl];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Hf => "hf",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Format::ALL.iter().map(|f| f.as_str()).collect();
+                format!(
+                    "unknown format {s:?}, expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A metric record: the values one log line reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    /// Which parser produced it (`hf`, `jsonl`, ...), for `training_run_info`.
+    pub format: &'static str,
+    /// Values by key; the well-known keys are normalised (`loss`, `learning_rate`, ...),
+    /// every other key is as printed. Non-finite values are kept.
+    pub values: Vec<(Cow<'a, str>, f64)>,
+    pub step: Option<f64>,
+    pub max_steps: Option<f64>,
+    /// The end-of-training summary (`train_runtime` ...).
+    pub end_of_training: bool,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(format: &'static str) -> Self {
+        Record {
+            format,
+            values: Vec::new(),
+            step: None,
+            max_steps: None,
+            end_of_training: false,
+        }
+    }
+
+    pub fn push(&mut self, key: &'static str, v: f64) {
+        self.values.push((Cow::Borrowed(key), v));
+    }
+
+    /// The value of `key`, if the record has it.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Progress from a training-candidate tqdm bar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub n: u64,
+    pub total: Option<u64>,
+    pub rate: Option<f64>,
+}
+
+/// What one line said.
+#[derive(Debug, PartialEq)]
+pub enum Event<'a> {
+    Record(Record<'a>),
+    Progress(Progress),
+    /// The line looked like a record but could not be parsed.
+    Malformed(&'static str),
+}
+
+/// Parses the lines of one file. Holds per-file parser state (none yet for these formats,
+/// but the CSV format needs its header).
+#[derive(Debug, Default)]
+pub struct LineParser {
+    format: Format,
+    pairs_buf: usize,
+}
+
+impl LineParser {
+    pub fn new(format: Format) -> Self {
+        LineParser {
+            format,
+            pairs_buf: 16,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Parses one cleaned line.
+    pub fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        let text: &'a str = &line.text;
+        let first = *text.as_bytes().first()?;
+        if first == b'{' {
+            return self.mapping(text);
+        }
+        if matches!(self.format, Format::Auto | Format::Hf) && text.contains("| ") {
+            if let Some(bar) = tqdm::parse(text) {
+                if line.cursor_up || !bar.is_training_candidate() {
+                    return None;
+                }
+                return Some(Event::Progress(Progress {
+                    n: bar.n,
+                    total: bar.total,
+                    rate: bar.rate,
+                }));
+            }
+        }
+        None
+    }
+
+    fn mapping<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
+        let quote = text[1..].trim_start().as_bytes().first().copied();
+        let format = match (self.format, quote) {
+            (Format::Auto, Some(b'"')) | (Format::Jsonl, _) => "jsonl",
+            (Format::Auto, Some(b'\'')) | (Format::Hf, _) => "hf",
+            (Format::Auto, Some(b'}')) => return None,
+            // `{` alone (a pretty-printed config) or `{foo}`: not a record
+            (Format::Auto, _) => return None,
+        };
+        if !text.ends_with('}') {
+            // a record cut short (a crash mid-write) or a multi-line dump
+            return (text.len() > 2
+                && matches!(quote, Some(b'"') | Some(b'\''))
+                && text[2..].contains(':'))
+            .then_some(Event::Malformed("record does not end with '}'"));
+        }
+        let mut pairs = Vec::with_capacity(self.pairs_buf);
+        if let Err(e) = mapping::scan(text, &mut pairs) {
+            return Some(Event::Malformed(e.0));
+        }
+        self.pairs_buf = self.pairs_buf.max(pairs.len()).min(64);
+        dict::record(pairs, format).map(Event::Record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Option<Event<'static>> {
+        let cleaned: &'static Cleaned<'static> = Box::leak(Box::new(clean(Box::leak(
+            line.as_bytes().to_vec().into_boxed_slice(),
+        ))));
+        LineParser::new(Format::Auto).parse(cleaned)
+    }
+
+    #[test]
+    fn detects_dicts_json_and_bars() {
+        match parse("{'loss': 0.5}") {
+            Some(Event::Record(r)) => assert_eq!(r.format, "hf"),
+            other => panic!("{other:?}"),
+        }
+        match parse(r#"{"loss": 0.5}"#) {
+            Some(Event::Record(r)) => assert_eq!(r.format, "jsonl"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(parse(" 10%|█ | 30/300 [00:04<00:38,  7.02it/s]"), Some(Event::Progress(p)) if p.n == 30)
+        );
+        // nested evaluation bar: carries ESC[A
+        assert_eq!(
+            parse(" 60%|██████    | 3/5 [00:00<00:00, 25.61it/s]\x1b[A"),
+            None
+        );
+        assert_eq!(parse("{"), None);
+        assert_eq!(parse("plain text"), None);
+    }
+
+    #[test]
+    fn malformed_records_are_reported() {
+        assert!(matches!(
+            parse("{'loss': 0.5, 'grad"),
+            Some(Event::Malformed(_))
+        ));
+        assert!(matches!(parse("{'loss': }"), Some(Event::Malformed(_))));
+    }
+}

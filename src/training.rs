@@ -1,0 +1,476 @@
+//! Per-run training state: the latest values, the counters and the progress timestamps that
+//! `/metrics` reports for each run.
+//!
+//! The tailer feeds parser [`Event`]s into a [`RunState`]; the exposition code reads it. Caps
+//! on keys live here so that a log cannot grow our memory without bound.
+
+use std::collections::BTreeMap;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
+use crate::tail::{self, FileEvent};
+
+/// Limits applied to what logs can create.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_keys_per_run: usize,
+    /// Longest key kept, in bytes.
+    pub max_key_bytes: usize,
+    /// A run is active while its last activity is younger than this (seconds).
+    pub idle_seconds: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_keys_per_run: 512,
+            max_key_bytes: 128,
+            idle_seconds: 3600.0,
+        }
+    }
+}
+
+/// The values with a name of their own in the metric contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Known {
+    Loss,
+    EvalLoss,
+    LearningRate,
+    GradNorm,
+    Epoch,
+    SamplesPerSecond,
+    StepsPerSecond,
+    TokensPerSecond,
+}
+
+impl Known {
+    pub const ALL: [Known; 8] = [
+        Known::Loss,
+        Known::EvalLoss,
+        Known::LearningRate,
+        Known::GradNorm,
+        Known::Epoch,
+        Known::SamplesPerSecond,
+        Known::StepsPerSecond,
+        Known::TokensPerSecond,
+    ];
+
+    pub fn from_key(key: &str) -> Option<Known> {
+        Some(match key {
+            "loss" => Known::Loss,
+            "eval_loss" => Known::EvalLoss,
+            "learning_rate" => Known::LearningRate,
+            "grad_norm" => Known::GradNorm,
+            "epoch" => Known::Epoch,
+            "samples_per_second" => Known::SamplesPerSecond,
+            "steps_per_second" => Known::StepsPerSecond,
+            "tokens_per_second" => Known::TokensPerSecond,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a line was skipped (`training_lines_skipped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// Longer than the line limit (1 MiB by default): dropped unread.
+    TooLong,
+    /// NUL bytes or mostly control characters.
+    Binary,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 2] = [SkipReason::TooLong, SkipReason::Binary];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::TooLong => "too_long",
+            SkipReason::Binary => "binary",
+        }
+    }
+}
+
+/// Everything we know about one run.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub path: String,
+    /// `auto` until the first record, then the format that parsed it.
+    pub format: &'static str,
+    pub step: Option<f64>,
+    pub max_steps: Option<f64>,
+    pub known: [Option<f64>; 8],
+    /// Every other numeric key, as printed.
+    pub metrics: BTreeMap<String, f64>,
+    pub nonfinite: BTreeMap<String, u64>,
+    pub lines: u64,
+    pub records: u64,
+    pub parse_errors: u64,
+    pub skipped: [u64; 2],
+    pub keys_dropped: u64,
+    pub last_record: Option<f64>,
+    pub last_progress: Option<f64>,
+    /// The end-of-training summary was seen (and no progress since).
+    pub finished: bool,
+    step_from_records: bool,
+    rate_from_records: bool,
+    bar_total: Option<u64>,
+}
+
+impl RunState {
+    pub fn new(path: impl Into<String>, format: &'static str) -> Self {
+        RunState {
+            path: path.into(),
+            format,
+            step: None,
+            max_steps: None,
+            known: [None; 8],
+            metrics: BTreeMap::new(),
+            nonfinite: BTreeMap::new(),
+            lines: 0,
+            records: 0,
+            parse_errors: 0,
+            skipped: [0; 2],
+            keys_dropped: 0,
+            last_record: None,
+            last_progress: None,
+            finished: false,
+            step_from_records: false,
+            rate_from_records: false,
+            bar_total: None,
+        }
+    }
+
+    pub fn get(&self, k: Known) -> Option<f64> {
+        self.known[k as usize]
+    }
+
+    pub fn skip(&mut self, reason: SkipReason) {
+        self.skipped[reason as usize] += 1;
+    }
+
+    /// Whether the run is believed to be running at `now` (unix seconds).
+    pub fn active(&self, now: f64, limits: &Limits) -> bool {
+        let last = match (self.last_record, self.last_progress) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        !self.finished && now - last < limits.idle_seconds
+    }
+
+    /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
+    pub fn apply(&mut self, event: Event<'_>, now: f64, limits: &Limits) -> u64 {
+        match event {
+            Event::Record(r) => self.record(r, now, limits),
+            Event::Progress(p) => {
+                self.progress(p, now);
+                0
+            }
+            Event::Malformed(_) => {
+                self.parse_errors += 1;
+                0
+            }
+        }
+    }
+
+    fn set_step(&mut self, step: f64, now: f64) {
+        if self.step.is_none_or(|s| step > s) {
+            self.last_progress = Some(now);
+            self.finished = false;
+        }
+        self.step = Some(step);
+    }
+
+    fn progress(&mut self, p: Progress, now: f64) {
+        let Some(total) = p.total else { return };
+        match self.bar_total {
+            None => self.bar_total = Some(total),
+            Some(t) if t == total => {}
+            // a new training bar (a second `train()` in the same process) starts at 0; after
+            // the end-of-training summary a bar is `evaluate()`'s, never the training bar
+            Some(_) if p.n == 0 && !self.finished => self.bar_total = Some(total),
+            Some(_) => return,
+        }
+        if !self.step_from_records {
+            self.set_step(p.n as f64, now);
+            self.max_steps = Some(total as f64);
+        }
+        if let (Some(rate), false) = (p.rate, self.rate_from_records) {
+            self.known[Known::StepsPerSecond as usize] = Some(rate);
+        }
+    }
+
+    fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
+        self.records += 1;
+        self.last_record = Some(now);
+        if self.format == "auto" {
+            self.format = r.format;
+        }
+        if let Some(m) = r.max_steps {
+            self.max_steps = Some(m);
+        }
+        if let Some(s) = r.step {
+            self.step_from_records = true;
+            self.set_step(s, now);
+        }
+        let mut dropped = 0;
+        for (key, v) in r.values {
+            if key.len() > limits.max_key_bytes {
+                dropped += 1;
+                continue;
+            }
+            if !v.is_finite() {
+                if let Some(c) = self.nonfinite.get_mut(key.as_ref()) {
+                    *c += 1;
+                } else if self.nonfinite.len() < limits.max_keys_per_run {
+                    self.nonfinite.insert(key.to_string(), 1);
+                } else {
+                    dropped += 1;
+                }
+            }
+            if let Some(k) = Known::from_key(&key) {
+                if k == Known::StepsPerSecond {
+                    self.rate_from_records = true;
+                }
+                self.known[k as usize] = Some(v);
+            } else if let Some(slot) = self.metrics.get_mut(key.as_ref()) {
+                *slot = v;
+            } else if self.metrics.len() < limits.max_keys_per_run {
+                self.metrics.insert(key.into_owned(), v);
+            } else {
+                dropped += 1;
+            }
+        }
+        if r.end_of_training {
+            self.finished = true;
+        }
+        self.keys_dropped += dropped;
+        dropped
+    }
+}
+
+/// All runs, fed by the tailer. Implements [`tail::Sink`]: each line is cleaned, parsed with
+/// its file's parser and applied to its run.
+#[derive(Debug)]
+pub struct Runs {
+    pub limits: Limits,
+    pub max_runs: usize,
+    pub runs: BTreeMap<String, Run>,
+    /// Files refused because `max_runs` was reached.
+    pub runs_dropped: u64,
+}
+
+/// One run: its state and the parser of its file.
+#[derive(Debug)]
+pub struct Run {
+    pub state: RunState,
+    parser: LineParser,
+    /// Read errors on the run's file (permission denied, a directory ...).
+    pub read_errors: u64,
+    warned_keys: bool,
+}
+
+impl Runs {
+    pub fn new(limits: Limits, max_runs: usize) -> Self {
+        Runs {
+            limits,
+            max_runs,
+            runs: BTreeMap::new(),
+            runs_dropped: 0,
+        }
+    }
+
+    /// Total keys dropped by the per-run cap, over all runs.
+    pub fn keys_dropped(&self) -> u64 {
+        self.runs.values().map(|r| r.state.keys_dropped).sum()
+    }
+}
+
+impl tail::Sink for Runs {
+    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+        if let Some(existing) = self.runs.get(run) {
+            if existing.state.path != path.to_string_lossy() {
+                tracing::warn!(run, path = %path.display(), other = %existing.state.path, "two files map to the same run name; ignoring the second");
+                return false;
+            }
+            return true;
+        }
+        if self.runs.len() >= self.max_runs {
+            if self.runs_dropped == 0 {
+                tracing::warn!(run, path = %path.display(), max_runs = self.max_runs, "run limit reached; further runs are counted in gpu_train_exporter_runs_dropped_total");
+            }
+            self.runs_dropped += 1;
+            return false;
+        }
+        tracing::info!(run, path = %path.display(), %format, "following log");
+        let fmt = if format == Format::Auto {
+            "auto"
+        } else {
+            format.as_str()
+        };
+        self.runs.insert(
+            run.to_string(),
+            Run {
+                state: RunState::new(path.to_string_lossy(), fmt),
+                parser: LineParser::new(format),
+                read_errors: 0,
+                warned_keys: false,
+            },
+        );
+        true
+    }
+
+    fn line(&mut self, run: &str, line: &[u8], time: f64) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        r.state.lines += 1;
+        if clean::looks_binary(line) {
+            r.state.skip(SkipReason::Binary);
+            return;
+        }
+        let cleaned = clean(line);
+        let Some(event) = r.parser.parse(&cleaned) else {
+            return;
+        };
+        let dropped = r.state.apply(event, time, &self.limits);
+        if dropped > 0 && !r.warned_keys {
+            r.warned_keys = true;
+            tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
+        }
+    }
+
+    fn too_long(&mut self, run: &str) {
+        if let Some(r) = self.runs.get_mut(run) {
+            r.state.lines += 1;
+            r.state.skip(SkipReason::TooLong);
+        }
+    }
+
+    fn event(&mut self, run: &str, event: &FileEvent) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        match event {
+            FileEvent::Error(msg) => {
+                r.read_errors += 1;
+                tracing::warn!(run, path = %r.state.path, error = %msg, "cannot read log");
+            }
+            FileEvent::Deleted => tracing::info!(run, path = %r.state.path, "log file deleted"),
+            FileEvent::Rotated => tracing::info!(run, path = %r.state.path, "log file rotated"),
+            FileEvent::Truncated => tracing::info!(run, path = %r.state.path, "log file truncated"),
+            FileEvent::Opened => {}
+        }
+    }
+
+    fn forget(&mut self, run: &str) {
+        tracing::info!(
+            run,
+            "log gone past the idle limit; dropping the run's series"
+        );
+        self.runs.remove(run);
+    }
+}
+
+/// Shares [`Runs`] between the tailer thread and the HTTP server.
+impl tail::Sink for &Mutex<Runs> {
+    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+        lock(self).open(run, path, format)
+    }
+    fn line(&mut self, run: &str, line: &[u8], time: f64) {
+        lock(self).line(run, line, time)
+    }
+    fn too_long(&mut self, run: &str) {
+        lock(self).too_long(run)
+    }
+    fn event(&mut self, run: &str, event: &FileEvent) {
+        lock(self).event(run, event)
+    }
+    fn forget(&mut self, run: &str) {
+        lock(self).forget(run)
+    }
+}
+
+/// Locks, ignoring poisoning: the state stays usable even if a holder panicked.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(run: &mut RunState, lines: &[&str], now: f64) {
+        let mut p = LineParser::new(Format::Auto);
+        for l in lines {
+            let c = clean(l.as_bytes());
+            if let Some(e) = p.parse(&c) {
+                run.apply(e, now, &Limits::default());
+            }
+        }
+    }
+
+    #[test]
+    fn hf_step_comes_from_the_training_bar_not_the_eval_bar() {
+        let mut r = RunState::new("x", "auto");
+        feed(
+            &mut r,
+            &[
+                " 3%|▎         | 10/300 [00:03<02:14,  2.16it/s]",
+                "{'loss': '5.951', 'grad_norm': '2.706', 'learning_rate': '0.000225', 'epoch': '0.05155'}",
+                " 40%|████      | 2/5 [00:00<00:00, 13.44it/s]\x1b[A",
+            ],
+            100.0,
+        );
+        assert_eq!((r.step, r.max_steps), (Some(10.0), Some(300.0)));
+        assert_eq!(r.get(Known::Loss), Some(5.951));
+        assert_eq!(r.get(Known::StepsPerSecond), Some(2.16));
+        assert_eq!(r.format, "hf");
+        assert_eq!(r.last_progress, Some(100.0));
+    }
+
+    #[test]
+    fn filtered_nan_counts_grad_norm() {
+        let mut r = RunState::new("x", "auto");
+        feed(
+            &mut r,
+            &["{'loss': '0', 'grad_norm': 'nan', 'learning_rate': '1e-05'}"],
+            1.0,
+        );
+        assert_eq!(r.get(Known::Loss), Some(0.0));
+        assert_eq!(r.nonfinite.get("grad_norm"), Some(&1));
+        assert!(r.get(Known::GradNorm).unwrap().is_nan());
+    }
+
+    #[test]
+    fn summary_ends_the_run_and_new_progress_restarts_it() {
+        let lim = Limits::default();
+        let mut r = RunState::new("x", "auto");
+        feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 10.0);
+        assert!(r.active(20.0, &lim));
+        assert!(!r.active(10.0 + 3600.0, &lim));
+        feed(&mut r, &["{'train_runtime': 9.0, 'train_loss': 1.0}"], 11.0);
+        assert!(!r.active(12.0, &lim));
+        feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
+        assert!(r.active(14.0, &lim));
+    }
+
+    #[test]
+    fn key_cap_drops_and_counts() {
+        let lim = Limits {
+            max_keys_per_run: 3,
+            ..Limits::default()
+        };
+        let mut r = RunState::new("x", "auto");
+        let mut p = LineParser::new(Format::Auto);
+        let line = "{'a': 1, 'b': 2, 'c': 3, 'd': 4, 'e': 5, 'loss': 1}";
+        let c = clean(line.as_bytes());
+        let dropped = r.apply(p.parse(&c).unwrap(), 0.0, &lim);
+        assert_eq!(dropped, 2);
+        assert_eq!(r.metrics.len(), 3);
+        assert_eq!(r.get(Known::Loss), Some(1.0));
+    }
+}

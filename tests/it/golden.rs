@@ -1,0 +1,143 @@
+//! Golden tests (mtail's one-shot style): `parse` on each real trainer log, compared with a
+//! reviewed expected file, plus targeted assertions on the values that matter.
+//!
+//! To review a change: `GOLDEN_UPDATE=1 cargo test golden` writes `*.actual` files beside
+//! the expected ones; diff them by hand and copy over only what is right.
+
+use crate::harness::*;
+
+fn parse_fixture(rel: &str) -> String {
+    let out = std::process::Command::new(bin())
+        .current_dir(root().join("tests/fixtures"))
+        .args(["parse", rel])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn check_golden(rel: &str) -> String {
+    let got = parse_fixture(rel);
+    let expected_path = root()
+        .join("tests/golden")
+        .join(format!("{}.prom", rel.replace('/', "__")));
+    if std::env::var("GOLDEN_UPDATE").is_ok() {
+        std::fs::write(expected_path.with_extension("prom.actual"), &got).unwrap();
+    }
+    let expected = std::fs::read_to_string(&expected_path)
+        .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
+    if got != expected {
+        let diff = got
+            .lines()
+            .zip(expected.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b);
+        panic!(
+            "{rel}: output differs from {}: first difference {diff:?}",
+            expected_path.display()
+        );
+    }
+    got
+}
+
+#[test]
+fn transformers_normal() {
+    let out = check_golden("transformers/train-normal.log");
+    let run = [("run", "transformers/train-normal.log")];
+    assert_eq!(value(&out, "training_loss", &run), Some(1.563));
+    assert_eq!(value(&out, "training_step", &run), Some(300.0));
+    assert_eq!(value(&out, "training_max_steps", &run), Some(300.0));
+    // the last eval is trainer.evaluate()'s raw-float dict after the summary
+    assert_eq!(
+        value(&out, "training_eval_loss", &run),
+        Some(1.500596284866333)
+    );
+    assert_eq!(
+        value(&out, "training_metric", &[run[0], ("key", "train_loss")]),
+        Some(2.568)
+    );
+    // 30 logging dicts + 6 eval dicts + summary + final evaluate; TrainOutput(...) is not one
+    assert_eq!(value(&out, "training_records_total", &run), Some(38.0));
+    assert!(samples(&out, "training_nonfinite_values_total").is_empty());
+}
+
+#[test]
+fn transformers_diverge() {
+    let out = check_golden("transformers/train-diverge.log");
+    let run = ("run", "transformers/train-diverge.log");
+    assert!(value(&out, "training_loss", &[run]).unwrap().is_nan());
+    // loss is nan from step 50 on: 26 logging dicts of 30; 6 evals + the final evaluate
+    assert_eq!(
+        value(
+            &out,
+            "training_nonfinite_values_total",
+            &[run, ("key", "loss")]
+        ),
+        Some(26.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            "training_nonfinite_values_total",
+            &[run, ("key", "grad_norm")]
+        ),
+        Some(26.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            "training_nonfinite_values_total",
+            &[run, ("key", "eval_loss")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(value(&out, "training_learning_rate", &[run]), Some(14.95));
+}
+
+#[test]
+fn swift_console() {
+    let out = check_golden("ms-swift/train.log");
+    let run = [("run", "ms-swift/train.log")];
+    assert_eq!(value(&out, "training_step", &run), Some(100.0));
+    assert_eq!(value(&out, "training_max_steps", &run), Some(100.0));
+    assert_eq!(value(&out, "training_loss", &run), Some(2.11));
+    assert_eq!(value(&out, "training_eval_loss", &run), Some(2.092));
+    assert_eq!(
+        value(
+            &out,
+            "training_metric",
+            &[run[0], ("key", "eval_token_acc")]
+        ),
+        Some(0.6833)
+    );
+    // train_speed(s/it) 0.04193 in the last dict
+    let sps = value(&out, "training_steps_per_second", &run).unwrap();
+    assert!((sps - 1.0 / 0.04193).abs() < 1e-9, "{sps}");
+}
+
+#[test]
+fn swift_console_offline_hub_check() {
+    let out = check_golden("ms-swift/train-hub-check-offline.log");
+    let run = [("run", "ms-swift/train-hub-check-offline.log")];
+    assert_eq!(value(&out, "training_step", &run), Some(100.0));
+    assert_eq!(value(&out, "training_parse_errors_total", &run), Some(0.0));
+}
+
+#[test]
+fn swift_logging_jsonl_does_not_replay_history() {
+    let rel = "ms-swift/output/v0-20261128-120712/logging.jsonl";
+    let out = check_golden(rel);
+    let run = [("run", rel)];
+    // 20 train records, 4 evals, the summary and the final line: 27 lines, 27 records; the
+    // log_history in the final line is skipped, so the loss stays at the last record's
+    assert_eq!(value(&out, "training_records_total", &run), Some(27.0));
+    assert_eq!(value(&out, "training_loss", &run), Some(2.10989571));
+    assert_eq!(
+        value(&out, "training_metric", &[run[0], ("key", "best_metric")]),
+        Some(2.09178305)
+    );
+}

@@ -1,0 +1,318 @@
+//! Test harness: a temp dir per test, the real daemon binary on a loopback port, a tiny
+//! HTTP client, and an exposition reader.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gpu-train-exporter")
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The trainer logs under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+/// Runs the binary to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run binary")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A running daemon, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon on a free loopback port with `args` and waits for `/healthz`.
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let port = free_port();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        let child = cmd.spawn().expect("spawn daemon");
+        let mut d = Daemon {
+            child,
+            port,
+            stderr_path,
+            _dir: dir,
+        };
+        let ok = wait_for(Duration::from_secs(20), || {
+            if let Ok(Some(_)) = d.child.try_wait() {
+                return true;
+            }
+            http_get(d.port, "/healthz").is_ok_and(|(s, _)| s == 200)
+        });
+        if !ok || d.child.try_wait().ok().flatten().is_some() {
+            panic!("daemon did not start: {}", d.stderr());
+        }
+        d
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path).expect("GET")
+    }
+
+    pub fn scrape(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until `name{labels}` has value `want` (or the timeout passes) and returns the
+    /// last value seen.
+    pub fn wait_value(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: f64,
+        timeout: Duration,
+    ) -> Option<f64> {
+        let mut last = None;
+        wait_for(timeout, || {
+            last = value(&self.scrape(), name, labels);
+            last.is_some_and(|v| v == want || (v.is_nan() && want.is_nan()))
+        });
+        last
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), 15);
+        let mut status = None;
+        wait_for(Duration::from_secs(10), || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.expect("daemon exits on SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 with extra headers; returns status and body.
+pub fn http_get_with(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, head.to_string(), body))
+}
+
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(port, path, &[]).map(|(s, _, b)| (s, b))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the sample `name` whose labels include `labels`, from an exposition.
+pub fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(exposition, name)
+        .into_iter()
+        .find(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, v)| v)
+}
+
+/// Every sample of `name`: its labels and value.
+pub fn samples(exposition: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for line in exposition.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, val) = if let Some(r) = rest.strip_prefix('{') {
+            let Some(end) = find_label_end(r) else {
+                continue;
+            };
+            (parse_labels(&r[..end]), r[end + 1..].trim())
+        } else if rest.starts_with(' ') {
+            (Vec::new(), rest.trim())
+        } else {
+            continue;
+        };
+        let v = match val.split_whitespace().next().unwrap_or("") {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            x => match x.parse() {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+        };
+        out.push((labels, v));
+    }
+    out
+}
+
+fn find_label_end(s: &str) -> Option<usize> {
+    let mut in_str = false;
+    let mut esc = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if esc => esc = false,
+            '\\' => esc = true,
+            '"' => in_str = !in_str,
+            '}' if !in_str => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some((k, r)) = rest.split_once("=\"") {
+        let mut val = String::new();
+        let mut chars = r.char_indices();
+        let mut end = r.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => val.push('\n'),
+                    Some((_, c)) => val.push(c),
+                    None => {}
+                },
+                '"' => {
+                    end = i;
+                    break;
+                }
+                c => val.push(c),
+            }
+        }
+        out.push((k.trim_start_matches(',').trim().to_string(), val));
+        rest = &r[(end + 1).min(r.len())..];
+    }
+    out
+}
+
+/// Appends `text` to `path`, creating it.
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Whether a tool is on PATH. Under `CI=true` a missing tool fails the test instead of
+/// skipping it.
+pub fn require_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name} is required under CI=true (install it: .ci/run does)");
+        }
+        eprintln!("skipping: {name} not installed");
+    }
+    found
+}

@@ -144,11 +144,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, "listening");
-        axum::serve(listener, crate::http::app(state.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        tracing::info!(
+            address = %listener.local_addr()?,
+            path = %config.telemetry_path,
+            tls = config.web.tls.is_some(),
+            basic_auth = !config.web.users.is_empty(),
+            "listening"
+        );
+        crate::web::serve(
+            listener,
+            crate::http::app(state.clone()),
+            &config.web,
+            config.web_limits,
+            shutdown_signal(),
+        )
+        .await
+        .context("serving HTTP")
     });
     stop.store(true, Ordering::Relaxed);
     let _ = tailer.join();

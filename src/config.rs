@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
+use crate::web::{Limits as WebLimits, WebConfig};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = ":9842";
@@ -68,6 +69,15 @@ pub struct Flags {
     /// Path under which to expose metrics [default: /metrics].
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
+    /// Web config file (exporter-toolkit format): TLS, basic auth, response headers.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Most connections served at once; more wait to be accepted [default: 128].
+    #[arg(long = "web.max-connections", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Deadline for a client's TLS handshake and request headers [default: 10s].
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION")]
+    pub read_header_timeout: Option<String>,
     /// Log level of the daemon's own messages: error, warn, info, debug [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -109,6 +119,10 @@ pub struct File {
 pub struct WebFile {
     pub listen_address: Option<String>,
     pub telemetry_path: Option<String>,
+    /// Path of the web config file (TLS, basic auth); relative to this file's directory.
+    pub config_file: Option<String>,
+    pub max_connections: Option<usize>,
+    pub read_header_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +151,9 @@ pub struct Config {
     pub limits: Limits,
     pub max_runs: usize,
     pub tail: TailOptions,
+    /// TLS, basic auth and headers from the web config file (plain HTTP without one).
+    pub web: WebConfig,
+    pub web_limits: WebLimits,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -182,7 +199,26 @@ impl Config {
             Some(p) => read_file(p)?,
             None => File::default(),
         };
-        Config::build(flags, file)
+        let base = flags
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        Config::build_in(flags, file, base)
+    }
+
+    /// [`Config::build`], with a relative `web.config_file` taken from `base`.
+    pub fn build_in(flags: &Flags, file: File, base: &Path) -> Result<Config, ConfigError> {
+        let web_file = match (&flags.web_config_file, &file.web.config_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(p)) => Some(base.join(p)),
+            (None, None) => None,
+        };
+        let mut c = Config::build(flags, file)?;
+        if let Some(p) = web_file {
+            c.web = crate::web::load(&p)?;
+        }
+        Ok(c)
     }
 
     /// Merges flags over the file and validates everything.
@@ -316,7 +352,35 @@ impl Config {
             return Err(invalid("rescan_interval", "must be at least 100ms"));
         }
 
+        let max_connections = flags
+            .max_connections
+            .or(file.web.max_connections)
+            .unwrap_or(WebLimits::default().max_connections);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(invalid(
+                if flags.max_connections.is_some() {
+                    "--web.max-connections"
+                } else {
+                    "web.max_connections"
+                },
+                "must be between 1 and 65536",
+            ));
+        }
+        let header_timeout = duration(
+            flags.read_header_timeout.as_deref(),
+            "--web.read-header-timeout",
+            file.web.read_header_timeout.as_deref(),
+            "web.read_header_timeout",
+            "10s",
+        )?;
+
         Ok(Config {
+            web: WebConfig::default(),
+            web_limits: WebLimits {
+                max_connections,
+                header_timeout,
+                ..WebLimits::default()
+            },
             listen,
             telemetry_path,
             log_level,

@@ -3,7 +3,7 @@
 //! The pipeline, one module each:
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
-//! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
+//! [`http`] serves it, behind [`web`] (TLS, auth, connection limits). [`config`] validates flags and the file; [`app`] wires it all.
 
 pub mod app;
 pub mod config;
@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod parse;
 pub mod tail;
 pub mod training;
+pub mod web;

@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => {
-            match config::read_file(&file).and_then(|f| Config::build(&Flags::default(), f)) {
+            let base = file.parent().unwrap_or(std::path::Path::new("."));
+            match config::read_file(&file)
+                .and_then(|f| Config::build_in(&Flags::default(), f, base))
+            {
                 Ok(c) => {
                     println!("{}: ok ({} log source(s))", file.display(), c.sources.len());
                     ExitCode::SUCCESS

@@ -16,3 +16,6 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// TLS, basic auth, client certificates, headers, slowloris, connection limits, escaping
+#[path = "it/security.rs"]
+mod security;

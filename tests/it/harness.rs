@@ -65,6 +65,17 @@ impl Daemon {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_ready(args, env, |port| {
+            http_get(port, "/healthz").is_ok_and(|(s, _)| s == 200)
+        })
+    }
+
+    /// Starts the daemon and waits until `ready(port)` holds (for a TLS listener, say).
+    pub fn start_ready(
+        args: &[&str],
+        env: &[(&str, &str)],
+        mut ready: impl FnMut(u16) -> bool,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let port = free_port();
@@ -86,12 +97,17 @@ impl Daemon {
             if let Ok(Some(_)) = d.child.try_wait() {
                 return true;
             }
-            http_get(d.port, "/healthz").is_ok_and(|(s, _)| s == 200)
+            ready(d.port)
         });
         if !ok || d.child.try_wait().ok().flatten().is_some() {
             panic!("daemon did not start: {}", d.stderr());
         }
         d
+    }
+
+    /// Whether the process is still running.
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn stderr(&self) -> String {

@@ -212,7 +212,9 @@ impl Follower {
 
     fn head_changed(&self) -> bool {
         use std::os::unix::fs::FileExt;
-        let Some(f) = self.file.as_ref() else { return false };
+        let Some(f) = self.file.as_ref() else {
+            return false;
+        };
         if self.head.is_empty() {
             return false;
         }

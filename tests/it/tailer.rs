@@ -25,7 +25,10 @@ impl Sink for Collect {
         true
     }
     fn line(&mut self, run: &str, line: &[u8], _time: f64) {
-        self.lines.entry(run.to_string()).or_default().push(String::from_utf8_lossy(line).into_owned());
+        self.lines
+            .entry(run.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(line).into_owned());
     }
     fn too_long(&mut self, _run: &str) {}
     fn event(&mut self, run: &str, event: &FileEvent) {
@@ -47,7 +50,14 @@ fn opts() -> TailOptions {
 }
 
 fn tailer(pattern: &str, run: Option<&str>) -> Tailer {
-    Tailer::new(vec![Source { run: run.map(String::from), path: pattern.to_string(), format: Format::Auto }], opts())
+    Tailer::new(
+        vec![Source {
+            run: run.map(String::from),
+            path: pattern.to_string(),
+            format: Format::Auto,
+        }],
+        opts(),
+    )
 }
 
 fn lines(c: &Collect, run: &str) -> Vec<String> {
@@ -103,9 +113,17 @@ fn copytruncate_starts_again_from_the_beginning() {
     t.poll_once(&mut c);
     std::fs::copy(&p, dir.path().join("train.log.1")).unwrap();
     let ino = std::fs::metadata(&p).unwrap().ino();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&p).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
     append(&p, "x\n");
-    assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino, "copytruncate keeps the inode");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().ino(),
+        ino,
+        "copytruncate keeps the inode"
+    );
     t.poll_once(&mut c);
     assert_eq!(lines(&c, "r"), ["one", "two", "x"]);
     assert!(c.events.iter().any(|(_, e)| *e == FileEvent::Truncated));
@@ -133,8 +151,15 @@ fn deleted_file_is_forgotten_after_the_retention() {
     let p = dir.path().join("train.log");
     append(&p, "a\n");
     let mut t = Tailer::new(
-        vec![Source { run: Some("r".into()), path: p.display().to_string(), format: Format::Auto }],
-        TailOptions { forget_after: Duration::from_millis(50), ..opts() },
+        vec![Source {
+            run: Some("r".into()),
+            path: p.display().to_string(),
+            format: Format::Auto,
+        }],
+        TailOptions {
+            forget_after: Duration::from_millis(50),
+            ..opts()
+        },
     );
     let mut c = Collect::default();
     t.poll_once(&mut c);
@@ -165,13 +190,19 @@ fn glob_picks_up_a_new_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("output");
     std::fs::create_dir_all(out.join("v0-20261128-120712")).unwrap();
-    append(&out.join("v0-20261128-120712/logging.jsonl"), "{\"loss\": 1}\n");
+    append(
+        &out.join("v0-20261128-120712/logging.jsonl"),
+        "{\"loss\": 1}\n",
+    );
     let mut t = tailer(&format!("{}/*/logging.jsonl", out.display()), Some("swift"));
     let mut c = Collect::default();
     t.poll_once(&mut c);
     assert_eq!(lines(&c, "swift/v0-20261128-120712").len(), 1);
     std::fs::create_dir_all(out.join("v1-20261128-130000")).unwrap();
-    append(&out.join("v1-20261128-130000/logging.jsonl"), "{\"loss\": 2}\n");
+    append(
+        &out.join("v1-20261128-130000/logging.jsonl"),
+        "{\"loss\": 2}\n",
+    );
     t.poll_once(&mut c);
     assert_eq!(lines(&c, "swift/v1-20261128-130000"), ["{\"loss\": 2}"]);
 }
@@ -236,7 +267,11 @@ fn model_random_write_rotate_truncate() {
                     t.poll_once(&mut c);
                     rotated_since_poll = false;
                     if pending.is_empty() {
-                        std::fs::OpenOptions::new().write(true).truncate(true).open(&p).unwrap();
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .truncate(true)
+                            .open(&p)
+                            .unwrap();
                     }
                 }
                 _ => {

@@ -137,7 +137,20 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
     let file: WebConfigFile = if text.trim().is_empty() {
         WebConfigFile::default()
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| file_err(e.to_string()))?
+        // Through a tree, as the main config, so that a type error names its key.
+        let tree: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+            file_err(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid YAML")
+                    .to_string(),
+            )
+        })?;
+        serde_path_to_error::deserialize::<_, WebConfigFile>(tree).map_err(|e| {
+            let key = e.path().to_string();
+            file_err(format!("{key}: {}", e.into_inner()))
+        })?
     };
     let base = path.parent().unwrap_or(Path::new("."));
     build(file, base).map_err(|e| match e {

@@ -19,3 +19,6 @@ mod daemon;
 // TLS, basic auth, client certificates, headers, slowloris, connection limits, escaping
 #[path = "it/security.rs"]
 mod security;
+// deploy/ checked offline: manifests, PrometheusRule vs alerts/, systemd, Dockerfile, compose
+#[path = "it/deploy.rs"]
+mod deploy;

@@ -22,3 +22,9 @@ mod security;
 // deploy/ checked offline: manifests, PrometheusRule vs alerts/, systemd, Dockerfile, compose
 #[path = "it/deploy.rs"]
 mod deploy;
+// soak: rotating logs at 10,000 lines/s under 100 scrapes/s; no record lost, RSS flat
+#[path = "it/soak.rs"]
+mod soak;
+// faults: log dir deleted, log replaced by a directory, permission denied, short writes, 1,000 connections
+#[path = "it/faults.rs"]
+mod faults;

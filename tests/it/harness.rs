@@ -74,12 +74,30 @@ impl Daemon {
     pub fn start_ready(
         args: &[&str],
         env: &[(&str, &str)],
+        ready: impl FnMut(u16) -> bool,
+    ) -> Daemon {
+        Self::start_wrapped(&[], args, env, ready)
+    }
+
+    /// Starts the daemon through `wrapper` (a command that execs its arguments, such as
+    /// `setpriv --reuid=65534 ...`), then waits until `ready(port)` holds.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
         mut ready: impl FnMut(u16) -> bool,
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let port = free_port();
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
@@ -108,6 +126,18 @@ impl Daemon {
     /// Whether the process is still running.
     pub fn child_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The daemon's resident set size in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     pub fn stderr(&self) -> String {

@@ -129,34 +129,37 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 /// Reads and validates a web config file. Relative paths inside it are taken from the
 /// file's own directory, as the exporter-toolkit does.
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-    let file_err = |message: String| ConfigError::File {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         path: path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        message: e.to_string(),
+    })?;
+    from_str(&text, path.parent().unwrap_or(Path::new("."))).map_err(|e| match e {
+        ConfigError::Invalid { key, message } => ConfigError::File {
+            path: path.display().to_string(),
+            message: if key == "." {
+                message
+            } else {
+                format!("{key}: {message}")
+            },
+        },
+        other => other,
+    })
+}
+
+/// Parses and validates web config text; relative file names are taken from `base`.
+pub fn from_str(text: &str, base: &Path) -> Result<WebConfig, ConfigError> {
     let file: WebConfigFile = if text.trim().is_empty() {
         WebConfigFile::default()
     } else {
         // Through a tree, as the main config, so that a type error names its key.
-        let tree: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-            file_err(
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid YAML")
-                    .to_string(),
-            )
+        let tree: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+            let first = e.to_string();
+            invalid(".", first.lines().next().unwrap_or("invalid YAML"))
         })?;
-        serde_path_to_error::deserialize::<_, WebConfigFile>(tree).map_err(|e| {
-            let key = e.path().to_string();
-            file_err(format!("{key}: {}", e.into_inner()))
-        })?
+        serde_path_to_error::deserialize::<_, WebConfigFile>(tree)
+            .map_err(|e| invalid(&e.path().to_string(), e.into_inner().to_string()))?
     };
-    let base = path.parent().unwrap_or(Path::new("."));
-    build(file, base).map_err(|e| match e {
-        ConfigError::Invalid { key, message } => file_err(format!("{key}: {message}")),
-        other => other,
-    })
+    build(file, base)
 }
 
 /// Validates a parsed web config; relative file names are resolved against `base`.
@@ -222,6 +225,23 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Reads a certificate or key file: a regular file of at most 1 MiB (not a device or a
+/// pipe that would never end).
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    const LIMIT: u64 = 1 << 20;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut out = Vec::new();
+    f.take(LIMIT + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > LIMIT {
+        return Err(io::Error::other("larger than 1 MiB"));
+    }
+    Ok(out)
+}
+
 fn read_pem(
     base: &Path,
     file: Option<&str>,
@@ -234,7 +254,7 @@ fn read_pem(
             &format!("tls_server_config.{key}"),
             format!("give either {key} or {stem}, not both"),
         )),
-        (Some(f), None) => std::fs::read(resolve(base, f))
+        (Some(f), None) => read_small(&resolve(base, f))
             .map_err(|e| invalid(&format!("tls_server_config.{key}"), format!("{f}: {e}"))),
         (None, Some(pem)) => Ok(pem.as_bytes().to_vec()),
         (None, None) => Err(invalid(
@@ -318,7 +338,7 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, ConfigErr
                     format!("is required with client_auth_type {auth}"),
                 ));
             };
-            let pem = std::fs::read(resolve(base, ca))
+            let pem = read_small(&resolve(base, ca))
                 .map_err(|e| invalid("tls_server_config.client_ca_file", format!("{ca}: {e}")))?;
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(&pem) {
@@ -631,6 +651,13 @@ mod tests {
         assert!(e.starts_with("tls_server_config.cert_file"), "{e}");
         let e = parse("tls_server_config:\n  cipher_suites: []\n").unwrap_err();
         assert!(e.contains("cipher_suites"), "{e}");
+    }
+
+    #[test]
+    fn certificate_paths_must_be_small_regular_files() {
+        let e = parse("tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n")
+            .unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]

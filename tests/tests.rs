@@ -28,3 +28,6 @@ mod soak;
 // faults: log dir deleted, log replaced by a directory, permission denied, short writes, 1,000 connections
 #[path = "it/faults.rs"]
 mod faults;
+// the fuzz targets of fuzz/ on stable: corpus plus seeded mutations, bounded in time
+#[path = "it/fuzz.rs"]
+mod fuzz;

@@ -75,7 +75,9 @@ fn strip_ansi(s: &str) -> (String, bool) {
                 while i < b.len() && (0x20..=0x3f).contains(&b[i]) {
                     i += 1;
                 }
-                if i < b.len() {
+                // a final byte outside 0x40..=0x7e (say, the start of a UTF-8 character)
+                // ends a broken sequence without being part of it
+                if i < b.len() && (0x40..=0x7e).contains(&b[i]) {
                     if b[i] == b'A' {
                         up = true;
                     }
@@ -295,6 +297,15 @@ pub fn timestamp_len(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csi_whose_final_byte_starts_a_utf8_character() {
+        // found by fuzzing: the broken sequence must not cut the character in two
+        let raw = "bar ?it/s\u{e0}]\x1b[\u{f1}A".as_bytes();
+        let c = clean(raw);
+        assert!(c.text.ends_with('A'), "{:?}", c.text);
+        assert!(!c.cursor_up);
+    }
 
     fn c(s: &str) -> String {
         clean(s.as_bytes()).text.into_owned()

@@ -56,9 +56,11 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
     let first_bar = head.find('|').unwrap_or(head.len());
     let mut desc = head[..first_bar].trim_end();
     if let Some(pct) = desc.rfind(|c: char| !(c.is_ascii_digit() || c == '%' || c == ' ')) {
-        let tail = &desc[pct + 1..];
+        // the end of that character, which need not be one byte long
+        let end = pct + desc[pct..].chars().next().map_or(1, char::len_utf8);
+        let tail = &desc[end..];
         if tail.trim().ends_with('%') || tail.trim().is_empty() {
-            desc = &desc[..pct + 1];
+            desc = &desc[..end];
         }
     } else {
         desc = "";
@@ -115,6 +117,14 @@ fn parse_rate(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn description_ending_in_a_multibyte_character() {
+        // found by fuzzing: `60\u{96}%|` cut inside the character before the percentage
+        let b =
+            parse(" 60\u{fffd}%|\u{2588}\u{2588}    | 180/300 [01:26<02:26,  1.22s/it]").unwrap();
+        assert_eq!((b.n, b.total), (180, Some(300)));
+    }
 
     #[test]
     fn hf_bar() {

@@ -1,0 +1,4 @@
+//! cargo fuzz target: [`gpu_train_exporter_fuzz::config`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gpu_train_exporter_fuzz::config(data));

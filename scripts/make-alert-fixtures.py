@@ -1,12 +1,20 @@
-"""Makes tests/fixtures/transformers/train-noisy.log: a healthy Hugging Face Trainer run whose
-logged loss is noisy (batches of 2, half learnable sequences, half random tokens, logged every
-2 steps), for the alert tests that must stay silent on ordinary noise.
+"""Makes the trainer logs of the alert tests with a real Hugging Face Trainer on the CPU.
+
+noisy: tests/fixtures/transformers/train-noisy.log, a healthy run whose logged loss is noisy
+(batches of 2, half learnable sequences, half random tokens, logged every 2 steps): the
+divergence alert must stay silent on it.
+
+nan-filtered: tests/fixtures/transformers/train-nan-filtered.log, the same model pushed to
+diverge (SGD warming up to a huge learning rate, no clipping) with the default
+logging_nan_inf_filter=True: the printed loss stays finite while grad_norm reads nan.
 
     python3 -m venv /tmp/hf && /tmp/hf/bin/pip install torch transformers accelerate
-    /tmp/hf/bin/python scripts/make-noisy-fixture.py > tests/fixtures/transformers/train-noisy.log 2>&1
+    /tmp/hf/bin/python scripts/make-alert-fixtures.py noisy > tests/fixtures/transformers/train-noisy.log 2>&1
+    /tmp/hf/bin/python scripts/make-alert-fixtures.py nan-filtered > tests/fixtures/transformers/train-nan-filtered.log 2>&1
 """
 
 import random
+import sys
 
 import torch
 from torch.utils.data import Dataset
@@ -38,11 +46,31 @@ class Mixed(Dataset):
 
 
 def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "noisy"
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=VOCAB, n_positions=SEQ, n_embd=64, n_layer=2, n_head=2
     )
     model = GPT2LMHeadModel(config)
+    if mode == "nan-filtered":
+        args = TrainingArguments(
+            output_dir="/tmp/nan-out",
+            max_steps=120,
+            per_device_train_batch_size=8,
+            optim="sgd",
+            learning_rate=200.0,
+            warmup_steps=60,
+            max_grad_norm=0.0,
+            logging_steps=5,
+            logging_nan_inf_filter=True,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=Mixed(2000, 1))
+        trainer.train()
+        return
     args = TrainingArguments(
         output_dir="/tmp/noisy-out",
         max_steps=400,

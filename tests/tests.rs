@@ -16,3 +16,6 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
+#[path = "it/alerts.rs"]
+mod alerts;

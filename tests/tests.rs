@@ -19,3 +19,6 @@ mod daemon;
 // alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
 #[path = "it/alerts.rs"]
 mod alerts;
+// Grafana dashboards: JSON model, valid PromQL, only metrics the daemon serves
+#[path = "it/dashboards.rs"]
+mod dashboards;

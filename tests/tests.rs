@@ -22,3 +22,6 @@ mod alerts;
 // Grafana dashboards: JSON model, valid PromQL, only metrics the daemon serves
 #[path = "it/dashboards.rs"]
 mod dashboards;
+// daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
+#[path = "it/alerting_e2e.rs"]
+mod alerting_e2e;

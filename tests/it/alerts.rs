@@ -60,7 +60,12 @@ fn promtool_checks_the_rule_files() {
     if !require_tool("promtool") {
         return;
     }
-    let out = run_tool(Command::new("promtool").arg("check").arg("rules").args(rule_files()));
+    let out = run_tool(
+        Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .args(rule_files()),
+    );
     assert_eq!(out.matches("SUCCESS").count(), 3, "{out}");
 }
 
@@ -75,7 +80,9 @@ fn every_alert_has_severity_summary_description_and_a_runbook_section() {
     let rules = rules();
     assert!(rules.len() >= 16, "{} rules", rules.len());
     for (file, r) in rules {
-        let name = r["alert"].as_str().unwrap_or_else(|| panic!("{file:?}: {r}"));
+        let name = r["alert"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file:?}: {r}"));
         assert!(
             name.chars().next().unwrap().is_ascii_uppercase() && !name.contains(['_', ' ']),
             "{name} is not CamelCase"
@@ -121,7 +128,12 @@ fn promtool_unit_tests_pass_and_cover_every_alert() {
         .collect();
     files.sort();
     assert!(files.len() >= 3);
-    let out = run_tool(Command::new("promtool").arg("test").arg("rules").args(&files));
+    let out = run_tool(
+        Command::new("promtool")
+            .arg("test")
+            .arg("rules")
+            .args(&files),
+    );
     assert_eq!(out.matches("SUCCESS").count(), files.len(), "{out}");
 
     // each alert has a case where it fires (non-empty exp_alerts) and one where it does not,
@@ -264,7 +276,12 @@ fn input_series(run: &str, samples: &[Sample]) -> String {
     let mut out = String::new();
     for (name, values) in series {
         let values: Vec<String> = values.into_iter().map(fmt_value).collect();
-        writeln!(out, "      - series: '{name}'\n        values: '{}'", values.join(" ")).unwrap();
+        writeln!(
+            out,
+            "      - series: '{name}'\n        values: '{}'",
+            values.join(" ")
+        )
+        .unwrap();
     }
     out
 }
@@ -377,7 +394,10 @@ fn the_filtered_nan_trap_still_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let samples = replay(&log("transformers/train-nan-filtered.log"), 30);
     let (k, nan) = nan_alert_check("filtered", &samples);
-    assert_eq!(samples[k].nonfinite.keys().collect::<Vec<_>>(), ["grad_norm"]);
+    assert_eq!(
+        samples[k].nonfinite.keys().collect::<Vec<_>>(),
+        ["grad_norm"]
+    );
     assert!(samples[k].loss.unwrap() > 1e11, "the blow-up record");
     assert!(samples[k + 1..]
         .iter()
@@ -413,7 +433,11 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
     ] {
         // 90 more minutes after the end: finished runs do not stall, crash or slow down
         let samples = replay(&log(rel), 90);
-        assert!(samples.len() - 90 >= min_records, "{rel}: {}", samples.len());
+        assert!(
+            samples.len() - 90 >= min_records,
+            "{rel}: {}",
+            samples.len()
+        );
         assert!(
             samples.iter().all(|s| s.nonfinite.is_empty()),
             "{rel} has no NaN"
@@ -427,7 +451,12 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
             assert!(hi / lo > 2.0, "noisy: {lo}..{hi}");
         }
         let end = samples.len() - 1;
-        promtool_test(dir.path(), run, &samples, &fired_alerts_check(run, end, &[]));
+        promtool_test(
+            dir.path(),
+            run,
+            &samples,
+            &fired_alerts_check(run, end, &[]),
+        );
     }
 }
 
@@ -484,8 +513,14 @@ fn amtool_checks_the_alertmanager_config() {
     assert!(out.contains("SUCCESS"), "{out}");
     assert!(out.contains("2 inhibit rules"), "{out}");
     let cfg = std::fs::read_to_string(root().join("alerts/alertmanager.yml")).unwrap();
-    assert!(cfg.contains("api_url_file:"), "the webhook URL comes from a file");
-    assert!(!cfg.contains("hooks.slack.com"), "no webhook URL in the config");
+    assert!(
+        cfg.contains("api_url_file:"),
+        "the webhook URL comes from a file"
+    );
+    assert!(
+        !cfg.contains("hooks.slack.com"),
+        "no webhook URL in the config"
+    );
 }
 
 #[test]
@@ -533,9 +568,15 @@ fn slack_templates_render_run_runbook_and_dashboard_links() {
         "[FIRING:1] TrainingLossNaN on node1:9842"
     );
     let text = render("gte.slack.text");
-    assert!(text.contains("*CRITICAL* A training run logged a NaN or infinite value."), "{text}");
+    assert!(
+        text.contains("*CRITICAL* A training run logged a NaN or infinite value."),
+        "{text}"
+    );
     assert!(text.contains("run: `llama/v0-20261128`"), "{text}");
-    assert!(text.contains(&format!("<{RUNBOOK}#traininglossnan|Runbook>")), "{text}");
+    assert!(
+        text.contains(&format!("<{RUNBOOK}#traininglossnan|Runbook>")),
+        "{text}"
+    );
     assert!(
         text.contains("/d/gte-training/gpu-train-exporter-training?var-instance=node1%3A9842&var-run=llama%2Fv0-20261128|Dashboard>"),
         "{text}"

@@ -15,8 +15,10 @@ use promql_parser::parser::{self, Expr};
 use crate::harness::{append, fixture, root, samples, Daemon};
 
 /// The dashboards and their stable uids.
-pub const DASHBOARDS: [(&str, &str); 2] =
-    [("training.json", "gte-training"), ("gpu-node.json", "gte-gpu-node")];
+pub const DASHBOARDS: [(&str, &str); 2] = [
+    ("training.json", "gte-training"),
+    ("gpu-node.json", "gte-gpu-node"),
+];
 
 pub fn load(name: &str) -> serde_json::Value {
     let path = root().join("dashboards").join(name);
@@ -240,7 +242,10 @@ fn dashboards_use_the_current_json_model() {
         let mut types = BTreeSet::new();
         for p in d["panels"].as_array().unwrap() {
             let title = p["title"].as_str().unwrap();
-            assert!(ids.insert(p["id"].as_u64().unwrap()), "{name}: duplicate id");
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{name}: duplicate id"
+            );
             let ty = p["type"].as_str().unwrap();
             assert!(
                 ["row", "timeseries", "stat", "state-timeline", "table"].contains(&ty),
@@ -290,7 +295,10 @@ fn dashboards_show_what_the_issue_asks_for() {
         "GPU utilization",
         "GPU memory used",
     ] {
-        assert!(t.lines().any(|l| l == want), "training.json: no {want:?} panel");
+        assert!(
+            t.lines().any(|l| l == want),
+            "training.json: no {want:?} panel"
+        );
     }
     let g = titles("gpu-node.json");
     for want in [
@@ -309,7 +317,10 @@ fn dashboards_show_what_the_issue_asks_for() {
         "ECC errors",
         "Memory by process",
     ] {
-        assert!(g.lines().any(|l| l == want), "gpu-node.json: no {want:?} panel");
+        assert!(
+            g.lines().any(|l| l == want),
+            "gpu-node.json: no {want:?} panel"
+        );
     }
     let clock = load("gpu-node.json")["panels"]
         .as_array()
@@ -408,8 +419,6 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         }
     }
     if !pending.is_empty() {
-        eprintln!(
-            "not checked until the fake NVML library exists (tests/fake-nvml): {pending:?}"
-        );
+        eprintln!("not checked until the fake NVML library exists (tests/fake-nvml): {pending:?}");
     }
 }

@@ -16,3 +16,6 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// the README's example config and flag table stay true
+#[path = "it/readme.rs"]
+mod readme;

@@ -19,3 +19,9 @@ mod daemon;
 // the README's example config and flag table stay true
 #[path = "it/readme.rs"]
 mod readme;
+// the JSON API behind the live page, through the router
+#[path = "it/api.rs"]
+mod api;
+// the live page in a real headless Chromium
+#[path = "it/browser.rs"]
+mod browser;

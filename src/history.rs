@@ -188,7 +188,7 @@ mod tests {
         assert!(p.len() >= MAX_BUCKETS / 2);
         assert!(
             p.iter()
-                .any(|&(x, y)| x == 777_777.0 && y == 1e12 as f32 as f64),
+                .any(|&(x, y)| x == 777_777.0 && y == f64::from(1e12_f32)),
             "the spike is kept"
         );
         assert!(p.windows(2).all(|w| w[0].0 <= w[1].0), "in step order");

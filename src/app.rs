@@ -30,6 +30,11 @@ impl AppState {
         }
     }
 
+    /// The GPUs for the live page's JSON API (none until a GPU collector runs).
+    pub fn gpus_json(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
     /// Renders every metric family.
     pub fn render(&self, dialect: Dialect) -> String {
         let mut out = String::with_capacity(16 * 1024);
@@ -145,6 +150,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, "listening");
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, crate::http::app(state.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -5,8 +5,10 @@
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
 //! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod parse;

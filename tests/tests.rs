@@ -25,3 +25,12 @@ mod dashboards;
 // daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
 #[path = "it/alerting_e2e.rs"]
 mod alerting_e2e;
+// the README's example config and flag table stay true
+#[path = "it/readme.rs"]
+mod readme;
+// the JSON API behind the live page, through the router
+#[path = "it/api.rs"]
+mod api;
+// the live page in a real headless Chromium
+#[path = "it/browser.rs"]
+mod browser;

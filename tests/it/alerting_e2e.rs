@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::dashboards::{self, fake_nvml, needs_gpu};
-use crate::harness::{append, fixture, free_port, http_get, require_tool, root, wait_for, Daemon};
+use crate::harness::{append, fixture, free_port, http_get, require_tool, root, wait_for};
 
 /// A child process killed on drop, its output in a file for failure messages.
 struct Proc {
@@ -239,9 +239,7 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
     // logging.jsonl and a JSON-lines log
     let hf = d.join("train.log");
     std::fs::copy(fixture("transformers/train-normal.log"), &hf).unwrap();
-    let args = dashboards::daemon_args(d, &hf);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let daemon = Daemon::start(&args);
+    let daemon = dashboards::start_daemon(d, &hf);
     let instance = format!("127.0.0.1:{}", daemon.port);
 
     // Alertmanager with the shipped config

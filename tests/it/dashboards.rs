@@ -142,25 +142,55 @@ fn rule_exprs() -> Vec<(String, String)> {
     out
 }
 
-/// The fake NVML library, built, when the workspace has one.
+/// The fake NVML library (`tests/fake-nvml`), built, when the workspace has one. The one
+/// `cargo build --workspace` made is used when it is newer than its source; otherwise it is
+/// built into a target dir of its own (the running `cargo test` holds the main one).
 pub fn fake_nvml() -> Option<PathBuf> {
-    if !root().join("tests/fake-nvml").is_dir() {
-        return None;
+    let src = root().join("tests/fake-nvml/src/lib.rs");
+    let src_time = std::fs::metadata(&src).ok()?.modified().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let built = exe.parent()?.parent()?.join("libfake_nvml.so");
+    if std::fs::metadata(&built)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= src_time)
+    {
+        return Some(built);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let lib = target.join("debug/libfake_nvml.so");
-    if !lib.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "fake-nvml"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the fake NVML library");
-    }
-    assert!(lib.exists(), "{} after building fake-nvml", lib.display());
-    Some(lib)
+    let target = root().join("target/fake-nvml");
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-p", "fake-nvml", "--target-dir"])
+        .arg(&target)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the fake NVML library");
+    Some(target.join("debug/libfake_nvml.so"))
+}
+
+/// A fake machine for the dashboards: two busy GPUs with NVLinks, PCIe counters, a process
+/// each, a thermal clock event and an XID, so that every GPU panel has data.
+fn fake_machine() -> serde_json::Value {
+    let pid = std::process::id();
+    let gpu = |i: u64| {
+        serde_json::json!({
+            "uuid": format!("GPU-{i:08x}-1111-2222-3333-444455556666"),
+            "pci_bus_id": format!("00000000:{:02X}:00.0", 0x18 + i),
+            "utilization_gpu": 80 + i, "utilization_memory": 40 + i,
+            "memory_total": 85_520_809_984u64, "memory_used": 40_000_000_000u64 + i,
+            "power_mw": 500_000 + i, "power_limit_mw": 700_000, "energy_mj": 5_000_000 * (i + 1),
+            "temperature_c": 70 + i, "sm_clock_mhz": 1_900, "mem_clock_mhz": 2_619,
+            "pcie_tx_bytes": 1_000_000 + i, "pcie_rx_bytes": 2_000_000 + i,
+            "nvlinks": [{"tx_kib": 1000 + i, "rx_kib": 2000 + i}, {"tx_kib": 3000 + i, "rx_kib": 4000 + i}],
+            "ecc_corrected": i, "ecc_uncorrected": 0,
+            "clock_event_reasons": if i == 1 { 0x40 } else { 0 },
+            "processes": [{"pid": pid, "used_memory": 30_000_000_000u64}],
+        })
+    };
+    serde_json::json!({
+        "driver_version": "550.54.15",
+        "gpus": [gpu(0), gpu(1)],
+        "xid_events": [{"gpu": 0, "xid": 13}],
+    })
 }
 
 /// A log with a generic JSON-lines record carrying the throughput keys that the fixture
@@ -175,10 +205,10 @@ pub fn throughput_log(dir: &Path) -> PathBuf {
     p
 }
 
-/// The daemon's flags for the dashboards' data: an HF log with evaluation, ms-swift's
-/// logging.jsonl (RL-style keys such as token_acc), the throughput log, and the fake NVML
-/// when there is one.
-pub fn daemon_args(dir: &Path, hf_log: &Path) -> Vec<String> {
+/// The daemon's flags and environment for the dashboards' data: an HF log with evaluation,
+/// ms-swift's logging.jsonl (keys such as token_acc), the throughput log, and the fake NVML
+/// with [`fake_machine`] when there is one.
+pub fn daemon_args(dir: &Path, hf_log: &Path) -> (Vec<String>, Vec<(String, String)>) {
     let mut args = vec![
         "--log".to_string(),
         format!("hf={}", hf_log.display()),
@@ -190,11 +220,23 @@ pub fn daemon_args(dir: &Path, hf_log: &Path) -> Vec<String> {
         "--log".to_string(),
         format!("pretrain={}", throughput_log(dir).display()),
     ];
+    let mut env = Vec::new();
     if let Some(lib) = fake_nvml() {
+        let cfg = dir.join("fake-nvml.json");
+        std::fs::write(&cfg, fake_machine().to_string()).unwrap();
         args.push("--nvml-library".into());
         args.push(lib.display().to_string());
+        env.push(("FAKE_NVML_CONFIG".to_string(), cfg.display().to_string()));
     }
-    args
+    (args, env)
+}
+
+/// Starts the daemon with [`daemon_args`].
+pub fn start_daemon(dir: &Path, hf_log: &Path) -> Daemon {
+    let (args, env) = daemon_args(dir, hf_log);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Daemon::start_env(&args, &env)
 }
 
 /// Whether a metric comes from the GPU or host collectors, which need NVML (or its fake).
@@ -377,9 +419,8 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         &hf,
         "{'loss': 'nan', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '1.6'}\n",
     );
-    let args = daemon_args(dir.path(), &hf);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start(&args);
+    let gpu = fake_nvml().is_some();
+    let d = start_daemon(dir.path(), &hf);
     let mut served = BTreeSet::new();
     crate::harness::wait_for(std::time::Duration::from_secs(20), || {
         let body = d.scrape();
@@ -387,10 +428,10 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         !samples(&body, "training_nonfinite_values_total").is_empty()
             && !samples(&body, "training_tokens_per_second").is_empty()
             && !samples(&body, "training_metric").is_empty()
+            && (!gpu || !samples(&body, "gpu_xid_errors_total").is_empty())
     });
     assert!(served.contains("training_loss"), "{served:?}");
     assert!(served.contains("training_tokens_per_second"), "{served:?}");
-    let gpu = fake_nvml().is_some();
     let mut pending = BTreeSet::new();
     let rules = rule_exprs().into_iter().map(|(alert, expr)| Query {
         dashboard: "alerts",

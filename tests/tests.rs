@@ -16,3 +16,9 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// the GPU collector through the fake NVML library: values, lost GPUs, XIDs, processes
+#[path = "it/gpu.rs"]
+mod gpu;
+// the host collector against /proc
+#[path = "it/host.rs"]
+mod host;

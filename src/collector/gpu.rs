@@ -524,6 +524,8 @@ fn read_value(v: &nvmlFieldValue_t) -> Result<u64, NvmlError> {
         Ok(match v.valueType {
             0 => v.value.dVal.max(0.0) as u64,
             1 => v.value.uiVal as u64,
+            // `c_ulong` is 32 bits on some targets.
+            #[allow(clippy::unnecessary_cast)]
             2 => v.value.ulVal as u64,
             3 => v.value.ullVal,
             4 => v.value.sllVal.max(0) as u64,
@@ -854,7 +856,8 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
         }
     }
 
-    let simple: [(&str, &str, Kind, fn(&GpuSample) -> Option<f64>); 16] = [
+    type Getter = fn(&GpuSample) -> Option<f64>;
+    let simple: [(&str, &str, Kind, Getter); 16] = [
         (
             "gpu_utilization_ratio",
             "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",

@@ -46,7 +46,14 @@ pub struct Follower {
     buf: Box<[u8]>,
     missing: bool,
     last_error: Option<String>,
+    /// The file's first bytes as we read them: a copytruncate followed by enough new writes
+    /// to pass our offset is noticed because the head changed.
+    head: Vec<u8>,
+    /// (size, mtime) at the last check: the head is re-read only when they change.
+    last_stamp: (u64, i64, i64),
 }
+
+const HEAD_BYTES: usize = 256;
 
 /// How much one poll read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +76,8 @@ impl Follower {
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
             missing: false,
             last_error: None,
+            head: Vec::new(),
+            last_stamp: (0, 0, 0),
         }
     }
 
@@ -93,6 +102,7 @@ impl Follower {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if self.file.is_some() {
                     // renamed away or deleted: what was written before is still ours
+                    self.check_truncation(sink);
                     let polled = self.read(sink, u64::MAX);
                     self.flush_partial(sink);
                     self.close();
@@ -125,6 +135,7 @@ impl Follower {
         }
         let id = (meta.dev(), meta.ino());
         if self.file.is_some() && self.id != Some(id) {
+            self.check_truncation(sink);
             self.read(sink, u64::MAX);
             self.flush_partial(sink);
             self.close();
@@ -139,18 +150,8 @@ impl Follower {
                 return Polled::default();
             }
             sink.event(FileEvent::Opened);
-        } else if meta.len() < self.offset {
-            if let Some(f) = self.file.as_mut() {
-                use std::io::Seek;
-                if let Err(e) = f.seek(io::SeekFrom::Start(0)) {
-                    self.error(sink, e.to_string());
-                    return Polled::default();
-                }
-            }
-            self.offset = 0;
-            self.partial.clear();
-            self.discarding = false;
-            sink.event(FileEvent::Truncated);
+        } else {
+            self.check_truncation(sink);
         }
         self.last_error = None;
         self.read(sink, budget)
@@ -178,9 +179,51 @@ impl Follower {
         let _ = id;
         self.file = Some(f);
         self.offset = 0;
+        self.head.clear();
         self.partial.clear();
         self.discarding = false;
         Ok(())
+    }
+
+    /// Notices that the open file was truncated (copytruncate) — its size fell below our
+    /// offset, or it changed size and its first bytes are no longer the ones we read — and
+    /// starts again from its beginning.
+    fn check_truncation(&mut self, sink: &mut dyn LineSink) {
+        let Some(meta) = self.file.as_ref().and_then(|f| f.metadata().ok()) else {
+            return;
+        };
+        let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec());
+        if meta.len() < self.offset || (stamp != self.last_stamp && self.head_changed()) {
+            if let Some(f) = self.file.as_mut() {
+                use std::io::Seek;
+                if let Err(e) = f.seek(io::SeekFrom::Start(0)) {
+                    self.error(sink, e.to_string());
+                    return;
+                }
+            }
+            self.offset = 0;
+            self.head.clear();
+            self.partial.clear();
+            self.discarding = false;
+            sink.event(FileEvent::Truncated);
+        }
+        self.last_stamp = stamp;
+    }
+
+    fn head_changed(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = self.file.as_ref() else {
+            return false;
+        };
+        if self.head.is_empty() {
+            return false;
+        }
+        let mut now = [0u8; HEAD_BYTES];
+        let n = self.head.len();
+        match f.read_at(&mut now[..n], 0) {
+            Ok(got) => got < n || now[..n] != self.head[..],
+            Err(_) => false,
+        }
     }
 
     fn close(&mut self) {
@@ -215,11 +258,20 @@ impl Follower {
                     break;
                 }
             };
+            if self.head.len() < HEAD_BYTES {
+                let take = (HEAD_BYTES - self.head.len()).min(n);
+                self.head.extend_from_slice(&self.buf[..take]);
+            }
             self.offset += n as u64;
             polled.bytes += n as u64;
             let buf = std::mem::take(&mut self.buf);
             self.split(&buf[..n], sink);
+            let short = n < buf.len();
             self.buf = buf;
+            if short {
+                // a short read of a regular file is its end for now: spare the empty read
+                break;
+            }
         }
         self.file = Some(file);
         polled

@@ -684,3 +684,54 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
         .collect();
     assert_eq!(called, declared);
 }
+
+#[test]
+fn gpu_check_script_passes_and_fails_against_a_stub_nvidia_smi() {
+    if !require_tool("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fake-nvml.json");
+    write_config(&config, &machine(2, 0));
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let smi = bin_dir.join("nvidia-smi");
+    let run = |gpu1_temp: u32| {
+        // GPU 0 and 1 of `machine`: 1 and 2 GB used, 10 and 11 %, 40 and 41 °C, 300 and 301 W.
+        std::fs::write(
+            &smi,
+            format!(
+                "#!/bin/sh\necho '0, 953, 81559, 10, 40, 300.12'\necho '1, 1907, 81559, 11, {gpu1_temp}, 301.50'\n"
+            ),
+        )
+        .unwrap();
+        let _ = Command::new("chmod").arg("+x").arg(&smi).status();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        Command::new(root().join("scripts/gpu-check.sh"))
+            .env("PATH", path)
+            .env("GTE_BIN", bin())
+            .env("NVML_LIBRARY", fake_lib())
+            .env("FAKE_NVML_CONFIG", &config)
+            .env("PORT", free_port().to_string())
+            .output()
+            .unwrap()
+    };
+    let ok = run(41);
+    let out = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("PASS ")).count(),
+        10,
+        "{out}"
+    );
+    let bad = run(45);
+    let out = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(fails[0].starts_with("FAIL gpu1 temperature.gpu"), "{out}");
+}

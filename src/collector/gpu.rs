@@ -1143,3 +1143,104 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
         enc.sample("gpu_last_sample_timestamp_seconds", &[], t);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Dialect;
+
+    fn render(snap: &GpuSnapshot) -> String {
+        let mut out = String::new();
+        let mut enc = Encoder::new(&mut out, Dialect::Text);
+        encode(&mut enc, snap);
+        enc.finish();
+        out.lines()
+            .filter(|l| !l.starts_with("# HELP"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_gpu_keeps_identity_up_and_xids_only() {
+        let mut snap = GpuSnapshot {
+            nvml_up: true,
+            driver_version: "550.54.15".into(),
+            gpus: vec![
+                GpuSample {
+                    index: 0,
+                    uuid: "GPU-a".into(),
+                    name: "H100".into(),
+                    pci_bus_id: "00000000:18:00.0".into(),
+                    up: true,
+                    utilization: Some(0.5),
+                    nvlinks: vec![NvLinkSample {
+                        link: 3,
+                        transmit_bytes: Some(2048),
+                        receive_bytes: None,
+                    }],
+                    ..GpuSample::default()
+                },
+                GpuSample {
+                    index: 1,
+                    uuid: "GPU-b".into(),
+                    up: false,
+                    // A lost GPU's values are never encoded, even if some were set.
+                    utilization: Some(0.9),
+                    ..GpuSample::default()
+                },
+            ],
+            sampled_at: Some(1700000000.5),
+            cycle_seconds: Some(0.001),
+            xids: BTreeMap::new(),
+        };
+        snap.xids.insert(
+            (1, 79),
+            XidCount {
+                count: 2,
+                last_seconds: 1700000000.0,
+            },
+        );
+        assert_eq!(
+            render(&snap),
+            "# TYPE gpu_info gauge
+gpu_info{gpu=\"0\",uuid=\"GPU-a\",name=\"H100\",pci_bus_id=\"00000000:18:00.0\",driver_version=\"550.54.15\"} 1
+gpu_info{gpu=\"1\",uuid=\"GPU-b\",name=\"\",pci_bus_id=\"\",driver_version=\"550.54.15\"} 1
+# TYPE gpu_up gauge
+gpu_up{gpu=\"0\",uuid=\"GPU-a\"} 1
+gpu_up{gpu=\"1\",uuid=\"GPU-b\"} 0
+# TYPE gpu_utilization_ratio gauge
+gpu_utilization_ratio{gpu=\"0\",uuid=\"GPU-a\"} 0.5
+# TYPE gpu_nvlink_transmit_bytes_total counter
+gpu_nvlink_transmit_bytes_total{gpu=\"0\",uuid=\"GPU-a\",link=\"3\"} 2048
+# TYPE gpu_xid_errors_total counter
+gpu_xid_errors_total{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 2
+# TYPE gpu_xid_last_timestamp_seconds gauge
+gpu_xid_last_timestamp_seconds{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 1700000000
+# TYPE gpu_last_sample_timestamp_seconds gauge
+gpu_last_sample_timestamp_seconds 1700000000.5
+"
+        );
+        snap.nvml_up = false;
+        assert_eq!(render(&snap), "");
+    }
+
+    #[test]
+    fn field_values_are_read_by_their_type() {
+        let mut v = request(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 3);
+        assert_eq!(v.scopeId, 3);
+        v.valueType = 3;
+        v.value.ullVal = u64::MAX - 1;
+        assert_eq!(read_value(&v).unwrap(), u64::MAX - 1);
+        v.valueType = 1;
+        v.value.uiVal = 7;
+        assert_eq!(read_value(&v).unwrap(), 7);
+        v.valueType = 4;
+        v.value.sllVal = -5;
+        assert_eq!(read_value(&v).unwrap(), 0);
+        v.valueType = 99;
+        assert!(read_value(&v).is_err());
+        v.valueType = 3;
+        v.nvmlReturn = 3;
+        assert!(matches!(read_value(&v), Err(NvmlError::NotSupported)));
+    }
+}

@@ -38,6 +38,35 @@ impl AppState {
         }
     }
 
+    /// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
+    /// (none when the collector is off or NVML is unavailable). No history is kept yet.
+    pub fn gpus_json(&self) -> Vec<serde_json::Value> {
+        let Some(gpu) = &self.gpu else {
+            return Vec::new();
+        };
+        let snap = gpu.snapshot();
+        if !snap.nvml_up {
+            return Vec::new();
+        }
+        snap.gpus
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "gpu": g.index,
+                    "name": g.name,
+                    "uuid": g.uuid,
+                    "up": g.up,
+                    "utilization_ratio": g.utilization,
+                    "memory_utilization_ratio": g.memory_utilization,
+                    "memory_used_bytes": g.memory_used_bytes,
+                    "memory_total_bytes": g.memory_total_bytes,
+                    "temperature_celsius": g.temperature_celsius,
+                    "power_watts": g.power_watts,
+                })
+            })
+            .collect()
+    }
+
     /// Renders every metric family.
     pub fn render(&self, dialect: Dialect) -> String {
         let mut out = String::with_capacity(16 * 1024);

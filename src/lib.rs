@@ -6,9 +6,11 @@
 //! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
 //! Beside the logs, [`collector`] samples the GPUs (NVML) and the host in the background.
 
+pub mod api;
 pub mod app;
 pub mod collector;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod parse;

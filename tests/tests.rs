@@ -16,6 +16,15 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// the README's example config and flag table stay true
+#[path = "it/readme.rs"]
+mod readme;
+// the JSON API behind the live page, through the router
+#[path = "it/api.rs"]
+mod api;
+// the live page in a real headless Chromium
+#[path = "it/browser.rs"]
+mod browser;
 // the GPU collector through the fake NVML library: values, lost GPUs, XIDs, processes
 #[path = "it/gpu.rs"]
 mod gpu;

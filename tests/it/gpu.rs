@@ -735,3 +735,25 @@ fn gpu_check_script_passes_and_fails_against_a_stub_nvidia_smi() {
     assert_eq!(fails.len(), 1, "{out}");
     assert!(fails[0].starts_with("FAIL gpu1 temperature.gpu"), "{out}");
 }
+
+#[test]
+fn the_live_page_api_lists_the_gpus() {
+    let mut cfg = machine(2, 0);
+    cfg["gpus"][1]["lost"] = json!(true);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let (status, body) = f.daemon.get("/api/v1/gpus");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let gpus = v["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{body}");
+    assert_eq!(gpus[0]["gpu"], 0);
+    assert_eq!(gpus[0]["uuid"], uuid(0));
+    assert_eq!(gpus[0]["up"], true);
+    assert_eq!(gpus[0]["utilization_ratio"], 0.1);
+    assert_eq!(gpus[0]["memory_used_bytes"], 1_000_000_000u64);
+    assert_eq!(gpus[0]["memory_total_bytes"], 85_520_809_984u64);
+    assert_eq!(gpus[0]["temperature_celsius"], 40.0);
+    assert_eq!(gpus[0]["power_watts"], 300.0);
+    assert_eq!(gpus[1]["up"], false);
+    assert_eq!(gpus[1]["utilization_ratio"], Value::Null);
+}

@@ -757,3 +757,33 @@ fn the_live_page_api_lists_the_gpus() {
     assert_eq!(gpus[1]["up"], false);
     assert_eq!(gpus[1]["utilization_ratio"], Value::Null);
 }
+
+#[test]
+fn a_hanging_nvml_call_never_slows_a_scrape() {
+    let mut cfg = machine(2, 2);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let before = value(&f.daemon.scrape(), "gpu_last_sample_timestamp_seconds", &[]).unwrap();
+    cfg["delays_ms"] = json!({"nvmlDeviceGetPowerUsage": 3000});
+    f.set(&cfg);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut last = 0.0;
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let body = f.daemon.scrape();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "scrape took {:?} while NVML hangs",
+            t.elapsed()
+        );
+        assert_eq!(value(&body, "gpu_up", &[("gpu", "0")]), Some(1.0));
+        last = value(&body, "gpu_last_sample_timestamp_seconds", &[]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cached values stay served and their age shows (the interval is 50 ms).
+    assert!(last >= before);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(now - last > 0.7, "sampled {:.2} s ago", now - last);
+}

@@ -16,6 +16,15 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
+#[path = "it/alerts.rs"]
+mod alerts;
+// Grafana dashboards: JSON model, valid PromQL, only metrics the daemon serves
+#[path = "it/dashboards.rs"]
+mod dashboards;
+// daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
+#[path = "it/alerting_e2e.rs"]
+mod alerting_e2e;
 // the README's example config and flag table stay true
 #[path = "it/readme.rs"]
 mod readme;

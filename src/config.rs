@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::collector::{GpuOptions, HostOptions};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
@@ -93,6 +94,21 @@ pub struct Flags {
     /// How often globs are re-scanned for new files [default: 5s].
     #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
     pub rescan_interval: Option<String>,
+    /// The NVML library to load [default: libnvidia-ml.so.1].
+    #[arg(long = "nvml-library", value_name = "PATH")]
+    pub nvml_library: Option<PathBuf>,
+    /// Turn the GPU collector off.
+    #[arg(long = "no-gpu")]
+    pub no_gpu: bool,
+    /// How often the GPUs are sampled [default: 1s].
+    #[arg(long = "gpu.interval", value_name = "DURATION")]
+    pub gpu_interval: Option<String>,
+    /// Turn the host collector off.
+    #[arg(long = "no-host")]
+    pub no_host: bool,
+    /// How often the host is sampled [default: 1s].
+    #[arg(long = "host.interval", value_name = "DURATION")]
+    pub host_interval: Option<String>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -112,6 +128,25 @@ pub struct File {
     pub limits: LimitsFile,
     pub run_idle_timeout: Option<String>,
     pub rescan_interval: Option<String>,
+    #[serde(default)]
+    pub gpu: GpuFile,
+    #[serde(default)]
+    pub host: HostFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub nvml_library: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +189,10 @@ pub struct Config {
     /// TLS, basic auth and headers from the web config file (plain HTTP without one).
     pub web: WebConfig,
     pub web_limits: WebLimits,
+    /// `None` when the GPU collector is off.
+    pub gpu: Option<GpuOptions>,
+    /// `None` when the host collector is off.
+    pub host: Option<HostOptions>,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -395,6 +434,59 @@ impl Config {
             "10s",
         )?;
 
+        let gpu_interval = duration(
+            flags.gpu_interval.as_deref(),
+            "--gpu.interval",
+            file.gpu.interval.as_deref(),
+            "gpu.interval",
+            "1s",
+        )?;
+        if gpu_interval < Duration::from_millis(10) {
+            return Err(invalid(
+                if flags.gpu_interval.is_some() {
+                    "--gpu.interval"
+                } else {
+                    "gpu.interval"
+                },
+                "must be at least 10ms",
+            ));
+        }
+        let library = match (&flags.nvml_library, &file.gpu.nvml_library) {
+            (Some(p), _) if p.as_os_str().is_empty() => {
+                return Err(invalid("--nvml-library", "is empty"))
+            }
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(p)) if p.trim().is_empty() => {
+                return Err(invalid("gpu.nvml_library", "is empty"))
+            }
+            (None, Some(p)) => Some(PathBuf::from(p)),
+            (None, None) => None,
+        };
+        let gpu = (!flags.no_gpu && file.gpu.enabled != Some(false)).then_some(GpuOptions {
+            library,
+            interval: gpu_interval,
+        });
+        let host_interval = duration(
+            flags.host_interval.as_deref(),
+            "--host.interval",
+            file.host.interval.as_deref(),
+            "host.interval",
+            "1s",
+        )?;
+        if host_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                if flags.host_interval.is_some() {
+                    "--host.interval"
+                } else {
+                    "host.interval"
+                },
+                "must be at least 100ms",
+            ));
+        }
+        let host = (!flags.no_host && file.host.enabled != Some(false)).then_some(HostOptions {
+            interval: host_interval,
+        });
+
         Ok(Config {
             web: WebConfig::default(),
             web_limits: WebLimits {
@@ -402,6 +494,8 @@ impl Config {
                 header_timeout,
                 ..WebLimits::default()
             },
+            gpu,
+            host,
             listen,
             telemetry_path,
             log_level,
@@ -514,6 +608,38 @@ mod tests {
         assert!(e.starts_with("web.listen_address"), "{e}");
         let e = build("logs:\n  - path: '/x/[a'\n").unwrap_err();
         assert!(e.starts_with("logs[0].path"), "{e}");
+        let e = build("gpu:\n  interval: 1ms\n").unwrap_err();
+        assert!(e.starts_with("gpu.interval"), "{e}");
+        let e = build("gpu:\n  intervall: 1s\n").unwrap_err();
+        assert!(e.contains("intervall"), "{e}");
+        let e = build("gpu:\n  nvml_library: ''\n").unwrap_err();
+        assert!(e.starts_with("gpu.nvml_library"), "{e}");
+        let e = build("host:\n  interval: soon\n").unwrap_err();
+        assert!(e.starts_with("host.interval"), "{e}");
+    }
+
+    #[test]
+    fn collectors() {
+        let c = build("").unwrap();
+        let gpu = c.gpu.unwrap();
+        assert_eq!(gpu.interval, Duration::from_secs(1));
+        assert_eq!(gpu.library, None);
+        assert!(c.host.is_some());
+        let c = build("gpu:\n  enabled: false\nhost:\n  enabled: false\n").unwrap();
+        assert!(c.gpu.is_none() && c.host.is_none());
+        let c = build("gpu:\n  interval: 250ms\n  nvml_library: /opt/libnvidia-ml.so.1\n").unwrap();
+        let gpu = c.gpu.unwrap();
+        assert_eq!(gpu.interval, Duration::from_millis(250));
+        assert_eq!(gpu.library, Some(PathBuf::from("/opt/libnvidia-ml.so.1")));
+        let flags = Flags {
+            no_gpu: true,
+            gpu_interval: Some("2s".into()),
+            ..Flags::default()
+        };
+        assert!(Config::build(&flags, File::default())
+            .unwrap()
+            .gpu
+            .is_none());
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! The pipeline, one module each:
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
-//! [`http`] serves it, behind [`web`] (TLS, auth, connection limits). [`config`] validates flags and the file; [`app`] wires it all.
+//! [`http`] serves it, behind [`web`] (TLS, auth, connection limits). [`config`] validates
+//! flags and the file; [`app`] wires it all.
+//! Beside the logs, [`collector`] samples the GPUs (NVML) and the host in the background.
 
+pub mod api;
 pub mod app;
+pub mod collector;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod parse;

@@ -9,8 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::history::Series;
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
+
+/// Keys beyond the well-known ones whose history is kept per run (the live page's small
+/// charts): bounds memory at about 20 KB per key for a run of any length.
+pub const MAX_HISTORY_OTHER_KEYS: usize = 16;
 
 /// Limits applied to what logs can create.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +61,12 @@ impl Known {
         Known::StepsPerSecond,
         Known::TokensPerSecond,
     ];
+
+    /// Keys whose non-finite counter exists from their first value (at 0): the ones the NaN
+    /// alert watches.
+    pub fn watched(self) -> bool {
+        matches!(self, Known::Loss | Known::EvalLoss | Known::GradNorm)
+    }
 
     pub fn from_key(key: &str) -> Option<Known> {
         Some(match key {
@@ -112,6 +123,10 @@ pub struct RunState {
     pub last_progress: Option<f64>,
     /// The end-of-training summary was seen (and no progress since).
     pub finished: bool,
+    /// Per-key history by step for the live page: the well-known keys and the first
+    /// [`MAX_HISTORY_OTHER_KEYS`] others.
+    pub history: BTreeMap<String, Series>,
+    history_other: usize,
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
@@ -135,6 +150,8 @@ impl RunState {
             last_record: None,
             last_progress: None,
             finished: false,
+            history: BTreeMap::new(),
+            history_other: 0,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
@@ -203,6 +220,22 @@ impl RunState {
         }
     }
 
+    fn remember(&mut self, key: &str, x: f64, v: f64) {
+        if let Some(s) = self.history.get_mut(key) {
+            s.push(x, v);
+            return;
+        }
+        if Known::from_key(key).is_none() {
+            if self.history_other >= MAX_HISTORY_OTHER_KEYS {
+                return;
+            }
+            self.history_other += 1;
+        }
+        let mut s = Series::new();
+        s.push(x, v);
+        self.history.insert(key.to_string(), s);
+    }
+
     fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
         self.records += 1;
         self.last_record = Some(now);
@@ -216,22 +249,30 @@ impl RunState {
             self.step_from_records = true;
             self.set_step(s, now);
         }
+        let x = self.step.unwrap_or(self.records as f64);
         let mut dropped = 0;
         for (key, v) in r.values {
+            if key.len() <= limits.max_key_bytes {
+                self.remember(&key, x, v);
+            }
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;
             }
-            if !v.is_finite() {
+            let known = Known::from_key(&key);
+            // the well-known keys' counters exist from their first value, at 0, so that
+            // `increase()` sees the first NaN; other keys' appear with their first NaN
+            let bump = u64::from(!v.is_finite());
+            if bump > 0 || known.is_some_and(Known::watched) {
                 if let Some(c) = self.nonfinite.get_mut(key.as_ref()) {
-                    *c += 1;
+                    *c += bump;
                 } else if self.nonfinite.len() < limits.max_keys_per_run {
-                    self.nonfinite.insert(key.to_string(), 1);
-                } else {
+                    self.nonfinite.insert(key.to_string(), bump);
+                } else if bump > 0 {
                     dropped += 1;
                 }
             }
-            if let Some(k) = Known::from_key(&key) {
+            if let Some(k) = known {
                 if k == Known::StepsPerSecond {
                     self.rate_from_records = true;
                 }

@@ -16,6 +16,30 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
+#[path = "it/alerts.rs"]
+mod alerts;
+// Grafana dashboards: JSON model, valid PromQL, only metrics the daemon serves
+#[path = "it/dashboards.rs"]
+mod dashboards;
+// daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
+#[path = "it/alerting_e2e.rs"]
+mod alerting_e2e;
+// the README's example config and flag table stay true
+#[path = "it/readme.rs"]
+mod readme;
+// the JSON API behind the live page, through the router
+#[path = "it/api.rs"]
+mod api;
+// the live page in a real headless Chromium
+#[path = "it/browser.rs"]
+mod browser;
+// the GPU collector through the fake NVML library: values, lost GPUs, XIDs, processes
+#[path = "it/gpu.rs"]
+mod gpu;
+// the host collector against /proc
+#[path = "it/host.rs"]
+mod host;
 // TLS, basic auth, client certificates, headers, slowloris, connection limits, escaping
 #[path = "it/security.rs"]
 mod security;
@@ -25,7 +49,8 @@ mod deploy;
 // soak: rotating logs at 10,000 lines/s under 100 scrapes/s; no record lost, RSS flat
 #[path = "it/soak.rs"]
 mod soak;
-// faults: log dir deleted, log replaced by a directory, permission denied, short writes, 1,000 connections
+// faults: log dir deleted, log replaced by a directory, permission denied, short writes,
+// 1,000 connections, GPU lost and NVML hanging
 #[path = "it/faults.rs"]
 mod faults;
 // the fuzz targets of fuzz/ on stable: corpus plus seeded mutations, bounded in time

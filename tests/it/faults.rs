@@ -1,6 +1,7 @@
 //! Faults the daemon must survive while still answering scrapes: the log directory
 //! deleted and recreated, a log replaced by a directory, permission denied, a write cut
-//! short as on a full disk, and 1,000 concurrent connections.
+//! short as on a full disk, 1,000 concurrent connections, and (fake NVML) a GPU lost and
+//! NVML calls hanging while a log is written.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -216,4 +217,58 @@ fn a_thousand_concurrent_connections() {
         "RSS {rss_before} → {rss_peak} / {rss_after} KiB"
     );
     assert!(quick_scrape(&d).contains("training_records_total"));
+}
+
+/// With the fake NVML: a GPU lost mid-run, then every power reading hanging for 5 s, while a
+/// trainer keeps logging. Scrapes answer from the last sample without waiting for NVML, and
+/// the log keeps being read.
+#[test]
+fn gpu_lost_and_nvml_hanging_while_logs_flow() {
+    use crate::gpu::{machine, Fake};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    append(&log, &line(0));
+    let spec = format!("r={}", log.display());
+    let mut cfg = machine(2, 2);
+    let f = Fake::start(&cfg, &["--no-host", "--log", &spec]);
+    let d = &f.daemon;
+    assert_eq!(
+        d.wait_value("gpu_up", &[("gpu", "1")], 1.0, Duration::from_secs(10)),
+        Some(1.0)
+    );
+    cfg["gpus"][1]["lost"] = serde_json::json!(true);
+    f.set(&cfg);
+    assert_eq!(
+        d.wait_value("gpu_up", &[("gpu", "1")], 0.0, Duration::from_secs(10)),
+        Some(0.0)
+    );
+    cfg["delays_ms"] = serde_json::json!({"nvmlDeviceGetPowerUsage": 5000});
+    f.set(&cfg);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut times = Vec::new();
+    for step in 1..=30 {
+        append(&log, &line(step));
+        let t = Instant::now();
+        let m = d.scrape();
+        times.push(t.elapsed());
+        assert_eq!(value(&m, "gpu_up", &[("gpu", "1")]), Some(0.0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    times.sort();
+    eprintln!(
+        "scrapes while NVML hangs: median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(
+        times[times.len() / 2] < Duration::from_millis(100),
+        "{times:?}"
+    );
+    assert!(times[times.len() - 1] < Duration::from_secs(1), "{times:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            value(&d.scrape(), "training_step", &[("run", "r")]) == Some(30.0)
+        }),
+        "the log is read while NVML hangs"
+    );
 }

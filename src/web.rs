@@ -394,6 +394,9 @@ struct Auth {
     /// name takes as long as a wrong password.
     dummy: String,
     verified: Mutex<HashSet<(String, String)>>,
+    /// bcrypt checks running at once: a flood of wrong passwords costs at most this many
+    /// cores, however many connections carry it.
+    checks: Semaphore,
 }
 
 async fn check_auth(auth: &Auth, value: Option<HeaderValue>) -> bool {
@@ -412,6 +415,9 @@ async fn check_auth(auth: &Auth, value: Option<HeaderValue>) -> bool {
         None => (false, auth.dummy.clone()),
     };
     let pass = pair.1.clone();
+    let Ok(_slot) = auth.checks.acquire().await else {
+        return false;
+    };
     let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
         .await
         .unwrap_or(false)
@@ -511,6 +517,7 @@ pub fn protect(router: Router, web: &WebConfig) -> Router {
                 bcrypt::hash("not a password", cost).unwrap_or_default()
             },
             verified: Mutex::new(HashSet::new()),
+            checks: Semaphore::new(2),
         }),
         headers: web.headers.clone(),
     });

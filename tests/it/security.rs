@@ -138,7 +138,13 @@ fn basic(user: &str, pass: &str) -> String {
 }
 
 fn start_tls(web_config: &str, client: Arc<rustls::ClientConfig>) -> Daemon {
-    Daemon::start_ready(&["--web.config.file", web_config], &[], move |port| {
+    start_tls_with(web_config, client, &[])
+}
+
+fn start_tls_with(web_config: &str, client: Arc<rustls::ClientConfig>, extra: &[&str]) -> Daemon {
+    let mut args = vec!["--web.config.file", web_config];
+    args.extend_from_slice(extra);
+    Daemon::start_ready(&args, &[], move |port| {
         https_get(&client, port, "/healthz", &[]).is_ok_and(|(s, _, _)| s == 200)
     })
 }
@@ -199,7 +205,7 @@ fn plain_http_to_the_tls_port_fails_cleanly() {
     let web =
         pki.write_web_config("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n");
     let client = pki.client(false);
-    let mut d = start_tls(&web, client.clone());
+    let mut d = start_tls_with(&web, client.clone(), &["--web.read-header-timeout", "1s"]);
     for _ in 0..3 {
         // An error (the connection closed) is also clean.
         if let Ok((status, body)) = http_get(d.port, "/metrics") {
@@ -214,6 +220,10 @@ fn plain_http_to_the_tls_port_fails_cleanly() {
     let mut buf = [0u8; 64];
     let _ = s.read(&mut buf);
     drop(s);
+    // A client that connects and never starts the handshake is cut off by the deadline.
+    let mut silent = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let t = time_to_close(&mut silent, Duration::from_secs(8), |_| {});
+    assert!(t.expect("a silent TLS client kept its connection") < Duration::from_secs(4));
     assert!(d.child_alive(), "daemon died: {}", d.stderr());
     let (status, _, body) = https_get(&client, d.port, "/metrics", &[]).unwrap();
     assert_eq!(status, 200);

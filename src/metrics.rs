@@ -144,7 +144,7 @@ pub struct TrainingView<'a> {
     pub wall_clock: bool,
 }
 
-const KNOWN_FAMILIES: [(Known, &str, &str); 8] = [
+const KNOWN_FAMILIES: [(Known, &str, &str); crate::training::KNOWN_COUNT] = [
     (Known::Loss, "training_loss", "Latest training loss."),
     (
         Known::EvalLoss,
@@ -177,7 +177,42 @@ const KNOWN_FAMILIES: [(Known, &str, &str); 8] = [
         "training_tokens_per_second",
         "Training throughput in tokens per second.",
     ),
+    (
+        Known::PromptTokensPerSecond,
+        "inference_prompt_tokens_per_second",
+        "Inference engine prompt (prefill) throughput in tokens per second.",
+    ),
+    (
+        Known::GenerationTokensPerSecond,
+        "inference_generation_tokens_per_second",
+        "Inference engine generation (decode) throughput in tokens per second.",
+    ),
+    (
+        Known::RequestsRunning,
+        "inference_requests_running",
+        "Requests the inference engine is running.",
+    ),
+    (
+        Known::RequestsWaiting,
+        "inference_requests_waiting",
+        "Requests waiting in the inference engine's queue.",
+    ),
+    (
+        Known::KvCacheUsageRatio,
+        "inference_kv_cache_usage_ratio",
+        "Fraction of the GPU KV cache in use (0-1).",
+    ),
+    (
+        Known::PrefixCacheHitRatio,
+        "inference_prefix_cache_hit_ratio",
+        "Prefix cache hit rate (0-1).",
+    ),
 ];
+
+/// The names of every family we write from run state; user rules may not take them.
+pub fn reserved_prefixes() -> &'static [&'static str] {
+    &["training_", "inference_", "gpu_train_exporter_", "gpu_"]
+}
 
 /// Writes every training family, each run a series, families in a fixed order.
 pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {

@@ -43,10 +43,20 @@ pub enum Known {
     SamplesPerSecond,
     StepsPerSecond,
     TokensPerSecond,
+    /// vLLM engine statistics (`inference_*` families).
+    PromptTokensPerSecond,
+    GenerationTokensPerSecond,
+    RequestsRunning,
+    RequestsWaiting,
+    KvCacheUsageRatio,
+    PrefixCacheHitRatio,
 }
 
+/// Number of [`Known`] values.
+pub const KNOWN_COUNT: usize = 14;
+
 impl Known {
-    pub const ALL: [Known; 8] = [
+    pub const ALL: [Known; KNOWN_COUNT] = [
         Known::Loss,
         Known::EvalLoss,
         Known::LearningRate,
@@ -55,6 +65,12 @@ impl Known {
         Known::SamplesPerSecond,
         Known::StepsPerSecond,
         Known::TokensPerSecond,
+        Known::PromptTokensPerSecond,
+        Known::GenerationTokensPerSecond,
+        Known::RequestsRunning,
+        Known::RequestsWaiting,
+        Known::KvCacheUsageRatio,
+        Known::PrefixCacheHitRatio,
     ];
 
     pub fn from_key(key: &str) -> Option<Known> {
@@ -67,6 +83,12 @@ impl Known {
             "samples_per_second" => Known::SamplesPerSecond,
             "steps_per_second" => Known::StepsPerSecond,
             "tokens_per_second" => Known::TokensPerSecond,
+            "prompt_tokens_per_second" => Known::PromptTokensPerSecond,
+            "generation_tokens_per_second" => Known::GenerationTokensPerSecond,
+            "requests_running" => Known::RequestsRunning,
+            "requests_waiting" => Known::RequestsWaiting,
+            "kv_cache_usage_ratio" => Known::KvCacheUsageRatio,
+            "prefix_cache_hit_ratio" => Known::PrefixCacheHitRatio,
             _ => return None,
         })
     }
@@ -99,7 +121,7 @@ pub struct RunState {
     pub format: &'static str,
     pub step: Option<f64>,
     pub max_steps: Option<f64>,
-    pub known: [Option<f64>; 8],
+    pub known: [Option<f64>; KNOWN_COUNT],
     /// Every other numeric key, as printed.
     pub metrics: BTreeMap<String, f64>,
     pub nonfinite: BTreeMap<String, u64>,
@@ -124,7 +146,7 @@ impl RunState {
             format,
             step: None,
             max_steps: None,
-            known: [None; 8],
+            known: [None; KNOWN_COUNT],
             metrics: BTreeMap::new(),
             nonfinite: BTreeMap::new(),
             lines: 0,
@@ -360,8 +382,18 @@ impl tail::Sink for Runs {
                 tracing::warn!(run, path = %r.state.path, error = %msg, "cannot read log");
             }
             FileEvent::Deleted => tracing::info!(run, path = %r.state.path, "log file deleted"),
-            FileEvent::Rotated => tracing::info!(run, path = %r.state.path, "log file rotated"),
-            FileEvent::Truncated => tracing::info!(run, path = %r.state.path, "log file truncated"),
+            FileEvent::Rotated => {
+                r.parser.file_changed(true);
+                tracing::info!(run, path = %r.state.path, "log file rotated")
+            }
+            FileEvent::Truncated => {
+                r.parser.file_changed(false);
+                tracing::info!(run, path = %r.state.path, "log file truncated")
+            }
+            FileEvent::Rewritten => {
+                r.parser.file_changed(false);
+                tracing::info!(run, path = %r.state.path, "log file rewritten in place")
+            }
             FileEvent::Opened => {}
         }
     }

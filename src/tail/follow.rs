@@ -20,6 +20,10 @@ pub enum FileEvent {
     Rotated,
     /// The file shrank below what we had read: we start again from its beginning.
     Truncated,
+    /// The file was rewritten in place: its first bytes changed while its size did not go
+    /// backwards (Lightning's `CSVLogger` rewrites `metrics.csv` whole). Read again from the
+    /// beginning.
+    Rewritten,
     /// The path no longer exists.
     Deleted,
     /// The path cannot be read (permission denied, a directory, an I/O error).
@@ -46,7 +50,12 @@ pub struct Follower {
     buf: Box<[u8]>,
     missing: bool,
     last_error: Option<String>,
+    /// The first bytes of the current file as read, to notice an in-place rewrite.
+    head: Vec<u8>,
 }
+
+/// How many leading bytes identify a file's content (a CSV header fits).
+const HEAD_BYTES: usize = 256;
 
 /// How much one poll read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +78,7 @@ impl Follower {
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
             missing: false,
             last_error: None,
+            head: Vec::new(),
         }
     }
 
@@ -139,7 +149,12 @@ impl Follower {
                 return Polled::default();
             }
             sink.event(FileEvent::Opened);
-        } else if meta.len() < self.offset {
+        } else if meta.len() < self.offset || (meta.len() > self.offset && self.head_changed()) {
+            let event = if meta.len() < self.offset {
+                FileEvent::Truncated
+            } else {
+                FileEvent::Rewritten
+            };
             if let Some(f) = self.file.as_mut() {
                 use std::io::Seek;
                 if let Err(e) = f.seek(io::SeekFrom::Start(0)) {
@@ -148,12 +163,27 @@ impl Follower {
                 }
             }
             self.offset = 0;
+            self.head.clear();
             self.partial.clear();
             self.discarding = false;
-            sink.event(FileEvent::Truncated);
+            sink.event(event);
         }
         self.last_error = None;
         self.read(sink, budget)
+    }
+
+    /// Whether the file's first bytes differ from those read before (one `pread`).
+    fn head_changed(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let (Some(f), false) = (self.file.as_ref(), self.head.is_empty()) else {
+            return false;
+        };
+        let mut now = [0u8; HEAD_BYTES];
+        let want = self.head.len();
+        match f.read_at(&mut now[..want], 0) {
+            Ok(n) => n < want || now[..want] != self.head[..],
+            Err(_) => false,
+        }
     }
 
     /// Emits a held partial line: at the end of a one-shot read, or when its file is gone.
@@ -178,6 +208,7 @@ impl Follower {
         let _ = id;
         self.file = Some(f);
         self.offset = 0;
+        self.head.clear();
         self.partial.clear();
         self.discarding = false;
         Ok(())
@@ -215,6 +246,10 @@ impl Follower {
                     break;
                 }
             };
+            if self.head.len() < HEAD_BYTES && self.offset == self.head.len() as u64 {
+                let take = (HEAD_BYTES - self.head.len()).min(n);
+                self.head.extend_from_slice(&self.buf[..take]);
+            }
             self.offset += n as u64;
             polled.bytes += n as u64;
             let buf = std::mem::take(&mut self.buf);
@@ -302,6 +337,32 @@ mod tests {
         fol.poll(&mut c, u64::MAX);
         assert_eq!(c.lines, ["one", "two", "three", "four"]);
         assert_eq!(c.events, [FileEvent::Opened]);
+    }
+
+    #[test]
+    fn an_in_place_rewrite_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        std::fs::write(&p, "epoch,step\r\n0,1\r\n").unwrap();
+        let mut fol = Follower::new(&p, 1024);
+        let mut c = Collect::default();
+        fol.poll(&mut c, u64::MAX);
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        // rewritten whole, longer, same inode (open with O_TRUNC, write)
+        std::fs::write(&p, "epoch,step,val\r\n0,1,\r\n0,2,0.5\r\n").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+        fol.poll(&mut c, u64::MAX);
+        assert_eq!(
+            c.lines,
+            ["epoch,step", "0,1", "epoch,step,val", "0,1,", "0,2,0.5"]
+        );
+        assert_eq!(c.events, [FileEvent::Opened, FileEvent::Rewritten]);
+        // an append is not a rewrite
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"0,3,\r\n").unwrap();
+        fol.poll(&mut c, u64::MAX);
+        assert_eq!(c.lines.last().unwrap(), "0,3,");
+        assert_eq!(c.events.len(), 2);
     }
 
     #[test]

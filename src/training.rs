@@ -137,6 +137,8 @@ pub struct RunState {
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
+    /// The file's bars are Lightning's: their counts are batches within an epoch, not steps.
+    bars_are_epochs: bool,
 }
 
 impl RunState {
@@ -160,6 +162,7 @@ impl RunState {
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
+            bars_are_epochs: false,
         }
     }
 
@@ -208,6 +211,9 @@ impl RunState {
 
     fn progress(&mut self, p: Progress, now: f64) {
         let Some(total) = p.total else { return };
+        if self.bars_are_epochs {
+            return;
+        }
         match self.bar_total {
             None => self.bar_total = Some(total),
             Some(t) if t == total => {}
@@ -230,6 +236,18 @@ impl RunState {
         self.last_record = Some(now);
         if self.format == "auto" {
             self.format = r.format;
+        }
+        if r.format == "lightning" && !self.bars_are_epochs {
+            // what the epoch bar said before its first postfix was not a step
+            self.bars_are_epochs = true;
+            if !self.step_from_records {
+                self.step = None;
+                self.max_steps = None;
+                self.bar_total = None;
+            }
+            if !self.rate_from_records {
+                self.known[Known::StepsPerSecond as usize] = None;
+            }
         }
         if let Some(m) = r.max_steps {
             self.max_steps = Some(m);
@@ -488,6 +506,25 @@ mod tests {
         assert!(!r.active(12.0, &lim));
         feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
         assert!(r.active(14.0, &lim));
+    }
+
+    #[test]
+    fn lightning_epoch_bars_give_no_step() {
+        let mut r = RunState::new("x", "auto");
+        feed(
+            &mut r,
+            &[
+                "Epoch 0:   2%|▏         | 1/64 [00:00<00:05, 11.70it/s]",
+                "Epoch 0:   2%|▏         | 1/64 [00:00<00:05, 11.66it/s, v_num=0, train_loss=0.422]",
+                "Epoch 1:   3%|▎         | 2/64 [00:00<00:05, 12.09it/s]",
+            ],
+            1.0,
+        );
+        assert_eq!((r.step, r.max_steps), (None, None));
+        assert_eq!(r.get(Known::StepsPerSecond), None);
+        assert_eq!(r.get(Known::Loss), Some(0.422));
+        assert_eq!(r.get(Known::Epoch), Some(0.0));
+        assert_eq!(r.format, "lightning");
     }
 
     #[test]

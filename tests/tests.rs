@@ -16,3 +16,6 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// trainer formats: forcing one, Lightning's metrics.csv rewritten while followed
+#[path = "it/formats.rs"]
+mod formats;

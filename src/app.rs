@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
+use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::tail::{self, Source, TailOptions, Tailer};
 use crate::training::{lock, Limits, Runs};
@@ -25,7 +26,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: &Config) -> Self {
         AppState {
-            runs: Arc::new(Mutex::new(Runs::new(config.limits, config.max_runs))),
+            runs: Arc::new(Mutex::new(
+                Runs::new(config.limits, config.max_runs).with_rules(config.rules.clone()),
+            )),
             telemetry_path: config.telemetry_path.clone(),
         }
     }
@@ -48,6 +51,7 @@ impl AppState {
                     limits: &runs.limits,
                     now: tail::unix_now(),
                     wall_clock: true,
+                    rules: &runs.rules,
                 },
             );
             encode_self(&mut enc, &runs);
@@ -184,6 +188,7 @@ pub fn parse_files(
     format: Format,
     limits: Limits,
     opts: TailOptions,
+    rules: Arc<Vec<Rule>>,
 ) -> anyhow::Result<String> {
     for f in files {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -199,7 +204,7 @@ pub fn parse_files(
             format,
         })
         .collect();
-    let mut runs = Runs::new(limits, usize::MAX);
+    let mut runs = Runs::new(limits, usize::MAX).with_rules(rules);
     let mut tailer = Tailer::new(sources, opts);
     tailer.read_to_end(&mut runs);
     let mut out = String::new();
@@ -216,6 +221,7 @@ pub fn parse_files(
             limits: &limits,
             now: 0.0,
             wall_clock: false,
+            rules: &runs.rules,
         },
     );
     enc.finish();

@@ -11,6 +11,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use crate::parse::rules::{self, Rule, RuleSpec};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
@@ -102,6 +105,9 @@ pub struct File {
     pub limits: LimitsFile,
     pub run_idle_timeout: Option<String>,
     pub rescan_interval: Option<String>,
+    /// User rules: regexes that set metrics.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +143,8 @@ pub struct Config {
     pub limits: Limits,
     pub max_runs: usize,
     pub tail: TailOptions,
+    /// Compiled user rules.
+    pub rules: Arc<Vec<Rule>>,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -316,7 +324,10 @@ impl Config {
             return Err(invalid("rescan_interval", "must be at least 100ms"));
         }
 
+        let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
+
         Ok(Config {
+            rules: Arc::new(rules),
             listen,
             telemetry_path,
             log_level,
@@ -429,6 +440,19 @@ mod tests {
         assert!(e.starts_with("web.listen_address"), "{e}");
         let e = build("logs:\n  - path: '/x/[a'\n").unwrap_err();
         assert!(e.starts_with("logs[0].path"), "{e}");
+    }
+
+    #[test]
+    fn rules_are_compiled_and_errors_name_the_rule() {
+        let c = build(
+            "rules:\n  - name: reward\n    pattern: 'reward=(?P<v>\\S+)'\n    value: v\n    runs: [grpo-*]\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules.len(), 1);
+        let e = build("rules:\n  - name: a\n    pattern: '(?P<v>.)'\n    value: v\n  - name: b\n    pattern: '(['\n    value: v\n").unwrap_err();
+        assert!(e.starts_with("rules[1].pattern: does not compile"), "{e}");
+        let e = build("rules:\n  - name: a\n    pattern: x\n    valeu: v\n").unwrap_err();
+        assert!(e.contains("valeu"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use crate::parse::rules::{Rule, RuleKind};
 use crate::training::{Known, Limits, RunState, SkipReason};
 
 /// The exposition dialect a scraper asked for.
@@ -142,6 +143,8 @@ pub struct TrainingView<'a> {
     pub now: f64,
     /// Leave out the series that depend on wall time (for `parse` and golden files).
     pub wall_clock: bool,
+    /// The user rules, whose series the runs hold.
+    pub rules: &'a [Rule],
 }
 
 const KNOWN_FAMILIES: [(Known, &str, &str); crate::training::KNOWN_COUNT] = [
@@ -208,11 +211,6 @@ const KNOWN_FAMILIES: [(Known, &str, &str); crate::training::KNOWN_COUNT] = [
         "Prefix cache hit rate (0-1).",
     ),
 ];
-
-/// The names of every family we write from run state; user rules may not take them.
-pub fn reserved_prefixes() -> &'static [&'static str] {
-    &["training_", "inference_", "gpu_train_exporter_", "gpu_"]
-}
 
 /// Writes every training family, each run a series, families in a fixed order.
 pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
@@ -328,6 +326,7 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             );
         }
     }
+    encode_rules(enc, view);
     enc.family(
         "training_run_info",
         "Identity of each run: its log path and format.",
@@ -339,6 +338,28 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             &[("run", run), ("path", &r.path), ("format", r.format)],
             1.0,
         );
+    }
+}
+
+/// One family per user rule, one series per run and label values.
+fn encode_rules(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(1 + crate::parse::rules::MAX_LABELS);
+    for (i, rule) in view.rules.iter().enumerate() {
+        let kind = match rule.kind {
+            RuleKind::Gauge => Kind::Gauge,
+            RuleKind::Counter => Kind::Counter,
+        };
+        enc.family(&rule.name, &rule.help, kind);
+        for (run, r) in view.runs {
+            for ((_, values), v) in r.rule_values.range((i, Vec::new())..(i + 1, Vec::new())) {
+                labels.clear();
+                labels.push(("run", run));
+                for (name, value) in rule.labels.iter().zip(values) {
+                    labels.push((name, value));
+                }
+                enc.sample(&rule.name, &labels, *v);
+            }
+        }
     }
 }
 

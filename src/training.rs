@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
+use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
 
@@ -125,6 +128,8 @@ pub struct RunState {
     /// Every other numeric key, as printed.
     pub metrics: BTreeMap<String, f64>,
     pub nonfinite: BTreeMap<String, u64>,
+    /// User rule series: (rule index, label values) → value.
+    pub rule_values: BTreeMap<(usize, Vec<String>), f64>,
     pub lines: u64,
     pub records: u64,
     pub parse_errors: u64,
@@ -151,6 +156,7 @@ impl RunState {
             known: [None; KNOWN_COUNT],
             metrics: BTreeMap::new(),
             nonfinite: BTreeMap::new(),
+            rule_values: BTreeMap::new(),
             lines: 0,
             records: 0,
             parse_errors: 0,
@@ -199,6 +205,38 @@ impl RunState {
                 0
             }
         }
+    }
+
+    /// Applies a user rule's match. Returns the number of series the key cap dropped.
+    pub fn rule_match(
+        &mut self,
+        rule: usize,
+        kind: RuleKind,
+        labels: &[&str],
+        v: f64,
+        limits: &Limits,
+    ) -> u64 {
+        // a lookup without allocating: label values are compared as strings
+        let found = self
+            .rule_values
+            .range_mut((rule, Vec::new())..(rule + 1, Vec::new()))
+            .find(|((_, have), _)| have.iter().map(String::as_str).eq(labels.iter().copied()));
+        if let Some((_, slot)) = found {
+            match kind {
+                RuleKind::Gauge => *slot = v,
+                RuleKind::Counter => *slot += v,
+            }
+            return 0;
+        }
+        if self.rule_values.len() >= limits.max_keys_per_run
+            || labels.iter().any(|l| l.len() > limits.max_key_bytes)
+        {
+            self.keys_dropped += 1;
+            return 1;
+        }
+        let key = (rule, labels.iter().map(|s| s.to_string()).collect());
+        self.rule_values.insert(key, v);
+        0
     }
 
     fn set_step(&mut self, step: f64, now: f64) {
@@ -301,6 +339,8 @@ pub struct Runs {
     pub runs: BTreeMap<String, Run>,
     /// Files refused because `max_runs` was reached.
     pub runs_dropped: u64,
+    /// User rules, applied to the cleaned lines of the runs they are scoped to.
+    pub rules: Arc<Vec<Rule>>,
 }
 
 /// One run: its state and the parser of its file.
@@ -311,6 +351,8 @@ pub struct Run {
     /// Read errors on the run's file (permission denied, a directory ...).
     pub read_errors: u64,
     warned_keys: bool,
+    /// Indexes of the user rules scoped to this run.
+    rules: Vec<usize>,
 }
 
 impl Runs {
@@ -320,7 +362,14 @@ impl Runs {
             max_runs,
             runs: BTreeMap::new(),
             runs_dropped: 0,
+            rules: Arc::new(Vec::new()),
         }
+    }
+
+    /// Sets the user rules (before any file is opened).
+    pub fn with_rules(mut self, rules: Arc<Vec<Rule>>) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Total keys dropped by the per-run cap, over all runs.
@@ -358,6 +407,9 @@ impl tail::Sink for Runs {
                 parser: LineParser::new(format),
                 read_errors: 0,
                 warned_keys: false,
+                rules: (0..self.rules.len())
+                    .filter(|&i| self.rules[i].applies_to(run))
+                    .collect(),
             },
         );
         true
@@ -373,10 +425,16 @@ impl tail::Sink for Runs {
             return;
         }
         let cleaned = clean(line);
-        let Some(event) = r.parser.parse(&cleaned) else {
-            return;
-        };
-        let dropped = r.state.apply(event, time, &self.limits);
+        let mut dropped = 0;
+        for &i in &r.rules {
+            let rule = &self.rules[i];
+            if let Some((labels, v)) = rule.apply(&cleaned.text) {
+                dropped += r.state.rule_match(i, rule.kind, &labels, v, &self.limits);
+            }
+        }
+        if let Some(event) = r.parser.parse(&cleaned) {
+            dropped += r.state.apply(event, time, &self.limits);
+        }
         if dropped > 0 && !r.warned_keys {
             r.warned_keys = true;
             tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");

@@ -10,6 +10,7 @@ pub mod dict;
 pub mod lightning;
 pub mod mapping;
 pub mod megatron;
+pub mod rules;
 pub mod torchtitan;
 pub mod tqdm;
 pub mod vllm;

@@ -61,3 +61,92 @@ fn lightning_csv_rewritten_whole_is_not_counted_twice() {
     assert_eq!(value(&m, "training_loss", &r), Some(0.3));
     assert_eq!(value(&m, "training_parse_errors_total", &r), Some(0.0));
 }
+
+#[test]
+fn user_rules_checked_by_check_config_and_shown_by_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("grpo.log");
+    let other = dir.path().join("other.log");
+    let lines = "rollout 1 reward=0.25 env=math\n\
+                 \x1b[32mrollout 2 reward=0.75 env=code\x1b[0m\n\
+                 rollout 3 reward=0.5 env=math\n\
+                 [rank0]: Retrying NCCL op\n\
+                 Retrying NCCL op\n\
+                 {'loss': 1.5}\n";
+    std::fs::write(&log, lines).unwrap();
+    std::fs::write(&other, lines).unwrap();
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(
+        &config,
+        r#"rules:
+  - name: rollout_reward
+    help: Latest rollout reward by environment.
+    pattern: 'reward=(?P<reward>\S+) env=(?P<env>\w+)'
+    value: reward
+    labels: [env]
+    runs: ["*grpo.log"]
+  - name: nccl_retries_total
+    type: counter
+    pattern: '^Retrying NCCL'
+"#,
+    )
+    .unwrap();
+    let out = run(&["check-config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rule(s)"));
+
+    let (l, o) = (log.to_str().unwrap(), other.to_str().unwrap());
+    let out = run(&["parse", "--config", config.to_str().unwrap(), l, o]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("# TYPE rollout_reward gauge\n"), "{text}");
+    assert!(text.contains("# HELP rollout_reward Latest rollout reward by environment.\n"));
+    assert_eq!(
+        value(&text, "rollout_reward", &[("run", l), ("env", "math")]),
+        Some(0.5)
+    );
+    assert_eq!(
+        value(&text, "rollout_reward", &[("run", l), ("env", "code")]),
+        Some(0.75)
+    );
+    // scoped: the other run has no reward series, but the unscoped counter counts in both
+    // (the `[rank0]:` prefix is stripped before rules see the line)
+    assert_eq!(samples(&text, "rollout_reward").len(), 2);
+    for r in [l, o] {
+        assert_eq!(value(&text, "nccl_retries_total", &[("run", r)]), Some(2.0));
+        // the built-in parsers still read the same lines
+        assert_eq!(value(&text, "training_loss", &[("run", r)]), Some(1.5));
+    }
+
+    // a broken rule: exit 2, the message names the rule's key
+    std::fs::write(
+        &config,
+        "rules:\n  - name: ok\n    pattern: '(?P<v>\\d+)'\n    value: v\n  - name: bad\n    pattern: '(?P<v>[0-9'\n    value: v\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["check-config", config.to_str().unwrap()],
+        vec!["parse", "--config", config.to_str().unwrap(), l],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("rules[1].pattern"), "{err}");
+    }
+    std::fs::write(
+        &config,
+        "rules:\n  - name: training_loss\n    pattern: '(?P<v>\\d+)'\n    value: v\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules[0].name"));
+}

@@ -175,12 +175,33 @@ pub fn read_file(path: &Path) -> Result<File, ConfigError> {
     })
 }
 
-/// Parses config YAML; unknown keys are errors.
+/// Parses config YAML; unknown keys are errors. YAML is read into a tree first, then the
+/// tree into [`File`], so that a type error names its key (`limits.max_runs: ...`).
 pub fn parse_file(text: &str) -> Result<File, String> {
     if text.trim().is_empty() {
         return Ok(File::default());
     }
-    serde_saphyr::from_str::<File>(text).map_err(|e| e.to_string())
+    let tree: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+        // the first line of the YAML error holds the position and the reason
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim_start_matches("error: ")
+            .to_string()
+    })?;
+    if tree.is_null() {
+        return Ok(File::default());
+    }
+    serde_path_to_error::deserialize::<_, File>(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
 }
 
 impl Config {

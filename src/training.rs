@@ -466,10 +466,6 @@ impl tail::Sink for Runs {
                 r.parser.file_changed(false);
                 tracing::info!(run, path = %r.state.path, "log file truncated")
             }
-            FileEvent::Rewritten => {
-                r.parser.file_changed(false);
-                tracing::info!(run, path = %r.state.path, "log file rewritten in place")
-            }
             FileEvent::Opened => {}
         }
     }

@@ -20,10 +20,6 @@ pub enum FileEvent {
     Rotated,
     /// The file shrank below what we had read: we start again from its beginning.
     Truncated,
-    /// The file was rewritten in place: its first bytes changed while its size did not go
-    /// backwards (Lightning's `CSVLogger` rewrites `metrics.csv` whole). Read again from the
-    /// beginning.
-    Rewritten,
     /// The path no longer exists.
     Deleted,
     /// The path cannot be read (permission denied, a directory, an I/O error).
@@ -50,11 +46,13 @@ pub struct Follower {
     buf: Box<[u8]>,
     missing: bool,
     last_error: Option<String>,
-    /// The first bytes of the current file as read, to notice an in-place rewrite.
+    /// The file's first bytes as we read them: a copytruncate followed by enough new writes
+    /// to pass our offset is noticed because the head changed.
     head: Vec<u8>,
+    /// (size, mtime) at the last check: the head is re-read only when they change.
+    last_stamp: (u64, i64, i64),
 }
 
-/// How many leading bytes identify a file's content (a CSV header fits).
 const HEAD_BYTES: usize = 256;
 
 /// How much one poll read.
@@ -79,6 +77,7 @@ impl Follower {
             missing: false,
             last_error: None,
             head: Vec::new(),
+            last_stamp: (0, 0, 0),
         }
     }
 
@@ -103,6 +102,7 @@ impl Follower {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if self.file.is_some() {
                     // renamed away or deleted: what was written before is still ours
+                    self.check_truncation(sink);
                     let polled = self.read(sink, u64::MAX);
                     self.flush_partial(sink);
                     self.close();
@@ -135,6 +135,7 @@ impl Follower {
         }
         let id = (meta.dev(), meta.ino());
         if self.file.is_some() && self.id != Some(id) {
+            self.check_truncation(sink);
             self.read(sink, u64::MAX);
             self.flush_partial(sink);
             self.close();
@@ -149,41 +150,11 @@ impl Follower {
                 return Polled::default();
             }
             sink.event(FileEvent::Opened);
-        } else if meta.len() < self.offset || (meta.len() > self.offset && self.head_changed()) {
-            let event = if meta.len() < self.offset {
-                FileEvent::Truncated
-            } else {
-                FileEvent::Rewritten
-            };
-            if let Some(f) = self.file.as_mut() {
-                use std::io::Seek;
-                if let Err(e) = f.seek(io::SeekFrom::Start(0)) {
-                    self.error(sink, e.to_string());
-                    return Polled::default();
-                }
-            }
-            self.offset = 0;
-            self.head.clear();
-            self.partial.clear();
-            self.discarding = false;
-            sink.event(event);
+        } else {
+            self.check_truncation(sink);
         }
         self.last_error = None;
         self.read(sink, budget)
-    }
-
-    /// Whether the file's first bytes differ from those read before (one `pread`).
-    fn head_changed(&self) -> bool {
-        use std::os::unix::fs::FileExt;
-        let (Some(f), false) = (self.file.as_ref(), self.head.is_empty()) else {
-            return false;
-        };
-        let mut now = [0u8; HEAD_BYTES];
-        let want = self.head.len();
-        match f.read_at(&mut now[..want], 0) {
-            Ok(n) => n < want || now[..want] != self.head[..],
-            Err(_) => false,
-        }
     }
 
     /// Emits a held partial line: at the end of a one-shot read, or when its file is gone.
@@ -212,6 +183,47 @@ impl Follower {
         self.partial.clear();
         self.discarding = false;
         Ok(())
+    }
+
+    /// Notices that the open file was truncated (copytruncate) — its size fell below our
+    /// offset, or it changed size and its first bytes are no longer the ones we read — and
+    /// starts again from its beginning.
+    fn check_truncation(&mut self, sink: &mut dyn LineSink) {
+        let Some(meta) = self.file.as_ref().and_then(|f| f.metadata().ok()) else {
+            return;
+        };
+        let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec());
+        if meta.len() < self.offset || (stamp != self.last_stamp && self.head_changed()) {
+            if let Some(f) = self.file.as_mut() {
+                use std::io::Seek;
+                if let Err(e) = f.seek(io::SeekFrom::Start(0)) {
+                    self.error(sink, e.to_string());
+                    return;
+                }
+            }
+            self.offset = 0;
+            self.head.clear();
+            self.partial.clear();
+            self.discarding = false;
+            sink.event(FileEvent::Truncated);
+        }
+        self.last_stamp = stamp;
+    }
+
+    fn head_changed(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = self.file.as_ref() else {
+            return false;
+        };
+        if self.head.is_empty() {
+            return false;
+        }
+        let mut now = [0u8; HEAD_BYTES];
+        let n = self.head.len();
+        match f.read_at(&mut now[..n], 0) {
+            Ok(got) => got < n || now[..n] != self.head[..],
+            Err(_) => false,
+        }
     }
 
     fn close(&mut self) {
@@ -246,7 +258,7 @@ impl Follower {
                     break;
                 }
             };
-            if self.head.len() < HEAD_BYTES && self.offset == self.head.len() as u64 {
+            if self.head.len() < HEAD_BYTES {
                 let take = (HEAD_BYTES - self.head.len()).min(n);
                 self.head.extend_from_slice(&self.buf[..take]);
             }
@@ -341,6 +353,7 @@ mod tests {
 
     #[test]
     fn an_in_place_rewrite_is_read_again() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("metrics.csv");
         std::fs::write(&p, "epoch,step\r\n0,1\r\n").unwrap();
@@ -348,7 +361,7 @@ mod tests {
         let mut c = Collect::default();
         fol.poll(&mut c, u64::MAX);
         let ino = std::fs::metadata(&p).unwrap().ino();
-        // rewritten whole, longer, same inode (open with O_TRUNC, write)
+        // Lightning's CSVLogger: rewritten whole, longer, same inode
         std::fs::write(&p, "epoch,step,val\r\n0,1,\r\n0,2,0.5\r\n").unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
         fol.poll(&mut c, u64::MAX);
@@ -356,13 +369,7 @@ mod tests {
             c.lines,
             ["epoch,step", "0,1", "epoch,step,val", "0,1,", "0,2,0.5"]
         );
-        assert_eq!(c.events, [FileEvent::Opened, FileEvent::Rewritten]);
-        // an append is not a rewrite
-        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(b"0,3,\r\n").unwrap();
-        fol.poll(&mut c, u64::MAX);
-        assert_eq!(c.lines.last().unwrap(), "0,3,");
-        assert_eq!(c.events.len(), 2);
+        assert_eq!(c.events, [FileEvent::Opened, FileEvent::Truncated]);
     }
 
     #[test]

@@ -98,7 +98,10 @@ impl Tailer {
 
     /// Expands the globs and starts following new files.
     pub fn scan(&mut self, sink: &mut dyn Sink) {
-        let now = Instant::now();
+        self.scan_at(sink, Instant::now());
+    }
+
+    fn scan_at(&mut self, sink: &mut dyn Sink, now: Instant) {
         self.last_scan = Some(now);
         for src in &self.sources {
             let paths = match discover::expand(&src.path) {
@@ -137,7 +140,7 @@ impl Tailer {
             .last_scan
             .is_none_or(|t| now.duration_since(t) >= self.opts.rescan)
         {
-            self.scan(sink);
+            self.scan_at(sink, now);
         }
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {

@@ -1,1 +1,192 @@
-//! placeholder
+//! Bad input: binary garbage, invalid UTF-8, a 5 MiB line, a dict with 10,000 keys, a
+//! misspelt config key, bad flags, an unreadable log. Counted and skipped; the daemon keeps
+//! serving; configuration errors exit 2 with the key named.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn garbage_long_lines_and_huge_dicts_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bad.log");
+    // binary garbage with NULs, from a fixed xorshift sequence
+    let mut x: u32 = 2463534242;
+    let mut garbage = Vec::new();
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        garbage.push((x & 0xff) as u8);
+    }
+    garbage.retain(|&b| b != b'\n' && b != b'\r');
+    garbage.insert(10, 0);
+    garbage.push(b'\n');
+    let mut content = garbage.clone();
+    // invalid UTF-8 inside a record: decoded lossily, the record still counts
+    content.extend_from_slice(b"{'loss': 3.5, 'k\xff\xfe': 1.0}\n");
+    // a 5 MiB line, then a record
+    content.extend(std::iter::repeat_n(b'x', 5 << 20));
+    content.extend_from_slice(b"\n{'loss': 2.5}\n");
+    // a dict with 10,000 keys: 512 kept, the rest counted
+    let mut big = String::from("{'loss': 1.5");
+    for i in 0..10_000 {
+        big.push_str(&format!(", 'k{i}': {i}"));
+    }
+    big.push_str("}\n");
+    content.extend_from_slice(big.as_bytes());
+    std::fs::write(&log, &content).unwrap();
+
+    let d = Daemon::start(&["--log", &format!("bad={}", log.display())]);
+    assert_eq!(
+        d.wait_value(
+            "training_loss",
+            &[("run", "bad")],
+            1.5,
+            Duration::from_secs(20)
+        ),
+        Some(1.5)
+    );
+    let body = d.scrape();
+    let run = ("run", "bad");
+    assert_eq!(
+        value(
+            &body,
+            "training_lines_skipped_total",
+            &[run, ("reason", "too_long")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "training_lines_skipped_total",
+            &[run, ("reason", "binary")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&body, "training_records_total", &[run]), Some(3.0));
+    assert_eq!(
+        value(
+            &body,
+            "training_metric",
+            &[run, ("key", "k\u{fffd}\u{fffd}")]
+        ),
+        Some(1.0)
+    );
+    let kept = samples(&body, "training_metric").len();
+    assert_eq!(kept, 512, "the per-run key cap");
+    // 10,000 keys offered + 1 lossy key = 10,001 distinct, 512 kept
+    assert_eq!(
+        value(&body, "gpu_train_exporter_keys_dropped_total", &[run]),
+        Some(10_001.0 - 512.0)
+    );
+    assert!(
+        d.stderr().contains("key limit reached"),
+        "logged once: {}",
+        d.stderr()
+    );
+    assert_eq!(d.stderr().matches("key limit reached").count(), 1);
+}
+
+#[test]
+fn misspelt_config_key_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, "logs:\n  - path: /tmp/x.log\n    fromat: hf\n").unwrap();
+    for args in [
+        vec!["check-config", cfg.to_str().unwrap()],
+        vec!["--config", cfg.to_str().unwrap()],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("fromat"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one message: {err}");
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    for (args, needle) in [
+        (
+            vec!["--web.listen-address", "nowhere"],
+            "--web.listen-address",
+        ),
+        (vec!["--run.idle-timeout", "soon"], "--run.idle-timeout"),
+        (vec!["--limits.max-runs", "0"], "--limits.max-runs"),
+        (vec!["--format", "bogus"], "--format"),
+        (vec!["--log", "a=/x/[b"], "--log"),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn valid_config_checks_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, "logs:\n  - path: /tmp/x/*.log\n    run: sft\n").unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unreadable_log_is_counted_and_the_rest_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.log");
+    append(&good, "{'loss': 0.75}\n");
+    // a directory where a log should be: unreadable as a file, even for root
+    let bad = dir.path().join("bad.log");
+    std::fs::create_dir(&bad).unwrap();
+    let d = Daemon::start(&[
+        "--log",
+        &format!("good={}", good.display()),
+        "--log",
+        &format!("bad={}", bad.display()),
+    ]);
+    assert_eq!(
+        d.wait_value(
+            "training_loss",
+            &[("run", "good")],
+            0.75,
+            Duration::from_secs(10)
+        ),
+        Some(0.75)
+    );
+    assert!(wait_for(Duration::from_secs(10), || value(
+        &d.scrape(),
+        "gpu_train_exporter_log_read_errors_total",
+        &[("run", "bad")]
+    )
+    .is_some_and(|v| v >= 1.0)));
+    assert!(d.stderr().contains("is a directory"), "{}", d.stderr());
+    // and when it becomes a readable file, it is followed
+    std::fs::remove_dir(&bad).unwrap();
+    append(&bad, "{'loss': 0.5}\n");
+    assert_eq!(
+        d.wait_value(
+            "training_loss",
+            &[("run", "bad")],
+            0.5,
+            Duration::from_secs(10)
+        ),
+        Some(0.5)
+    );
+}
+
+#[test]
+fn parse_of_a_missing_file_fails_cleanly() {
+    let out = run(&["parse", "/nonexistent/train.log"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/train.log"));
+}

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
+use crate::attribution::Scanner;
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
 use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::tail::{self, Source, TailOptions, Tailer};
-use crate::training::{lock, Limits, Runs};
+use crate::training::{lock, Limits, Run, Runs};
+use std::borrow::Cow;
 
 /// The git revision the binary was built from (`unknown` outside a checkout).
 pub const REVISION: &str = env!("GTE_REVISION");
@@ -39,10 +41,10 @@ impl AppState {
         let mut enc = Encoder::new(&mut out, dialect);
         {
             let runs = lock(&self.runs);
-            let list: Vec<(&str, &_)> = runs
-                .runs
+            let labelled = runs.labelled();
+            let list: Vec<(&str, &_)> = labelled
                 .iter()
-                .map(|(k, r)| (k.as_str(), &r.state))
+                .map(|(k, r)| (k.as_ref(), &r.state))
                 .collect();
             metrics::encode_training(
                 &mut enc,
@@ -54,14 +56,14 @@ impl AppState {
                     rules: &runs.rules,
                 },
             );
-            encode_self(&mut enc, &runs);
+            encode_self(&mut enc, &runs, &labelled);
         }
         enc.finish();
         out
     }
 }
 
-fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
+fn encode_self(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Run)]) {
     enc.family(
         "gpu_train_exporter_build_info",
         "Version and git revision of the running exporter.",
@@ -96,7 +98,7 @@ fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
         "Keys not recorded because the per-run key limit or key length limit was reached.",
         Kind::Counter,
     );
-    for (name, r) in &runs.runs {
+    for (name, r) in labelled {
         enc.sample(
             "gpu_train_exporter_keys_dropped_total",
             &[("run", name)],
@@ -108,7 +110,7 @@ fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
         "Errors reading a run's log file (permission denied, not a file, I/O).",
         Kind::Counter,
     );
-    for (name, r) in &runs.runs {
+    for (name, r) in labelled {
         enc.sample(
             "gpu_train_exporter_log_read_errors_total",
             &[("run", name)],
@@ -139,6 +141,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("starting the tailer thread")?
     };
 
+    let attribution = if config.attribution.enabled {
+        let runs = state.runs.clone();
+        let stop = stop.clone();
+        let settings = config.attribution.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("attribution".into())
+                .spawn(move || attribute_loop(&runs, &settings, &stop))
+                .context("starting the attribution thread")?,
+        )
+    } else {
+        None
+    };
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,8 +172,50 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     });
     stop.store(true, Ordering::Relaxed);
     let _ = tailer.join();
+    if let Some(a) = attribution {
+        let _ = a.join();
+    }
     tracing::info!("stopped");
     result
+}
+
+/// Scans /proc every interval for the processes holding each run's log, until `stop`.
+/// The lock is held only to read the paths and to store the result, never during the scan.
+fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, stop: &AtomicBool) {
+    let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)
+            .runs
+            .iter()
+            .map(|(n, r)| (n.clone(), PathBuf::from(&r.state.path)))
+            .unzip();
+        match scanner.scan(&paths) {
+            Ok(scan) => {
+                if scan.unreadable > 0 && !warned {
+                    warned = true;
+                    tracing::info!(processes = scan.unreadable, "some processes' open files cannot be read (other users'); their runs fall back to the idle timeout");
+                }
+                let now = tail::unix_now();
+                let mut runs = lock(runs);
+                for (name, holders) in names.iter().zip(scan.holders) {
+                    if let Some(r) = runs.runs.get_mut(name) {
+                        r.state.set_holders(holders, now);
+                    }
+                }
+            }
+            Err(e) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(procfs = %settings.procfs.display(), error = %e, "cannot scan procfs; run liveness falls back to the idle timeout");
+                }
+            }
+        }
+        let until = std::time::Instant::now() + settings.interval;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 async fn shutdown_signal() {

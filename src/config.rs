@@ -86,6 +86,19 @@ pub struct Flags {
     /// How often globs are re-scanned for new files [default: 5s].
     #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
     pub rescan_interval: Option<String>,
+    /// Root of the procfs read to find the processes holding each log [default: /proc].
+    #[arg(long = "path.procfs", value_name = "PATH")]
+    pub procfs: Option<PathBuf>,
+    /// How often /proc is scanned for the processes holding each log [default: 5s].
+    #[arg(long = "attribution.interval", value_name = "DURATION")]
+    pub attribution_interval: Option<String>,
+    /// An environment variable of the writer process that names the run (e.g. SLURM_JOB_ID).
+    /// Repeatable; the first one set wins.
+    #[arg(long = "attribution.run-from-env", value_name = "VAR")]
+    pub run_from_env: Vec<String>,
+    /// Do not scan /proc: run liveness comes from the idle timeout alone.
+    #[arg(long = "no-attribution")]
+    pub no_attribution: bool,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -108,6 +121,28 @@ pub struct File {
     /// User rules: regexes that set metrics.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub attribution: AttributionFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub procfs: Option<PathBuf>,
+    #[serde(default)]
+    pub run_from_env: Vec<String>,
+}
+
+/// Run attribution settings (see [`crate::attribution`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub procfs: PathBuf,
+    /// Environment variables that name a run, first set wins.
+    pub run_from_env: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +180,7 @@ pub struct Config {
     pub tail: TailOptions,
     /// Compiled user rules.
     pub rules: Arc<Vec<Rule>>,
+    pub attribution: Attribution,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -346,9 +382,51 @@ impl Config {
         }
 
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
+        let attribution_interval = duration(
+            flags.attribution_interval.as_deref(),
+            "--attribution.interval",
+            file.attribution.interval.as_deref(),
+            "attribution.interval",
+            "5s",
+        )?;
+        if attribution_interval < Duration::from_millis(100) {
+            return Err(invalid("attribution.interval", "must be at least 100ms"));
+        }
+        let (run_from_env, env_key) = if flags.run_from_env.is_empty() {
+            (
+                file.attribution.run_from_env.clone(),
+                "attribution.run_from_env",
+            )
+        } else {
+            (flags.run_from_env.clone(), "--attribution.run-from-env")
+        };
+        for v in &run_from_env {
+            let ok = v
+                .bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+                && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+            if !ok {
+                return Err(invalid(
+                    env_key,
+                    format!("{v:?} is not an environment variable name"),
+                ));
+            }
+        }
+        let attribution = Attribution {
+            enabled: !flags.no_attribution && file.attribution.enabled.unwrap_or(true),
+            interval: attribution_interval,
+            procfs: flags
+                .procfs
+                .clone()
+                .or(file.attribution.procfs)
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+            run_from_env,
+        };
 
         Ok(Config {
             rules: Arc::new(rules),
+            attribution,
             listen,
             telemetry_path,
             log_level,

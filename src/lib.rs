@@ -4,8 +4,10 @@
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
 //! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
+//! [`attribution`] finds the processes that hold each run's log open.
 
 pub mod app;
+pub mod attribution;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -313,7 +313,7 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             "Unix time the run's step last increased.",
             &|r| r.last_progress,
         );
-        enc.family("training_run_active", "1 while the run is believed to be running: no end-of-training summary and recent activity.", Kind::Gauge);
+        enc.family("training_run_active", "1 while the run is believed to be running: no end-of-training summary, and a live process holds its log or (when none is seen) recent activity.", Kind::Gauge);
         for (run, r) in runs {
             enc.sample(
                 "training_run_active",
@@ -324,6 +324,25 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
                     0.0
                 },
             );
+        }
+        if runs.iter().any(|(_, r)| !r.holders.is_empty()) {
+            enc.family(
+                "training_run_process_info",
+                "1 for each live process that holds the run's log file open.",
+                Kind::Gauge,
+            );
+            let mut pid = String::new();
+            for (run, r) in runs {
+                for h in &r.holders {
+                    pid.clear();
+                    let _ = write!(pid, "{}", h.pid);
+                    enc.sample(
+                        "training_run_process_info",
+                        &[("run", run), ("pid", &pid), ("command", &h.command)],
+                        1.0,
+                    );
+                }
+            }
         }
     }
     encode_rules(enc, view);

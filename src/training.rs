@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use std::sync::Arc;
 
+use crate::attribution::Holder;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
@@ -139,6 +140,12 @@ pub struct RunState {
     pub last_progress: Option<f64>,
     /// The end-of-training summary was seen (and no progress since).
     pub finished: bool,
+    /// Live processes holding the log open, from the last attribution scan.
+    pub holders: Vec<Holder>,
+    /// When the last holder was seen gone (unix seconds); cleared when one appears.
+    pub holders_gone_at: Option<f64>,
+    /// The run name from the writer's environment, once found (it sticks).
+    pub env_run: Option<String>,
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
@@ -165,6 +172,9 @@ impl RunState {
             last_record: None,
             last_progress: None,
             finished: false,
+            holders: Vec::new(),
+            holders_gone_at: None,
+            env_run: None,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
@@ -180,8 +190,16 @@ impl RunState {
         self.skipped[reason as usize] += 1;
     }
 
-    /// Whether the run is believed to be running at `now` (unix seconds).
+    /// Whether the run is believed to be running at `now` (unix seconds): no end-of-training
+    /// summary, and a live process holds the log; with no holder, not when the holders exited
+    /// after the last activity (a crash), else while the last activity is recent.
     pub fn active(&self, now: f64, limits: &Limits) -> bool {
+        if self.finished {
+            return false;
+        }
+        if !self.holders.is_empty() {
+            return true;
+        }
         let last = match (self.last_record, self.last_progress) {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => match a.or(b) {
@@ -189,7 +207,25 @@ impl RunState {
                 None => return false,
             },
         };
-        !self.finished && now - last < limits.idle_seconds
+        if self.holders_gone_at.is_some_and(|gone| last <= gone) {
+            return false;
+        }
+        now - last < limits.idle_seconds
+    }
+
+    /// Records the processes an attribution scan found holding the log at `now`.
+    pub fn set_holders(&mut self, holders: Vec<Holder>, now: f64) {
+        if holders.is_empty() {
+            if !self.holders.is_empty() {
+                self.holders_gone_at = Some(now);
+            }
+        } else {
+            self.holders_gone_at = None;
+            if self.env_run.is_none() {
+                self.env_run = holders.iter().find_map(|h| h.env_run.clone());
+            }
+        }
+        self.holders = holders;
     }
 
     /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
@@ -370,6 +406,30 @@ impl Runs {
     pub fn with_rules(mut self, rules: Arc<Vec<Rule>>) -> Self {
         self.rules = rules;
         self
+    }
+
+    /// The runs with the label each is exported under: its name, or the run name its writer's
+    /// environment gave. When two runs of this node would share a label, the first (by name)
+    /// keeps it and the others are `ENV/NAME`.
+    pub fn labelled(&self) -> Vec<(std::borrow::Cow<'_, str>, &Run)> {
+        use std::borrow::Cow;
+        let mut taken = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(self.runs.len());
+        for (name, r) in &self.runs {
+            if r.state.env_run.is_none() {
+                taken.insert(name.as_str());
+            }
+        }
+        for (name, r) in &self.runs {
+            let label = match &r.state.env_run {
+                None => Cow::Borrowed(name.as_str()),
+                Some(env) if taken.insert(env.as_str()) => Cow::Borrowed(env.as_str()),
+                Some(env) => Cow::Owned(format!("{env}/{name}")),
+            };
+            out.push((label, r));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Total keys dropped by the per-run cap, over all runs.

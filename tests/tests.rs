@@ -19,3 +19,6 @@ mod daemon;
 // trainer formats: forcing one, Lightning's metrics.csv rewritten while followed
 #[path = "it/formats.rs"]
 mod formats;
+// run attribution: real processes holding real logs, found in /proc, gone when they exit
+#[path = "it/attribution.rs"]
+mod attribution;

@@ -155,6 +155,49 @@ fn held_files(
     Ok(())
 }
 
+/// One GPU's compute processes, as plain data from the GPU collector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcesses {
+    pub index: u32,
+    pub uuid: String,
+    /// (pid, GPU memory the process uses, when NVML reports it)
+    pub processes: Vec<(u32, Option<u64>)>,
+}
+
+/// A GPU one of a run's processes computes on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunGpu {
+    pub index: u32,
+    pub uuid: String,
+}
+
+/// Joins a run's holders with the GPUs' compute processes: the GPUs its processes use and
+/// the GPU memory they use in total (`None` when no process of the run is on a GPU or NVML
+/// reported no memory for them).
+pub fn join_gpus(holders: &[Holder], gpus: &[GpuProcesses]) -> (Vec<RunGpu>, Option<u64>) {
+    let mut out = Vec::new();
+    let mut memory: Option<u64> = None;
+    for g in gpus {
+        let mut used = false;
+        for &(pid, mem) in &g.processes {
+            if holders.iter().any(|h| h.pid == pid) {
+                used = true;
+                if let Some(m) = mem {
+                    memory = Some(memory.unwrap_or(0).saturating_add(m));
+                }
+            }
+        }
+        if used {
+            out.push(RunGpu {
+                index: g.index,
+                uuid: g.uuid.clone(),
+            });
+        }
+    }
+    out.sort();
+    (out, memory)
+}
+
 /// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
 pub fn parse_comm(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
@@ -202,6 +245,48 @@ mod tests {
         assert_eq!(parse_environ(b"SLURM_JOB_ID=a\nb\0", &vars), None);
         assert_eq!(parse_environ(b"garbage\0\0=x\0", &vars), None);
         assert_eq!(parse_comm(b"python3\n"), "python3");
+    }
+
+    #[test]
+    fn gpus_of_a_run() {
+        let h = |pid| Holder {
+            pid,
+            command: "python".into(),
+            env_run: None,
+        };
+        let gpus = [
+            GpuProcesses {
+                index: 1,
+                uuid: "GPU-b".into(),
+                processes: vec![(11, Some(2 << 30)), (99, Some(1 << 30))],
+            },
+            GpuProcesses {
+                index: 0,
+                uuid: "GPU-a".into(),
+                processes: vec![(10, Some(3 << 30)), (11, None)],
+            },
+            GpuProcesses {
+                index: 2,
+                uuid: "GPU-c".into(),
+                processes: vec![(99, Some(1 << 30))],
+            },
+        ];
+        let (used, mem) = join_gpus(&[h(1), h(10), h(11)], &gpus);
+        assert_eq!(
+            used,
+            [
+                RunGpu {
+                    index: 0,
+                    uuid: "GPU-a".into()
+                },
+                RunGpu {
+                    index: 1,
+                    uuid: "GPU-b".into()
+                }
+            ]
+        );
+        assert_eq!(mem, Some(5 << 30));
+        assert_eq!(join_gpus(&[h(1)], &gpus), (vec![], None));
     }
 
     #[test]

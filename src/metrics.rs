@@ -345,6 +345,31 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             }
         }
     }
+    if view.wall_clock && runs.iter().any(|(_, r)| !r.gpus.is_empty()) {
+        enc.family(
+            "training_run_gpu_info",
+            "1 for each GPU the run's processes compute on.",
+            Kind::Gauge,
+        );
+        let mut idx = String::new();
+        for (run, r) in runs {
+            for g in &r.gpus {
+                idx.clear();
+                let _ = write!(idx, "{}", g.index);
+                enc.sample(
+                    "training_run_gpu_info",
+                    &[("run", run), ("gpu", &idx), ("uuid", &g.uuid)],
+                    1.0,
+                );
+            }
+        }
+        gauge(
+            enc,
+            "training_run_gpu_memory_used_bytes",
+            "GPU memory used by the run's processes, over all its GPUs.",
+            &|r| r.gpu_memory_bytes.map(|b| b as f64),
+        );
+    }
     encode_rules(enc, view);
     enc.family(
         "training_run_info",
@@ -418,5 +443,42 @@ mod tests {
             Dialect::OpenMetrics
         );
         assert_eq!(Dialect::from_accept(None), Dialect::Text);
+    }
+
+    #[test]
+    fn run_processes_and_gpus() {
+        use crate::attribution::{GpuProcesses, Holder};
+        let mut r = RunState::new("/l/train.log", "hf");
+        r.set_holders(
+            vec![Holder {
+                pid: 7,
+                command: "python3".into(),
+                env_run: None,
+            }],
+            1.0,
+        );
+        r.set_gpus(&[GpuProcesses {
+            index: 2,
+            uuid: "GPU-2".into(),
+            processes: vec![(7, Some(5 << 30))],
+        }]);
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::Text);
+        encode_training(
+            &mut e,
+            &TrainingView {
+                runs: &[("sft", &r)],
+                limits: &Limits::default(),
+                now: 2.0,
+                wall_clock: true,
+                rules: &[],
+            },
+        );
+        assert!(
+            s.contains("training_run_process_info{run=\"sft\",pid=\"7\",command=\"python3\"} 1\n")
+        );
+        assert!(s.contains("training_run_gpu_info{run=\"sft\",gpu=\"2\",uuid=\"GPU-2\"} 1\n"));
+        assert!(s.contains("training_run_gpu_memory_used_bytes{run=\"sft\"} 5368709120\n"));
+        assert!(s.contains("training_run_active{run=\"sft\"} 1\n"));
     }
 }

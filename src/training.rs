@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use std::sync::Arc;
 
-use crate::attribution::Holder;
+use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
@@ -146,6 +146,9 @@ pub struct RunState {
     pub holders_gone_at: Option<f64>,
     /// The run name from the writer's environment, once found (it sticks).
     pub env_run: Option<String>,
+    /// GPUs the holders compute on, and the GPU memory they use (from NVML's processes).
+    pub gpus: Vec<RunGpu>,
+    pub gpu_memory_bytes: Option<u64>,
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
@@ -175,6 +178,8 @@ impl RunState {
             holders: Vec::new(),
             holders_gone_at: None,
             env_run: None,
+            gpus: Vec::new(),
+            gpu_memory_bytes: None,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
@@ -226,6 +231,17 @@ impl RunState {
             }
         }
         self.holders = holders;
+        if self.holders.is_empty() {
+            self.gpus.clear();
+            self.gpu_memory_bytes = None;
+        }
+    }
+
+    /// Joins the holders with the GPUs' compute processes (NVML's view).
+    pub fn set_gpus(&mut self, gpus: &[GpuProcesses]) {
+        let (used, memory) = attribution::join_gpus(&self.holders, gpus);
+        self.gpus = used;
+        self.gpu_memory_bytes = memory;
     }
 
     /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
@@ -639,6 +655,37 @@ mod tests {
         assert_eq!(r.get(Known::Loss), Some(0.422));
         assert_eq!(r.get(Known::Epoch), Some(0.0));
         assert_eq!(r.format, "lightning");
+    }
+
+    #[test]
+    fn holders_decide_liveness_and_gpus_follow_them() {
+        let lim = Limits::default();
+        let mut r = RunState::new("x", "auto");
+        feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 10.0);
+        let h = Holder {
+            pid: 42,
+            command: "python".into(),
+            env_run: Some("job-1".into()),
+        };
+        r.set_holders(vec![h.clone()], 11.0);
+        // held: active even past the idle limit
+        assert!(r.active(10.0 + 2.0 * 3600.0, &lim));
+        assert_eq!(r.env_run.as_deref(), Some("job-1"));
+        r.set_gpus(&[GpuProcesses {
+            index: 3,
+            uuid: "GPU-x".into(),
+            processes: vec![(42, Some(1024))],
+        }]);
+        assert_eq!(r.gpus.len(), 1);
+        assert_eq!(r.gpu_memory_bytes, Some(1024));
+        // every holder gone without the summary: inactive at once, GPUs gone, name kept
+        r.set_holders(vec![], 12.0);
+        assert!(!r.active(12.5, &lim));
+        assert!(r.gpus.is_empty() && r.gpu_memory_bytes.is_none());
+        assert_eq!(r.env_run.as_deref(), Some("job-1"));
+        // a writer that does not keep the file open appends later: the idle rule again
+        feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
+        assert!(r.active(14.0, &lim));
     }
 
     #[test]

@@ -165,6 +165,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, "listening");
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, crate::http::app(state.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -22,3 +22,6 @@ mod formats;
 // run attribution: real processes holding real logs, found in /proc, gone when they exit
 #[path = "it/attribution.rs"]
 mod attribution;
+// the README's example config and flag table stay true
+#[path = "it/readme.rs"]
+mod readme;

@@ -266,7 +266,12 @@ impl Follower {
             polled.bytes += n as u64;
             let buf = std::mem::take(&mut self.buf);
             self.split(&buf[..n], sink);
+            let short = n < buf.len();
             self.buf = buf;
+            if short {
+                // a short read of a regular file is its end for now: spare the empty read
+                break;
+            }
         }
         self.file = Some(file);
         polled

@@ -1,9 +1,12 @@
 //! The tailer: discovers files from the configured paths and globs, follows each, and hands
 //! their lines to a [`Sink`]. It knows nothing of parsing or metrics.
 //!
-//! One thread polls every file with its own backoff (25 ms after data, doubling to 250 ms at
-//! end of file), re-scans the globs every few seconds for new runs, and forgets files that
-//! stay deleted. Tests drive it with [`Tailer::poll_once`] instead of sleeping.
+//! One thread polls every file: every 250 ms while it grows, backing off to 1 s while it is
+//! idle, and at once again while a burst exceeds one poll's budget. Polls due close together
+//! share one wake-up: on virtual machines a wake-up costs more CPU than parsing a hundred
+//! lines, so batching is what keeps following a busy log near 1 µs of CPU per line. It
+//! re-scans the globs every few seconds for new runs and forgets files that stay deleted.
+//! Tests drive it with [`Tailer::poll_once`] instead of sleeping.
 
 pub mod discover;
 pub mod follow;
@@ -44,9 +47,14 @@ pub struct TailOptions {
     pub rescan: Duration,
     /// How long a deleted file's run is kept before it is forgotten.
     pub forget_after: Duration,
+    /// Poll interval of a file that grew at its last poll.
     pub active_delay: Duration,
+    /// Longest interval for an idle file.
     pub max_delay: Duration,
 }
+
+/// Polls due within this much of the earliest one are taken in the same wake-up.
+const COALESCE: Duration = Duration::from_millis(50);
 
 impl Default for TailOptions {
     fn default() -> Self {
@@ -54,8 +62,8 @@ impl Default for TailOptions {
             max_line_bytes: 1 << 20,
             rescan: Duration::from_secs(5),
             forget_after: Duration::from_secs(3600),
-            active_delay: Duration::from_millis(25),
-            max_delay: Duration::from_millis(250),
+            active_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(1),
         }
     }
 }
@@ -144,7 +152,7 @@ impl Tailer {
         }
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {
-            if t.next > now {
+            if t.next > now + COALESCE {
                 continue;
             }
             let polled = poll_file(t, sink, 256 * 1024);
@@ -196,7 +204,8 @@ impl Tailer {
     pub fn read_to_end(&mut self, sink: &mut dyn Sink) {
         self.scan(sink);
         for t in self.files.values_mut() {
-            while poll_file(t, sink, u64::MAX).more {}
+            // until a read finds nothing: a short read is not proof of the end on every filesystem
+            while poll_file(t, sink, u64::MAX).bytes > 0 {}
             let mut adapter = Adapter {
                 run: &t.run,
                 sink,

@@ -1,0 +1,414 @@
+//! Benchmark of the log pipeline against Debian's `mtail` on the same files, in one run.
+//!
+//! `cargo bench --bench parse` generates a 1,000,000-line Hugging Face console log (metric
+//! dicts among tqdm bars and logging lines, as in the fixtures) and a 1,000,000-line
+//! ms-swift `logging.jsonl`, then measures:
+//! 1. `gpu-train-exporter parse` vs `mtail --one_shot` with an equivalent program: lines/s
+//!    and peak RSS (and RSS on a file 10× shorter, to show it does not grow with length);
+//! 2. following a log written at 1,000 lines/s: CPU per line, ours vs mtail's;
+//! 3. `/metrics` latency with 50 runs of 20 keys each, on loopback with keep-alive.
+//!
+//! `BENCH_LINES` and `BENCH_FOLLOW_SECONDS` shrink it for a quick look.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
+
+fn main() {
+    let lines: usize = std::env::var("BENCH_LINES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let follow_secs: u64 = std::env::var("BENCH_FOLLOW_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let has_mtail = Command::new("mtail").arg("--version").output().is_ok();
+    let progs = dir.path().join("progs");
+    std::fs::create_dir_all(&progs).unwrap();
+    std::fs::write(progs.join("train.mtail"), MTAIL_PROGRAM).unwrap();
+
+    println!("# gpu-train-exporter parse benchmark ({lines} lines per file)");
+    for (name, gen) in [
+        ("hf-console.log", gen_hf as fn(usize) -> String),
+        ("logging.jsonl", gen_jsonl),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, gen(lines)).unwrap();
+        let short = dir.path().join(format!("short-{name}"));
+        std::fs::write(&short, gen(lines / 10)).unwrap();
+        let ours = measure(Command::new(BIN).arg("parse").arg(&path));
+        let ours_short = measure(Command::new(BIN).arg("parse").arg(&short));
+        println!(
+            "{name}: ours {:.0} lines/s, {:.3} s, peak RSS {:.1} MiB ({:.1} MiB on a file 10x shorter)",
+            lines as f64 / ours.secs,
+            ours.secs,
+            ours.max_rss_kib as f64 / 1024.0,
+            ours_short.max_rss_kib as f64 / 1024.0
+        );
+        if has_mtail {
+            let m = measure(
+                Command::new("mtail")
+                    .args([
+                        "--one_shot",
+                        "--one_shot_format",
+                        "prometheus",
+                        "--logtostderr",
+                        "--progs",
+                    ])
+                    .arg(&progs)
+                    .arg("--logs")
+                    .arg(&path),
+            );
+            println!(
+                "{name}: mtail {:.0} lines/s, {:.3} s, peak RSS {:.1} MiB; ratio ours/mtail {:.1}x",
+                lines as f64 / m.secs,
+                m.secs,
+                m.max_rss_kib as f64 / 1024.0,
+                m.secs / ours.secs
+            );
+        }
+    }
+
+    follow(dir.path(), &progs, follow_secs, has_mtail);
+    scrape(dir.path());
+}
+
+struct Measured {
+    secs: f64,
+    max_rss_kib: i64,
+}
+
+/// Runs a command to completion; wall time, and peak RSS as the kernel's high-water mark of
+/// the command's own address space (`VmHWM`, read every millisecond until it exits —
+/// `wait4`'s maxrss would count the benchmark's memory copied at fork).
+fn measure(cmd: &mut Command) -> Measured {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut hwm = 0;
+    let mut exe_seen = false;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            // before exec the child is still a copy of us: only count the command's own image
+            let name = s.lines().next().unwrap_or("");
+            if !exe_seen {
+                exe_seen = !name.contains("parse-");
+            }
+            if exe_seen {
+                if let Some(v) = s
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                {
+                    hwm = hwm.max(v);
+                }
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Measured {
+        secs: start.elapsed().as_secs_f64(),
+        max_rss_kib: hwm,
+    }
+}
+
+/// CPU time of every thread of `pid`, in nanoseconds (schedstat is ns-precise).
+fn cpu_ns(pid: u32) -> u64 {
+    let mut total = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes 1,000 lines/s for `secs` seconds and reports CPU per line of each follower.
+fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
+    let log = dir.join("follow.log");
+    std::fs::write(&log, "").unwrap();
+    let ours = Kill(
+        Command::new(BIN)
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{}", free_port()),
+                "--log",
+            ])
+            .arg(format!("bench={}", log.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mtail = has_mtail.then(|| {
+        Kill(
+            Command::new("mtail")
+                .args([
+                    "--port",
+                    &free_port().to_string(),
+                    "--address",
+                    "127.0.0.1",
+                    "--logtostderr",
+                    "--progs",
+                ])
+                .arg(progs)
+                .arg("--logs")
+                .arg(&log)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let ours0 = cpu_ns(ours.0.id());
+    let mtail0 = mtail.as_ref().map(|m| cpu_ns(m.0.id()));
+    let body = gen_hf(secs as usize * 1000);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let start = Instant::now();
+    let mut written = 0usize;
+    for (i, line) in body.lines().enumerate() {
+        // 1,000 lines per second, in 10 ms batches of 10 (a trainer flushes per line; tqdm
+        // redraws come in bursts)
+        if i % 10 == 0 {
+            let due = start + Duration::from_millis(i as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        writeln!(f, "{line}").unwrap();
+        written += 1;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let ours_ns = cpu_ns(ours.0.id()) - ours0;
+    println!(
+        "follow at 1000 lines/s for {secs} s: ours {:.2} µs CPU per line ({} lines, RSS {} KiB)",
+        ours_ns as f64 / 1000.0 / written as f64,
+        written,
+        rss_kib(ours.0.id())
+    );
+    if let (Some(m), Some(m0)) = (&mtail, mtail0) {
+        let mtail_ns = cpu_ns(m.0.id()) - m0;
+        println!(
+            "follow at 1000 lines/s for {secs} s: mtail {:.2} µs CPU per line (RSS {} KiB); ratio {:.1}x",
+            mtail_ns as f64 / 1000.0 / written as f64,
+            rss_kib(m.0.id()),
+            mtail_ns as f64 / ours_ns.max(1) as f64
+        );
+    }
+}
+
+/// 50 runs of 20 keys; sequential keep-alive scrapes; latency percentiles.
+fn scrape(dir: &Path) {
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    for r in 0..50 {
+        let mut s =
+            String::from("{'loss': 1.5, 'grad_norm': 0.5, 'learning_rate': 1e-05, 'epoch': 0.5");
+        for k in 0..16 {
+            s.push_str(&format!(", 'rewards/k{k}': {}.25", k + r));
+        }
+        s.push_str(", 'step': 10}\n");
+        std::fs::write(runs.join(format!("run{r:02}.log")), s).unwrap();
+    }
+    let port = free_port();
+    let d = Kill(
+        Command::new(BIN)
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log",
+            ])
+            .arg(format!("{}/*.log", runs.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut conn = loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    conn.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut lat = Vec::new();
+    let mut size = 0;
+    for i in 0..3000 {
+        let t = Instant::now();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        size = read_response(&mut reader);
+        if i >= 200 {
+            lat.push(t.elapsed());
+        }
+    }
+    lat.sort();
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
+    let series = {
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let _ = read_response(&mut reader);
+        size
+    };
+    println!(
+        "scrape, 50 runs x 20 keys ({series} bytes): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} keep-alive scrapes; daemon RSS {} KiB",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        lat.len(),
+        rss_kib(d.0.id())
+    );
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> usize {
+    let mut len = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    len
+}
+
+/// A Hugging Face console log: per step a tqdm redraw; every 10 steps a metric dict; now and
+/// then a logging line and a nested evaluation bar — the mix of the fixture logs.
+fn gen_hf(lines: usize) -> String {
+    let mut s = String::with_capacity(lines * 70);
+    let total = lines;
+    let mut n = 0;
+    let mut step = 0;
+    while n < lines {
+        step += 1;
+        s.push_str(&format!(
+            " {:>2}%|█▏        | {step}/{total} [01:02<10:00,  7.{:02}it/s]\n",
+            step * 100 / total,
+            step % 100
+        ));
+        n += 1;
+        if step % 10 == 0 && n < lines {
+            let loss = 2.0 + ((step as f64) * 0.37).sin();
+            s.push_str(&format!(
+                "{{'loss': '{loss:.4}', 'grad_norm': '{:.4}', 'learning_rate': '{:.4e}', 'epoch': '{:.4}'}}\n",
+                0.5 + loss / 10.0,
+                1e-4 / (1.0 + step as f64 / 1000.0),
+                step as f64 / 1000.0
+            ));
+            n += 1;
+        }
+        if step % 25 == 0 && n < lines {
+            s.push_str("[INFO|trainer.py:2345] 2026-11-28 12:00:00,000 >> Saving model checkpoint to /data/out/checkpoint\n");
+            n += 1;
+        }
+        if step % 50 == 0 && n < lines {
+            s.push_str(" 60%|██████    | 3/5 [00:00<00:00, 25.61it/s]\x1b[A\n");
+            n += 1;
+        }
+    }
+    s
+}
+
+/// ms-swift's logging.jsonl: one JSON record per line.
+fn gen_jsonl(lines: usize) -> String {
+    let mut s = String::with_capacity(lines * 260);
+    for i in 1..=lines {
+        let loss = 2.0 + ((i as f64) * 0.37).sin();
+        s.push_str(&format!(
+            "{{\"loss\": {loss:.8}, \"grad_norm\": {:.8}, \"learning_rate\": {:.8}, \"token_acc\": 0.5, \"epoch\": {:.2}, \"global_step/max_steps\": \"{i}/{lines}\", \"elapsed_time\": \"1h 2m 3s\", \"remaining_time\": \"41s\", \"train_speed(s/it)\": 0.073741}}\n",
+            0.5 + loss / 10.0,
+            1e-4 / (1.0 + i as f64 / 1000.0),
+            i as f64 / 1000.0
+        ));
+    }
+    s
+}
+
+/// What an mtail user writes for the same metrics (loss, lr, grad norm, epoch, step, records)
+/// in both formats.
+const MTAIL_PROGRAM: &str = r#"
+gauge training_loss
+gauge training_learning_rate
+gauge training_grad_norm
+gauge training_epoch
+gauge training_step
+gauge training_max_steps
+counter training_records_total
+
+/['"]loss['"]: ['"]?(?P<loss>[-+0-9.eE]+|nan|NaN)['"]?/ {
+  training_records_total++
+}
+/['"]loss['"]: ['"]?(?P<loss>[-+0-9.eE]+)['"]?/ {
+  training_loss = float($loss)
+}
+/['"]learning_rate['"]: ['"]?(?P<lr>[-+0-9.eE]+)['"]?/ {
+  training_learning_rate = float($lr)
+}
+/['"]grad_norm['"]: ['"]?(?P<g>[-+0-9.eE]+)['"]?/ {
+  training_grad_norm = float($g)
+}
+/['"]epoch['"]: ['"]?(?P<e>[-+0-9.eE]+)['"]?/ {
+  training_epoch = float($e)
+}
+/['"]global_step\/max_steps['"]: ['"](?P<s>\d+)\/(?P<m>\d+)['"]/ {
+  training_step = int($s)
+  training_max_steps = int($m)
+}
+/\| (?P<n>\d+)\/(?P<t>\d+) \[/ {
+  training_step = int($n)
+  training_max_steps = int($t)
+}
+"#;

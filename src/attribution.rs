@@ -65,17 +65,22 @@ impl Scanner {
     /// follows the files, is never a holder.
     pub fn scan(&self, files: &[PathBuf]) -> std::io::Result<Scan> {
         let mut ids: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        let mut names: Vec<Vec<u8>> = Vec::new();
         for (i, f) in files.iter().enumerate() {
             if let Ok(m) = std::fs::metadata(f) {
                 ids.entry((m.dev(), m.ino())).or_default().push(i);
+                if let Some(n) = f.file_name() {
+                    names.push(n.as_encoded_bytes().to_vec());
+                }
             }
         }
+        let wanted = Wanted { ids, names };
         let mut scan = Scan {
             holders: vec![Vec::new(); files.len()],
             unreadable: 0,
         };
         let entries = std::fs::read_dir(&self.procfs)?;
-        if ids.is_empty() {
+        if wanted.ids.is_empty() {
             return Ok(scan);
         }
         let mut found: Vec<usize> = Vec::new();
@@ -89,7 +94,7 @@ impl Scanner {
             }
             let dir = e.path();
             found.clear();
-            match held_files(&dir.join("fd"), &ids, &mut found) {
+            match held_files(&dir.join("fd"), &wanted, &mut found) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     scan.unreadable += 1;
@@ -131,24 +136,36 @@ impl Scanner {
     }
 }
 
+/// The files looked for: by device and inode, and their file names.
+struct Wanted {
+    ids: HashMap<(u64, u64), Vec<usize>>,
+    names: Vec<Vec<u8>>,
+}
+
 /// Which of the wanted files (by device and inode) a process's `fd` directory holds.
-fn held_files(
-    fd_dir: &Path,
-    ids: &HashMap<(u64, u64), Vec<usize>>,
-    found: &mut Vec<usize>,
-) -> std::io::Result<()> {
+/// Only descriptors whose target has a wanted file name are `stat`ed: sockets, pipes and
+/// other files are rejected on the link text alone. (The link text is the path in the
+/// process's mount namespace, so the directory may differ from ours; the name does not.)
+fn held_files(fd_dir: &Path, wanted: &Wanted, found: &mut Vec<usize>) -> std::io::Result<()> {
     for fd in std::fs::read_dir(fd_dir)? {
         let Ok(fd) = fd else { continue };
         let path = fd.path();
-        // sockets, pipes and anonymous inodes read as `socket:[123]`: skip them unstat'ed
-        match std::fs::read_link(&path) {
-            Ok(target) if target.as_os_str().as_encoded_bytes().first() == Some(&b'/') => {}
-            _ => continue,
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue;
+        };
+        let t = target.as_os_str().as_encoded_bytes();
+        if t.first() != Some(&b'/') {
+            continue;
+        }
+        // a deleted file's link reads `/path (deleted)`: its name no longer matches, rightly
+        let name = &t[t.iter().rposition(|&c| c == b'/').map_or(0, |p| p + 1)..];
+        if !wanted.names.iter().any(|n| n.as_slice() == name) {
+            continue;
         }
         let Ok(m) = std::fs::metadata(&path) else {
             continue;
         };
-        if let Some(idx) = ids.get(&(m.dev(), m.ino())) {
+        if let Some(idx) = wanted.ids.get(&(m.dev(), m.ino())) {
             found.extend_from_slice(idx);
         }
     }

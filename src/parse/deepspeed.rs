@@ -18,11 +18,28 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 /// Cheap test for the start of a DeepSpeed line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
-    let b = text.as_bytes();
     text.starts_with("step=")
         || text.starts_with("epoch=")
         || text.starts_with("steps: ")
-        || (b.first().is_some_and(u8::is_ascii_digit) && text.contains(", SamplesPerSec="))
+        || old_form(text.as_bytes())
+}
+
+/// `E/S, SamplesPerSec=`, checked byte by byte from the start (tqdm bars start with digits
+/// too, so no search through the line).
+fn old_form(b: &[u8]) -> bool {
+    let digits = |mut i: usize| {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    let Some(i) = digits(0) else { return false };
+    if b.get(i) != Some(&b'/') {
+        return false;
+    }
+    let Some(j) = digits(i + 1) else { return false };
+    b[j..].starts_with(b", SamplesPerSec=")
 }
 
 /// Parses one DeepSpeed line; `None` if it is not one.

@@ -82,7 +82,7 @@ impl Csv {
 
     /// A header row: column names only, among them `step` or `epoch`.
     pub fn is_header(text: &str) -> bool {
-        if !text.contains(',') || text.contains(' ') {
+        if text.contains(' ') || !text.contains(',') {
             return false;
         }
         let mut known = false;

@@ -342,6 +342,52 @@ mod tests {
     }
 
     #[test]
+    fn no_format_panics_on_odd_lines() {
+        let odd = [
+            "iteration ",
+            "iteration /",
+            "iteration 1/ | : | lm loss: |",
+            "validation loss at ",
+            "validation loss at iteration x",
+            "step=",
+            "step=[",
+            "epoch=0/",
+            "0/",
+            "0/1, SamplesPerSec=",
+            "steps: ",
+            "steps: 1 loss:",
+            "step: ",
+            "step: 1 memory: GiB(",
+            "step: 1 tps: ,,,",
+            "Engine 0: Avg prompt throughput:",
+            "Avg prompt throughput: %, Running: ",
+            "epoch,step",
+            ",,,",
+            "Epoch 1: 50%|█| 1/2 [00:00<00:00, 1it/s, =, a=]",
+            "Epoch : 50%|█| 1/2 [00:00<00:00, 1it/s, x=1]",
+            "é",
+            "\u{fffd}=\u{fffd}",
+        ];
+        for f in Format::ALL {
+            let mut p = LineParser::new(*f);
+            for l in odd {
+                let c = clean(l.as_bytes());
+                let _ = p.parse(&c);
+                // and after a CSV header
+                let h = clean(b"epoch,step");
+                let _ = p.parse(&h);
+                let _ = p.parse(&c);
+                p.file_changed(false);
+            }
+        }
+        let mut p = LineParser::new(Format::Lightning);
+        let h = clean(b"epoch,step");
+        assert_eq!(p.parse(&h), None);
+        let row = clean(b"1,2,3");
+        assert!(matches!(p.parse(&row), Some(Event::Malformed(_))));
+    }
+
+    #[test]
     fn malformed_records_are_reported() {
         assert!(matches!(
             parse("{'loss': 0.5, 'grad"),

@@ -27,20 +27,41 @@ pub fn parse(text: &str) -> Option<Record<'_>> {
     }
 }
 
+/// Splits on `|` with memchr (the lines are long: a dozen fields).
+fn fields(s: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut bars = memchr::memchr_iter(b'|', s.as_bytes());
+    std::iter::from_fn(move || {
+        let end = bars.next().unwrap_or(s.len());
+        if start > s.len() {
+            return None;
+        }
+        let f = &s[start..end];
+        start = end + 1;
+        Some(f)
+    })
+}
+
+/// `key: value`, split at the last colon (keys hold none, `(TFLOP/s/GPU)` aside).
+fn key_value(field: &str) -> Option<(&str, &str)> {
+    let c = memchr::memrchr(b':', field.as_bytes())?;
+    Some((field[..c].trim_ascii(), field[c + 1..].trim_ascii()))
+}
+
 fn iteration(rest: &str) -> Option<Record<'_>> {
-    let mut fields = rest.split('|');
+    let mut fields = fields(rest);
     let (n, m) = fields.next()?.split_once('/')?;
+    let (n, m) = (n.trim_ascii(), m.trim_ascii());
     let mut rec = Record::new("megatron");
-    rec.step = Some(n.trim().parse::<u64>().ok()? as f64);
-    rec.max_steps = m.trim().parse::<u64>().ok().map(|m| m as f64);
+    rec.step = Some(n.parse::<u64>().ok()? as f64);
+    rec.max_steps = m.parse::<u64>().ok().map(|m| m as f64);
     let mut loss_seen = false;
     let mut nan_iterations = 0.0;
     for field in fields {
-        let Some((key, val)) = field.rsplit_once(':') else {
+        let Some((key, val)) = key_value(field) else {
             continue;
         };
-        let key = key.trim();
-        let Some(v) = number(val.trim()) else {
+        let Some(v) = number(val) else {
             continue;
         };
         match key {
@@ -71,20 +92,19 @@ fn iteration(rest: &str) -> Option<Record<'_>> {
 /// `iteration 1000 on validation set | lm loss value: 2.1E+00 | lm loss PPL: 8.1E+00 |`
 fn validation(rest: &str) -> Option<Record<'_>> {
     let rest = rest.strip_prefix("iteration ")?;
-    let mut fields = rest.split('|');
+    let mut fields = fields(rest);
     let head = fields.next()?;
     let (n, set) = head.trim().split_once(' ')?;
     let test = set.contains("test");
     let mut rec = Record::new("megatron");
     rec.step = Some(n.parse::<u64>().ok()? as f64);
     for field in fields {
-        let Some((key, val)) = field.rsplit_once(':') else {
+        let Some((key, val)) = key_value(field) else {
             continue;
         };
-        let Some(v) = number(val.trim()) else {
+        let Some(v) = number(val) else {
             continue;
         };
-        let key = key.trim();
         let out: Cow<'_, str> = match (key, test) {
             ("lm loss value", false) => Cow::Borrowed("eval_loss"),
             ("lm loss PPL", false) => Cow::Borrowed("eval_ppl"),

@@ -35,6 +35,11 @@ impl AppState {
         }
     }
 
+    /// The GPUs for the live page's JSON API (none until a GPU collector runs).
+    pub fn gpus_json(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
     /// Renders every metric family.
     pub fn render(&self, dialect: Dialect) -> String {
         let mut out = String::with_capacity(16 * 1024);

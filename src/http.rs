@@ -1,5 +1,6 @@
-//! The HTTP surface: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`
-//! and a landing page at `/`. Handlers see only the shared [`AppState`].
+//! The HTTP surface: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`,
+//! the live page at `/` (its script and style compiled in: no CDN, no network) and the JSON
+//! API under `/api/v1/`. Handlers see only the shared [`AppState`].
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::api;
 use crate::app::AppState;
 use crate::metrics::Dialect;
 
@@ -16,7 +18,12 @@ use crate::metrics::Dialect;
 pub fn app(state: Arc<AppState>) -> Router {
     let path = state.telemetry_path.clone();
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(page))
+        .route("/ui/app.js", get(script))
+        .route("/ui/style.css", get(style))
+        .route("/api/v1/runs", get(api::runs))
+        .route("/api/v1/runs/{run}/series", get(api::series))
+        .route("/api/v1/gpus", get(api::gpus))
         .route(&path, get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -33,12 +40,20 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
-async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    let path = &state.telemetry_path;
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>gpu-train-exporter</title></head>\
-         <body><h1>gpu-train-exporter</h1><p>Version {}</p><ul><li><a href=\"{path}\">Metrics</a></li>\
-         <li><a href=\"/healthz\">Health</a></li></ul></body></html>",
-        env!("CARGO_PKG_VERSION")
-    ))
+async fn page(State(state): State<Arc<AppState>>) -> Html<String> {
+    Html(include_str!("page/index.html").replace("__METRICS_PATH__", &state.telemetry_path))
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("page/app.js"),
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("page/style.css"),
+    )
 }

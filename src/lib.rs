@@ -6,9 +6,11 @@
 //! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
 //! [`attribution`] finds the processes that hold each run's log open.
 
+pub mod api;
 pub mod app;
 pub mod attribution;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod parse;

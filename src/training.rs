@@ -12,9 +12,14 @@ use std::sync::Mutex;
 use std::sync::Arc;
 
 use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
+use crate::history::Series;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
+
+/// Keys beyond the well-known ones whose history is kept per run (the live page's small
+/// charts): bounds memory at about 20 KB per key for a run of any length.
+pub const MAX_HISTORY_OTHER_KEYS: usize = 16;
 
 /// Limits applied to what logs can create.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,6 +154,10 @@ pub struct RunState {
     /// GPUs the holders compute on, and the GPU memory they use (from NVML's processes).
     pub gpus: Vec<RunGpu>,
     pub gpu_memory_bytes: Option<u64>,
+    /// Per-key history by step for the live page: the well-known keys and the first
+    /// [`MAX_HISTORY_OTHER_KEYS`] others.
+    pub history: BTreeMap<String, Series>,
+    history_other: usize,
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
@@ -180,6 +189,8 @@ impl RunState {
             env_run: None,
             gpus: Vec::new(),
             gpu_memory_bytes: None,
+            history: BTreeMap::new(),
+            history_other: 0,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
@@ -321,6 +332,22 @@ impl RunState {
         }
     }
 
+    fn remember(&mut self, key: &str, x: f64, v: f64) {
+        if let Some(s) = self.history.get_mut(key) {
+            s.push(x, v);
+            return;
+        }
+        if Known::from_key(key).is_none() {
+            if self.history_other >= MAX_HISTORY_OTHER_KEYS {
+                return;
+            }
+            self.history_other += 1;
+        }
+        let mut s = Series::new();
+        s.push(x, v);
+        self.history.insert(key.to_string(), s);
+    }
+
     fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
         self.records += 1;
         self.last_record = Some(now);
@@ -346,8 +373,12 @@ impl RunState {
             self.step_from_records = true;
             self.set_step(s, now);
         }
+        let x = self.step.unwrap_or(self.records as f64);
         let mut dropped = 0;
         for (key, v) in r.values {
+            if key.len() <= limits.max_key_bytes {
+                self.remember(&key, x, v);
+            }
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;

@@ -22,6 +22,21 @@ mod formats;
 // run attribution: real processes holding real logs, found in /proc, gone when they exit
 #[path = "it/attribution.rs"]
 mod attribution;
+// alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
+#[path = "it/alerts.rs"]
+mod alerts;
+// Grafana dashboards: JSON model, valid PromQL, only metrics the daemon serves
+#[path = "it/dashboards.rs"]
+mod dashboards;
+// daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
+#[path = "it/alerting_e2e.rs"]
+mod alerting_e2e;
 // the README's example config and flag table stay true
 #[path = "it/readme.rs"]
 mod readme;
+// the JSON API behind the live page, through the router
+#[path = "it/api.rs"]
+mod api;
+// the live page in a real headless Chromium
+#[path = "it/browser.rs"]
+mod browser;

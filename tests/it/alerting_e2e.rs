@@ -1,0 +1,463 @@
+//! End to end on loopback: the daemon following logs, a real Prometheus scraping it every
+//! second with the shipped rule files, a real Alertmanager with the shipped config, and a
+//! small HTTP server standing in for Slack.
+//!
+//! Only the `for:` fields of the rules and the Alertmanager's timers are shortened; the rule
+//! expressions, routes, inhibitions and templates are the shipped ones. After the alert, every
+//! dashboard query is run against that Prometheus and must return data.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::dashboards::{self, fake_nvml, needs_gpu};
+use crate::harness::{append, fixture, free_port, http_get, require_tool, root, wait_for};
+
+/// A child process killed on drop, its output in a file for failure messages.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command, log: PathBuf, port: u16) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        Proc { child, log, port }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, what: &str) {
+        let port = self.port;
+        let ok = wait_for(Duration::from_secs(30), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+                || http_get(port, "/-/ready").is_ok_and(|(s, _)| s == 200)
+        });
+        if !ok || matches!(self.child.try_wait(), Ok(Some(_))) {
+            panic!("{what} did not start:\n{}", self.output());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stands in for Slack's incoming webhook: records every POSTed body, answers `ok`.
+fn slack_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let store = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            if let Some(body) = read_request(&mut s) {
+                store.lock().unwrap().push(body);
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, bodies)
+}
+
+fn read_request(s: &mut TcpStream) -> Option<String> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(String::from_utf8_lossy(&buf[head_end..]).into_owned())
+}
+
+/// A minimal HTTP/1.1 POST of JSON on 127.0.0.1; returns the status.
+fn http_post_json(port: u16, path: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant query against Prometheus' HTTP API: the result vector.
+fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
+    let (status, body) = http_get(port, &format!("/api/v1/query?query={}", urlencode(q)))
+        .unwrap_or_else(|e| panic!("query {q}: {e}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {q}: {e}: {body}"));
+    assert_eq!(status, 200, "query {q}: {body}");
+    assert_eq!(v["status"], "success", "query {q}: {body}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// Copies of the shipped rule files with every `for:` shortened to 1s; nothing else changes.
+fn test_speed_rules(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for src in crate::alerts::rule_files() {
+        let text = std::fs::read_to_string(&src).unwrap();
+        let mut fors = 0;
+        let rewritten: String = text
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                if t.starts_with("for: ") {
+                    fors += 1;
+                    format!("{}for: 1s\n", &l[..l.len() - t.len()])
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert!(fors > 0 || src.ends_with("training.rules.yml"), "{src:?}");
+        let dst = dir.join(src.file_name().unwrap());
+        std::fs::write(&dst, rewritten).unwrap();
+        out.push(dst);
+    }
+    out
+}
+
+/// The shipped Alertmanager config and templates, with the webhook URL file pointed at
+/// `url_file` and the grouping timers shortened.
+fn test_alertmanager_config(dir: &Path, url_file: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("alerts/alertmanager.yml")).unwrap();
+    let mut text = text;
+    for (from, to) in [
+        (
+            "api_url_file: /etc/alertmanager/slack-webhook-url".to_string(),
+            format!("api_url_file: {}", url_file.display()),
+        ),
+        ("group_wait: 30s".into(), "group_wait: 1s".into()),
+        ("group_interval: 5m".into(), "group_interval: 1s".into()),
+    ] {
+        assert!(
+            text.contains(&from),
+            "alertmanager.yml no longer has {from:?}"
+        );
+        text = text.replace(&from, &to);
+    }
+    let tdir = dir.join("templates");
+    std::fs::create_dir_all(&tdir).unwrap();
+    for e in std::fs::read_dir(root().join("alerts/templates")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, tdir.join(p.file_name().unwrap())).unwrap();
+    }
+    let cfg = dir.join("alertmanager.yml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// The Slack attachments received so far: `(title, text)`.
+fn attachments(bodies: &Mutex<Vec<String>>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in bodies.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_str(b).unwrap_or_default();
+        for a in v["attachments"].as_array().into_iter().flatten() {
+            out.push((
+                a["title"].as_str().unwrap_or("").to_string(),
+                a["text"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
+    if !require_tool("prometheus") || !require_tool("prometheus-alertmanager") {
+        return;
+    }
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // Slack stand-in, and the file the Alertmanager reads its webhook URL from
+    let (slack_port, bodies) = slack_receiver();
+    let url_file = d.join("slack-webhook-url");
+    std::fs::write(
+        &url_file,
+        format!("http://127.0.0.1:{slack_port}/services/T0/B0/x\n"),
+    )
+    .unwrap();
+
+    // the daemon, following a finished HF run (copied: we append to it), ms-swift's
+    // logging.jsonl and a JSON-lines log
+    let hf = d.join("train.log");
+    std::fs::copy(fixture("transformers/train-normal.log"), &hf).unwrap();
+    let daemon = dashboards::start_daemon(d, &hf);
+    let instance = format!("127.0.0.1:{}", daemon.port);
+
+    // Alertmanager with the shipped config
+    let am_port = free_port();
+    let am_cfg = test_alertmanager_config(d, &url_file);
+    let mut am = Proc::spawn(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", am_cfg.display()))
+            .arg(format!("--storage.path={}", d.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address="),
+        d.join("alertmanager.log"),
+        am_port,
+    );
+
+    // Prometheus with the shipped rules
+    let rules = test_speed_rules(d);
+    let prom_port = free_port();
+    let prom_cfg = d.join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: gpu-train-exporter\n    static_configs:\n      - targets: ['{instance}']\n",
+            rules
+                .iter()
+                .map(|r| format!("  - {}\n", r.display()))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let mut prom = Proc::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                d.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        d.join("prometheus.log"),
+        prom_port,
+    );
+    am.wait_ready("alertmanager");
+    prom.wait_ready("prometheus");
+
+    // Prometheus scrapes the daemon and evaluates the rules; no NaN alert yet
+    let scraping = wait_for(Duration::from_secs(30), || {
+        !query(prom_port, "up{job=\"gpu-train-exporter\"} == 1").is_empty()
+            && !query(prom_port, "training_run_active").is_empty()
+    });
+    assert!(
+        scraping,
+        "Prometheus does not scrape the daemon:\n{}",
+        prom.output()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        query(prom_port, "ALERTS{alertname=\"TrainingLossNaN\"}").is_empty(),
+        "no NaN yet"
+    );
+    assert!(
+        !attachments(&bodies)
+            .iter()
+            .any(|(t, _)| t.contains("TrainingLossNaN")),
+        "no NaN notification yet"
+    );
+
+    // a NaN record: within 60 s Slack gets TrainingLossNaN naming the run
+    let appended = Instant::now();
+    append(
+        &hf,
+        "{'loss': 'nan', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '1.6'}\n",
+    );
+    let mut nan = None;
+    wait_for(Duration::from_secs(60), || {
+        nan = attachments(&bodies)
+            .into_iter()
+            .find(|(t, _)| t.contains("TrainingLossNaN"));
+        nan.is_some()
+    });
+    let Some((title, text)) = nan else {
+        panic!(
+            "no TrainingLossNaN notification within 60 s; received {:?}\nALERTS: {:?}\nalertmanager:\n{}",
+            bodies.lock().unwrap(),
+            query(prom_port, "ALERTS"),
+            am.output()
+        );
+    };
+    eprintln!(
+        "TrainingLossNaN reached the Slack stand-in {:.1} s after the NaN was appended",
+        appended.elapsed().as_secs_f64()
+    );
+    assert_eq!(title, format!("[FIRING:2] TrainingLossNaN on {instance}"));
+    assert!(text.contains("run: `hf`"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Run hf on {instance} logged a NaN or infinite loss"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Run hf on {instance} logged a NaN or infinite grad_norm"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("docs/runbooks.md#traininglossnan|Runbook>"),
+        "{text}"
+    );
+    assert!(text.contains("/d/gte-training/"), "{text}");
+
+    inhibitions_hold(am_port, &bodies);
+
+    // every dashboard query returns data from this Prometheus
+    let gpu = fake_nvml().is_some();
+    let mut checked = 0;
+    let mut pending = Vec::new();
+    for q in dashboards::queries() {
+        let e = dashboards::substitute(&q.expr, "1m");
+        let ast = promql_parser::parser::parse(&e).unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        dashboards::metric_names(&ast, &mut names);
+        if !gpu && names.iter().any(|n| needs_gpu(n)) {
+            pending.push(format!("{}/{}", q.dashboard, q.panel));
+            continue;
+        }
+        let result = query(prom_port, &e);
+        assert!(
+            !result.is_empty(),
+            "{}/{}: no data for {e}",
+            q.dashboard,
+            q.panel
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "{checked} queries checked");
+    if !pending.is_empty() {
+        eprintln!(
+            "GPU queries not run until the fake NVML library exists: {}",
+            pending.len()
+        );
+    }
+    eprintln!(
+        "end to end: {checked} dashboard queries returned data; {:.1} s in all",
+        t0.elapsed().as_secs_f64()
+    );
+    drop(prom);
+    drop(am);
+}
+
+/// The shipped inhibit rules, on alerts posted to the Alertmanager's API: a critical alert
+/// silences the warnings of the same run, and an exporter that is down silences its GPU alerts.
+fn inhibitions_hold(am_port: u16, bodies: &Mutex<Vec<String>>) {
+    let ends = "2099-01-01T00:00:00Z";
+    let alert = |labels: serde_json::Value| {
+        serde_json::json!({
+            "labels": labels,
+            "annotations": {"summary": "s.", "description": format!("{labels}"),
+                            "runbook_url": "https://example.com/runbooks.md#x"},
+            "endsAt": ends
+        })
+    };
+    let body = serde_json::json!([
+        alert(
+            serde_json::json!({"alertname": "TrainingLossNaN", "severity": "critical",
+            "instance": "inhibit:9842", "job": "gpu-train-exporter", "run": "run-a", "key": "loss"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "TrainingLossDiverging", "severity": "warning",
+            "instance": "inhibit:9842", "job": "gpu-train-exporter", "run": "run-a"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "TrainingLossDiverging", "severity": "warning",
+            "instance": "inhibit:9842", "job": "gpu-train-exporter", "run": "run-b"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "GpuTrainExporterDown", "severity": "critical",
+            "instance": "down:9842", "job": "gpu-train-exporter"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "GpuLost", "severity": "critical",
+            "instance": "down:9842", "job": "gpu-train-exporter", "gpu": "0", "uuid": "GPU-x"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "GpuLost", "severity": "critical",
+            "instance": "up:9842", "job": "gpu-train-exporter", "gpu": "1", "uuid": "GPU-y"})
+        ),
+    ]);
+    assert_eq!(
+        http_post_json(am_port, "/api/v2/alerts", &body.to_string()),
+        200
+    );
+    let titled = |t: &str| {
+        attachments(bodies)
+            .into_iter()
+            .filter(|(title, _)| title.contains(t))
+            .collect::<Vec<_>>()
+    };
+    let arrived = wait_for(Duration::from_secs(30), || {
+        !titled("TrainingLossDiverging on inhibit:9842").is_empty()
+            && !titled("GpuTrainExporterDown on down:9842").is_empty()
+            && !titled("GpuLost on up:9842").is_empty()
+    });
+    assert!(arrived, "notifications: {:?}", attachments(bodies));
+    // a few more group intervals for anything that should not come
+    std::thread::sleep(Duration::from_secs(3));
+    let div = titled("TrainingLossDiverging on inhibit:9842");
+    assert!(
+        div.iter().all(|(_, text)| text.contains("run-b")),
+        "{div:?}"
+    );
+    assert!(
+        div.iter().all(|(_, text)| !text.contains("run-a")),
+        "{div:?}"
+    );
+    assert!(
+        titled("GpuLost on down:9842").is_empty(),
+        "{:?}",
+        attachments(bodies)
+    );
+}

@@ -1,0 +1,585 @@
+//! The alert rules and the Alertmanager config, checked with the real `promtool` and `amtool`.
+//!
+//! Besides the hand-written unit tests in `alerts/tests/`, the NaN and divergence alerts are
+//! tested on series derived from real trainer logs: each log is fed through the library's own
+//! parser and run state, one record per minute, and the resulting samples become a
+//! `promtool test rules` file in a temp dir. A run that diverges must alert; healthy runs,
+//! including one with very noisy loss, must stay silent.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gpu_train_exporter::parse::{clean, Event, Format, LineParser};
+use gpu_train_exporter::training::{Known, Limits, RunState};
+
+use crate::harness::{fixture, require_tool, root};
+
+pub const INSTANCE: &str = "node1:9842";
+pub const JOB: &str = "gpu-train-exporter";
+const RUNBOOK: &str =
+    "https://github.com/gpu-train-exporter/gpu-train-exporter/blob/main/docs/runbooks.md";
+
+/// The shipped rule files.
+pub fn rule_files() -> Vec<PathBuf> {
+    ["training", "gpu", "exporter"]
+        .iter()
+        .map(|n| root().join(format!("alerts/{n}.rules.yml")))
+        .collect()
+}
+
+fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// Every rule, as `(group file, rule mapping)`.
+fn rules() -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    for f in rule_files() {
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        for g in doc["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
+                out.push((f.clone(), r.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn promtool_checks_the_rule_files() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let out = run_tool(
+        Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .args(rule_files()),
+    );
+    assert_eq!(out.matches("SUCCESS").count(), 3, "{out}");
+}
+
+#[test]
+fn every_alert_has_severity_summary_description_and_a_runbook_section() {
+    let runbooks = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
+    let sections: Vec<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let rules = rules();
+    assert!(rules.len() >= 16, "{} rules", rules.len());
+    for (file, r) in rules {
+        let name = r["alert"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file:?}: {r}"));
+        assert!(
+            name.chars().next().unwrap().is_ascii_uppercase() && !name.contains(['_', ' ']),
+            "{name} is not CamelCase"
+        );
+        let sev = r["labels"]["severity"].as_str().unwrap_or("");
+        assert!(
+            ["critical", "warning", "info"].contains(&sev),
+            "{name}: severity {sev:?}"
+        );
+        let a = &r["annotations"];
+        let summary = a["summary"].as_str().unwrap_or("");
+        assert!(
+            summary.ends_with('.') && !summary.contains("{{"),
+            "{name}: the summary is one static sentence: {summary:?}"
+        );
+        let desc = a["description"].as_str().unwrap_or("");
+        let absent = r["expr"].as_str().unwrap_or("").contains("absent(");
+        assert!(
+            absent || desc.contains("{{ $labels.instance }}"),
+            "{name}: the description names the instance: {desc:?}"
+        );
+        let url = a["runbook_url"].as_str().unwrap_or("");
+        let anchor = url
+            .strip_prefix(&format!("{RUNBOOK}#"))
+            .unwrap_or_else(|| panic!("{name}: runbook_url {url:?}"));
+        assert!(
+            sections.iter().any(|s| s == anchor),
+            "{name}: no section '## ...' for #{anchor} in docs/runbooks.md"
+        );
+    }
+}
+
+#[test]
+fn promtool_unit_tests_pass_and_cover_every_alert() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let dir = root().join("alerts/tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    let out = run_tool(
+        Command::new("promtool")
+            .arg("test")
+            .arg("rules")
+            .args(&files),
+    );
+    assert_eq!(out.matches("SUCCESS").count(), files.len(), "{out}");
+
+    // each alert has a case where it fires (non-empty exp_alerts) and one where it does not,
+    // here or in the log-derived tests below (NaN and divergence)
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for (_, r) in rules() {
+        let name = r["alert"].as_str().unwrap();
+        if matches!(name, "TrainingLossNaN" | "TrainingLossDiverging") {
+            continue;
+        }
+        let cases: Vec<&str> = text
+            .split("alertname: ")
+            .skip(1)
+            .filter(|c| c.lines().next() == Some(name))
+            .collect();
+        assert!(
+            cases.iter().any(|c| c.contains("exp_alerts: []")),
+            "{name}: no case where it must stay silent"
+        );
+        assert!(
+            cases.iter().any(|c| c.contains("exp_labels:")),
+            "{name}: no case where it must fire"
+        );
+    }
+}
+
+/// The state of a run after each record of its log, one record per minute.
+#[derive(Debug, Clone)]
+struct Sample {
+    loss: Option<f64>,
+    grad_norm: Option<f64>,
+    step: Option<f64>,
+    steps_per_second: Option<f64>,
+    active: bool,
+    last_progress: Option<f64>,
+    nonfinite: BTreeMap<String, u64>,
+    train_runtime: Option<f64>,
+}
+
+fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
+    Sample {
+        loss: s.get(Known::Loss),
+        grad_norm: s.get(Known::GradNorm),
+        step: s.step,
+        steps_per_second: s.get(Known::StepsPerSecond),
+        active: s.active(now, limits),
+        last_progress: s.last_progress,
+        nonfinite: s.nonfinite.clone(),
+        train_runtime: s.metrics.get("train_runtime").copied(),
+    }
+}
+
+/// Feeds `text` through the parser and run state as the daemon does (lines split on `\n` and
+/// `\r`), records one sample per record, minute `k` for the k-th record, then `tail` more
+/// minutes with no new line (the idle limit applies).
+fn replay(text: &[u8], tail: usize) -> Vec<Sample> {
+    let limits = Limits::default();
+    let mut parser = LineParser::new(Format::Auto);
+    let mut state = RunState::new("log", "auto");
+    let mut out = Vec::new();
+    for raw in text.split(|&b| b == b'\n' || b == b'\r') {
+        let cleaned = clean(raw);
+        let Some(event) = parser.parse(&cleaned) else {
+            continue;
+        };
+        let is_record = matches!(event, Event::Record(_));
+        let now = out.len() as f64 * 60.0;
+        state.apply(event, now, &limits);
+        if is_record {
+            out.push(sample(&state, now, &limits));
+        }
+    }
+    for _ in 0..tail {
+        let now = out.len() as f64 * 60.0;
+        out.push(sample(&state, now, &limits));
+    }
+    out
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "_".into(),
+        Some(v) if v.is_nan() => "NaN".into(),
+        Some(v) if v == f64::INFINITY => "+Inf".into(),
+        Some(v) if v == f64::NEG_INFINITY => "-Inf".into(),
+        Some(v) => format!("{v}"),
+    }
+}
+
+/// The input series of a promtool test for `run`, as the exporter would serve them.
+fn input_series(run: &str, samples: &[Sample]) -> String {
+    let labels = format!("instance=\"{INSTANCE}\",job=\"{JOB}\",run=\"{run}\"");
+    let mut series: Vec<(String, Vec<Option<f64>>)> = vec![
+        (
+            format!("training_loss{{{labels}}}"),
+            samples.iter().map(|s| s.loss).collect(),
+        ),
+        (
+            format!("training_grad_norm{{{labels}}}"),
+            samples.iter().map(|s| s.grad_norm).collect(),
+        ),
+        (
+            format!("training_step{{{labels}}}"),
+            samples.iter().map(|s| s.step).collect(),
+        ),
+        (
+            format!("training_steps_per_second{{{labels}}}"),
+            samples.iter().map(|s| s.steps_per_second).collect(),
+        ),
+        (
+            format!("training_run_active{{{labels}}}"),
+            samples
+                .iter()
+                .map(|s| Some(if s.active { 1.0 } else { 0.0 }))
+                .collect(),
+        ),
+        (
+            format!("training_last_progress_timestamp_seconds{{{labels}}}"),
+            samples.iter().map(|s| s.last_progress).collect(),
+        ),
+        (
+            format!("training_metric{{{labels},key=\"train_runtime\"}}"),
+            samples.iter().map(|s| s.train_runtime).collect(),
+        ),
+    ];
+    let keys: std::collections::BTreeSet<&String> =
+        samples.iter().flat_map(|s| s.nonfinite.keys()).collect();
+    for key in keys {
+        series.push((
+            format!("training_nonfinite_values_total{{{labels},key=\"{key}\"}}"),
+            samples
+                .iter()
+                .map(|s| s.nonfinite.get(key).map(|&c| c as f64))
+                .collect(),
+        ));
+    }
+    let mut out = String::new();
+    for (name, values) in series {
+        let values: Vec<String> = values.into_iter().map(fmt_value).collect();
+        writeln!(
+            out,
+            "      - series: '{name}'\n        values: '{}'",
+            values.join(" ")
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// A promtool test file for `run` with the given test sections, run with the shipped
+/// training rules. Returns promtool's output.
+fn promtool_test(dir: &Path, run: &str, samples: &[Sample], checks: &str) -> String {
+    let file = dir.join(format!("{}.test.yml", run.replace('/', "_")));
+    let text = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - name: {run}\n    interval: 1m\n    input_series:\n{}{checks}",
+        root().join("alerts/training.rules.yml").display(),
+        input_series(run, samples),
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool test rules {}:\n{text}",
+        file.display()
+    );
+    text
+}
+
+/// A promql check: which alerts of `run` were ever firing up to the end of the series.
+fn fired_alerts_check(run: &str, end_minute: usize, alerts: &[&str]) -> String {
+    let mut s = format!(
+        "    promql_expr_test:\n      - expr: 'max by (alertname, run) (max_over_time(ALERTS{{alertstate=\"firing\",run=\"{run}\"}}[1d]))'\n        eval_time: {end_minute}m\n        exp_samples:"
+    );
+    if alerts.is_empty() {
+        s.push_str(" []\n");
+    }
+    s.push('\n');
+    for a in alerts {
+        writeln!(
+            s,
+            "          - labels: '{{alertname=\"{a}\",run=\"{run}\"}}'\n            value: 1"
+        )
+        .unwrap();
+    }
+    s
+}
+
+/// The exact TrainingLossNaN alerts expected at the first record that counted a NaN.
+fn nan_alert_check(run: &str, samples: &[Sample]) -> (usize, String) {
+    let k = samples
+        .iter()
+        .position(|s| !s.nonfinite.is_empty())
+        .expect("the log has a NaN record");
+    let mut s = format!(
+        "    alert_rule_test:\n      - eval_time: {}m\n        alertname: TrainingLossNaN\n        exp_alerts: []\n      - eval_time: {k}m\n        alertname: TrainingLossNaN\n        exp_alerts:\n",
+        k.saturating_sub(1)
+    );
+    for key in samples[k].nonfinite.keys() {
+        write!(
+            s,
+            "          - exp_labels: {{severity: critical, instance: \"{INSTANCE}\", job: {JOB}, run: \"{run}\", key: \"{key}\"}}\n            exp_annotations:\n              summary: A training run logged a NaN or infinite value.\n              description: 'Run {run} on {INSTANCE} logged a NaN or infinite {key} in the last 10 minutes.'\n              runbook_url: {RUNBOOK}#traininglossnan\n"
+        )
+        .unwrap();
+    }
+    (k, s)
+}
+
+fn log(rel: &str) -> Vec<u8> {
+    std::fs::read(fixture(rel)).unwrap()
+}
+
+#[test]
+fn a_diverging_run_alerts_nan_and_divergence() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let samples = replay(&log("transformers/train-diverge.log"), 30);
+    let (k, nan) = nan_alert_check("diverge", &samples);
+    // the log: 6.02, 4.88, 4.62, 6.76, 1.885e12, then NaN; NaN is counted for loss and
+    // grad_norm at the same record
+    assert_eq!(k, 5, "first NaN record");
+    assert_eq!(
+        samples[k].nonfinite.keys().collect::<Vec<_>>(),
+        ["grad_norm", "loss"]
+    );
+    let end = samples.len() - 1;
+    let checks = format!(
+        "{nan}{}",
+        fired_alerts_check(
+            "diverge",
+            end,
+            &["TrainingLossDiverging", "TrainingLossNaN"]
+        )
+    );
+    promtool_test(dir.path(), "diverge", &samples, &checks);
+}
+
+#[test]
+fn the_filtered_nan_trap_still_alerts() {
+    if !require_tool("promtool") {
+        return;
+    }
+    // logging_nan_inf_filter=True: the loss reads 0 while grad_norm is nan
+    let dir = tempfile::tempdir().unwrap();
+    let samples = replay(&log("transformers/train-nan-filtered.log"), 30);
+    let (k, nan) = nan_alert_check("filtered", &samples);
+    assert_eq!(
+        samples[k].nonfinite.keys().collect::<Vec<_>>(),
+        ["grad_norm"]
+    );
+    assert!(samples[k].loss.unwrap() > 1e11, "the blow-up record");
+    assert!(samples[k + 1..]
+        .iter()
+        .filter(|s| s.train_runtime.is_none())
+        .all(|s| s.loss == Some(0.0)));
+    let end = samples.len() - 1;
+    let checks = format!(
+        "{nan}{}",
+        fired_alerts_check(
+            "filtered",
+            end,
+            &["TrainingLossDiverging", "TrainingLossNaN"]
+        )
+    );
+    promtool_test(dir.path(), "filtered", &samples, &checks);
+}
+
+#[test]
+fn healthy_runs_stay_silent_including_noisy_loss() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (run, rel, min_records) in [
+        ("normal", "transformers/train-normal.log", 30),
+        ("noisy", "transformers/train-noisy.log", 200),
+        ("swift", "ms-swift/train.log", 20),
+        (
+            "swift-jsonl",
+            "ms-swift/output/v0-20261128-120712/logging.jsonl",
+            20,
+        ),
+    ] {
+        // 90 more minutes after the end: finished runs do not stall, crash or slow down
+        let samples = replay(&log(rel), 90);
+        assert!(
+            samples.len() - 90 >= min_records,
+            "{rel}: {}",
+            samples.len()
+        );
+        assert!(
+            samples.iter().all(|s| s.nonfinite.is_empty()),
+            "{rel} has no NaN"
+        );
+        if run == "noisy" {
+            // the noise is real: later records swing by more than 2x
+            let losses: Vec<f64> = samples[100..200].iter().filter_map(|s| s.loss).collect();
+            let (lo, hi) = losses
+                .iter()
+                .fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            assert!(hi / lo > 2.0, "noisy: {lo}..{hi}");
+        }
+        let end = samples.len() - 1;
+        promtool_test(
+            dir.path(),
+            run,
+            &samples,
+            &fired_alerts_check(run, end, &[]),
+        );
+    }
+}
+
+#[test]
+fn a_run_cut_short_stalls_then_crashes() {
+    if !require_tool("promtool") {
+        return;
+    }
+    // the normal log up to its 15th record: the process died there, no summary
+    let text = log("transformers/train-normal.log");
+    let mut records = 0;
+    let mut cut = text.len();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        records += String::from_utf8_lossy(line).matches("{'loss'").count();
+        if records >= 15 {
+            cut = text
+                .split(|&b| b == b'\n')
+                .take(i + 1)
+                .map(|l| l.len() + 1)
+                .sum();
+            break;
+        }
+    }
+    let samples = replay(&text[..cut], 80);
+    let gone = samples
+        .iter()
+        .position(|s| !s.active)
+        .expect("the run goes inactive after the idle limit");
+    assert!(gone >= 60, "active until the idle limit: {gone}");
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!(
+        "    alert_rule_test:\n      - eval_time: {}m\n        alertname: TrainingRunCrashed\n        exp_alerts: []\n      - eval_time: {gone}m\n        alertname: TrainingRunCrashed\n        exp_alerts:\n          - exp_labels: {{severity: critical, instance: \"{INSTANCE}\", job: {JOB}, run: cut}}\n            exp_annotations:\n              summary: A training run stopped without its end-of-training summary.\n              description: 'Run cut on {INSTANCE} stopped being active without printing its end-of-training summary.'\n              runbook_url: {RUNBOOK}#trainingruncrashed\n      - eval_time: {}m\n        alertname: TrainingStalled\n        exp_alerts: []\n{}",
+        gone - 1,
+        gone,
+        fired_alerts_check(
+            "cut",
+            samples.len() - 1,
+            &["TrainingRunCrashed", "TrainingStalled"]
+        )
+    );
+    promtool_test(dir.path(), "cut", &samples, &checks);
+}
+
+#[test]
+fn amtool_checks_the_alertmanager_config() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let out = run_tool(
+        Command::new("amtool")
+            .arg("check-config")
+            .arg(root().join("alerts/alertmanager.yml")),
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+    assert!(out.contains("2 inhibit rules"), "{out}");
+    let cfg = std::fs::read_to_string(root().join("alerts/alertmanager.yml")).unwrap();
+    assert!(
+        cfg.contains("api_url_file:"),
+        "the webhook URL comes from a file"
+    );
+    assert!(
+        !cfg.contains("hooks.slack.com"),
+        "no webhook URL in the config"
+    );
+}
+
+#[test]
+fn slack_templates_render_run_runbook_and_dashboard_links() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.json");
+    let alert = serde_json::json!({
+        "status": "firing",
+        "labels": {"alertname": "TrainingLossNaN", "instance": INSTANCE, "job": JOB,
+                   "run": "llama/v0-20261128", "key": "grad_norm", "severity": "critical"},
+        "annotations": {
+            "summary": "A training run logged a NaN or infinite value.",
+            "description": "Run llama/v0-20261128 on node1:9842 logged a NaN or infinite grad_norm in the last 10 minutes.",
+            "runbook_url": format!("{RUNBOOK}#traininglossnan")
+        },
+        "startsAt": "2026-11-28T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": "1"
+    });
+    let body = serde_json::json!({
+        "receiver": "slack", "status": "firing", "alerts": [alert],
+        "groupLabels": {"alertname": "TrainingLossNaN", "instance": INSTANCE},
+        "commonLabels": {"alertname": "TrainingLossNaN", "instance": INSTANCE,
+                         "severity": "critical", "run": "llama/v0-20261128"},
+        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093"
+    });
+    std::fs::write(&data, body.to_string()).unwrap();
+    let render = |name: &str| {
+        run_tool(
+            Command::new("amtool")
+                .arg("template")
+                .arg("render")
+                .arg(format!(
+                    "--template.glob={}",
+                    root().join("alerts/templates/*.tmpl").display()
+                ))
+                .arg(format!("--template.data={}", data.display()))
+                .arg(format!("--template.text={{{{ template \"{name}\" . }}}}")),
+        )
+    };
+    assert_eq!(
+        render("gte.slack.title").trim(),
+        "[FIRING:1] TrainingLossNaN on node1:9842"
+    );
+    let text = render("gte.slack.text");
+    assert!(
+        text.contains("*CRITICAL* A training run logged a NaN or infinite value."),
+        "{text}"
+    );
+    assert!(text.contains("run: `llama/v0-20261128`"), "{text}");
+    assert!(
+        text.contains(&format!("<{RUNBOOK}#traininglossnan|Runbook>")),
+        "{text}"
+    );
+    assert!(
+        text.contains("/d/gte-training/gpu-train-exporter-training?var-instance=node1%3A9842&var-run=llama%2Fv0-20261128|Dashboard>"),
+        "{text}"
+    );
+    assert_eq!(render("gte.slack.color").trim(), "danger");
+}

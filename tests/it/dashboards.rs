@@ -1,0 +1,466 @@
+//! The Grafana dashboards: their JSON model, every query valid PromQL (parsed with
+//! `promql-parser`), and every metric a query or an alert rule names served by the real
+//! daemon.
+//!
+//! The served names come from scraping the daemon, not from a list kept here: training
+//! metrics from the daemon following fixture logs, GPU metrics from the daemon running on the
+//! fake NVML library when the workspace has one (`tests/fake-nvml`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use promql_parser::parser::{self, Expr};
+
+use crate::harness::{append, fixture, root, Daemon};
+
+/// The dashboards and their stable uids.
+pub const DASHBOARDS: [(&str, &str); 2] = [
+    ("training.json", "gte-training"),
+    ("gpu-node.json", "gte-gpu-node"),
+];
+
+pub fn load(name: &str) -> serde_json::Value {
+    let path = root().join("dashboards").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One query of a dashboard: where it is and its PromQL with Grafana's variables.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub dashboard: &'static str,
+    pub panel: String,
+    pub expr: String,
+}
+
+/// Every PromQL expression of both dashboards: panel targets, the alert annotation, and the
+/// selectors inside the variables' `label_values(...)`.
+pub fn queries() -> Vec<Query> {
+    let mut out = Vec::new();
+    for (name, _) in DASHBOARDS {
+        let d = load(name);
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                out.push(Query {
+                    dashboard: name,
+                    panel: p["title"].as_str().unwrap().to_string(),
+                    expr: t["expr"].as_str().unwrap().to_string(),
+                });
+            }
+        }
+        for a in d["annotations"]["list"].as_array().unwrap() {
+            if let Some(e) = a["expr"].as_str() {
+                out.push(Query {
+                    dashboard: name,
+                    panel: format!("annotation {}", a["name"]),
+                    expr: e.to_string(),
+                });
+            }
+        }
+        for v in d["templating"]["list"].as_array().unwrap() {
+            let Some(q) = v["query"]["query"].as_str() else {
+                continue;
+            };
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.rsplit_once(','))
+                .map(|(sel, _)| sel.trim().to_string())
+                .unwrap_or_else(|| panic!("{name}: variable query {q}"));
+            out.push(Query {
+                dashboard: name,
+                panel: format!("variable {}", v["name"]),
+                expr: inner,
+            });
+        }
+    }
+    out
+}
+
+/// The query with Grafana's variables replaced: every multi-value variable by its "All"
+/// regex and `$__rate_interval` by `rate_interval`.
+pub fn substitute(expr: &str, rate_interval: &str) -> String {
+    expr.replace("$__rate_interval", rate_interval)
+        .replace("$instance", ".+")
+        .replace("$run", ".+")
+        .replace("$gpu", ".+")
+        .replace("$key", ".+")
+}
+
+/// The metric names a PromQL expression selects.
+pub fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) {
+    match expr {
+        Expr::Aggregate(a) => {
+            metric_names(&a.expr, out);
+            if let Some(p) = &a.param {
+                metric_names(p, out);
+            }
+        }
+        Expr::Unary(u) => metric_names(&u.expr, out),
+        Expr::Binary(b) => {
+            metric_names(&b.lhs, out);
+            metric_names(&b.rhs, out);
+        }
+        Expr::Paren(p) => metric_names(&p.expr, out),
+        Expr::Subquery(s) => metric_names(&s.expr, out),
+        Expr::VectorSelector(v) => {
+            out.insert(v.name.clone().expect("every selector names its metric"));
+        }
+        Expr::MatrixSelector(m) => {
+            out.insert(m.vs.name.clone().expect("every selector names its metric"));
+        }
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                metric_names(a, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Metrics that Prometheus itself makes, not the daemon.
+const PROMETHEUS_OWN: [&str; 2] = ["ALERTS", "up"];
+
+/// Series the rules read that the daemon does not serve yet (proposed in the runbook).
+const PROPOSED: [&str; 1] = ["training_run_finished"];
+
+/// Every alert expression of the shipped rule files, as `(alert, expr)`.
+fn rule_exprs() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in ["training", "gpu", "exporter"] {
+        let text = std::fs::read_to_string(root().join(format!("alerts/{f}.rules.yml"))).unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        for g in doc["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
+                out.push((
+                    r["alert"].as_str().unwrap().to_string(),
+                    r["expr"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The fake NVML library (`tests/fake-nvml`), built, when the workspace has one. The one
+/// `cargo build --workspace` made is used when it is newer than its source; otherwise it is
+/// built into a target dir of its own (the running `cargo test` holds the main one).
+pub fn fake_nvml() -> Option<PathBuf> {
+    let src = root().join("tests/fake-nvml/src/lib.rs");
+    let src_time = std::fs::metadata(&src).ok()?.modified().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let built = exe.parent()?.parent()?.join("libfake_nvml.so");
+    if std::fs::metadata(&built)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= src_time)
+    {
+        return Some(built);
+    }
+    let target = root().join("target/fake-nvml");
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-p", "fake-nvml", "--target-dir"])
+        .arg(&target)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the fake NVML library");
+    Some(target.join("debug/libfake_nvml.so"))
+}
+
+/// A fake machine for the dashboards: two busy GPUs with NVLinks, PCIe counters, a process
+/// each, a thermal clock event and an XID, so that every GPU panel has data.
+fn fake_machine() -> serde_json::Value {
+    let pid = std::process::id();
+    let gpu = |i: u64| {
+        serde_json::json!({
+            "uuid": format!("GPU-{i:08x}-1111-2222-3333-444455556666"),
+            "pci_bus_id": format!("00000000:{:02X}:00.0", 0x18 + i),
+            "utilization_gpu": 80 + i, "utilization_memory": 40 + i,
+            "memory_total": 85_520_809_984u64, "memory_used": 40_000_000_000u64 + i,
+            "power_mw": 500_000 + i, "power_limit_mw": 700_000, "energy_mj": 5_000_000 * (i + 1),
+            "temperature_c": 70 + i, "sm_clock_mhz": 1_900, "mem_clock_mhz": 2_619,
+            "pcie_tx_bytes": 1_000_000 + i, "pcie_rx_bytes": 2_000_000 + i,
+            "nvlinks": [{"tx_kib": 1000 + i, "rx_kib": 2000 + i}, {"tx_kib": 3000 + i, "rx_kib": 4000 + i}],
+            "ecc_corrected": i, "ecc_uncorrected": 0,
+            "clock_event_reasons": if i == 1 { 0x40 } else { 0 },
+            "processes": [{"pid": pid, "used_memory": 30_000_000_000u64}],
+        })
+    };
+    serde_json::json!({
+        "driver_version": "550.54.15",
+        "gpus": [gpu(0), gpu(1)],
+        "xid_events": [{"gpu": 0, "xid": 13}],
+    })
+}
+
+/// A log with a generic JSON-lines record carrying the throughput keys that the fixture
+/// trainers do not print (samples and tokens per second).
+pub fn throughput_log(dir: &Path) -> PathBuf {
+    let p = dir.join("pretrain.jsonl");
+    append(
+        &p,
+        "{\"step\": 10, \"loss\": 3.25, \"samples_per_second\": 64.5, \"tokens_per_second\": 132096.0}\n\
+         {\"step\": 20, \"loss\": 3.125, \"samples_per_second\": 65.0, \"tokens_per_second\": 133120.0}\n",
+    );
+    p
+}
+
+/// The daemon's flags and environment for the dashboards' data: an HF log with evaluation,
+/// ms-swift's logging.jsonl (keys such as token_acc), the throughput log, and the fake NVML
+/// with [`fake_machine`] when there is one.
+pub fn daemon_args(dir: &Path, hf_log: &Path) -> (Vec<String>, Vec<(String, String)>) {
+    let mut args = vec![
+        "--log".to_string(),
+        format!("hf={}", hf_log.display()),
+        "--log".to_string(),
+        format!(
+            "swift={}",
+            fixture("ms-swift/output/v0-20261128-120712/logging.jsonl").display()
+        ),
+        "--log".to_string(),
+        format!("pretrain={}", throughput_log(dir).display()),
+    ];
+    let mut env = Vec::new();
+    if let Some(lib) = fake_nvml() {
+        let cfg = dir.join("fake-nvml.json");
+        std::fs::write(&cfg, fake_machine().to_string()).unwrap();
+        args.push("--nvml-library".into());
+        args.push(lib.display().to_string());
+        env.push(("FAKE_NVML_CONFIG".to_string(), cfg.display().to_string()));
+    }
+    (args, env)
+}
+
+/// Starts the daemon with [`daemon_args`].
+pub fn start_daemon(dir: &Path, hf_log: &Path) -> Daemon {
+    let (args, env) = daemon_args(dir, hf_log);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Daemon::start_env(&args, &env)
+}
+
+/// Whether a metric comes from the GPU or host collectors, which need NVML (or its fake).
+pub fn needs_gpu(name: &str) -> bool {
+    (name.starts_with("gpu_") && !name.starts_with("gpu_train_exporter_"))
+        || name.starts_with("host_")
+        || matches!(
+            name,
+            "gpu_train_exporter_nvml_up"
+                | "gpu_train_exporter_collector_duration_seconds"
+                | "gpu_train_exporter_collector_errors_total"
+        )
+}
+
+#[test]
+fn dashboards_use_the_current_json_model() {
+    for (name, uid) in DASHBOARDS {
+        let d = load(name);
+        assert_eq!(d["uid"], uid, "{name}: stable uid");
+        assert!(d["schemaVersion"].as_u64().unwrap() >= 39, "{name}");
+        let vars: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        let want: &[&str] = if name == "training.json" {
+            &["datasource", "instance", "run"]
+        } else {
+            &["datasource", "instance", "gpu"]
+        };
+        for w in want {
+            assert!(vars.contains(w), "{name}: variable {w} in {vars:?}");
+        }
+        let ds = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "datasource")
+            .unwrap();
+        assert_eq!(ds["type"], "datasource");
+        assert_eq!(ds["query"], "prometheus");
+
+        let mut ids = BTreeSet::new();
+        let mut types = BTreeSet::new();
+        for p in d["panels"].as_array().unwrap() {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{name}: duplicate id"
+            );
+            let ty = p["type"].as_str().unwrap();
+            assert!(
+                ["row", "timeseries", "stat", "state-timeline", "table"].contains(&ty),
+                "{name}/{title}: panel type {ty}"
+            );
+            types.insert(ty);
+            let g = &p["gridPos"];
+            assert!(
+                g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,
+                "{name}/{title}: gridPos {g}"
+            );
+            if ty == "row" {
+                continue;
+            }
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{name}/{title}: no query");
+            for t in targets {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            }
+        }
+        for ty in ["timeseries", "stat", "state-timeline"] {
+            assert!(types.contains(ty), "{name}: no {ty} panel");
+        }
+    }
+}
+
+#[test]
+fn dashboards_show_what_the_issue_asks_for() {
+    let titles = |name: &str| -> String {
+        load(name)["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}\n", p["title"].as_str().unwrap()))
+            .collect()
+    };
+    let t = titles("training.json");
+    for want in [
+        "Loss",
+        "Learning rate",
+        "Gradient norm",
+        "ETA",
+        "Throughput",
+        "NaN/Inf values by key",
+        "Other keys",
+        "GPU utilization",
+        "GPU memory used",
+    ] {
+        assert!(
+            t.lines().any(|l| l == want),
+            "training.json: no {want:?} panel"
+        );
+    }
+    let g = titles("gpu-node.json");
+    for want in [
+        "Utilization",
+        "Memory used",
+        "Power",
+        "Energy per interval",
+        "Temperature",
+        "SM clock",
+        "NVLink transmit",
+        "NVLink receive",
+        "PCIe transmit",
+        "PCIe receive",
+        "Clock events (throttling)",
+        "XID errors",
+        "ECC errors",
+        "Memory by process",
+    ] {
+        assert!(
+            g.lines().any(|l| l == want),
+            "gpu-node.json: no {want:?} panel"
+        );
+    }
+    let clock = load("gpu-node.json")["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Clock events (throttling)")
+        .unwrap()["type"]
+        .clone();
+    assert_eq!(clock, "state-timeline");
+}
+
+#[test]
+fn every_query_is_valid_promql_and_rates_use_rate_interval() {
+    let qs = queries();
+    assert!(qs.len() > 40, "{} queries", qs.len());
+    for q in &qs {
+        if q.expr.contains("rate(") || q.expr.contains("increase(") {
+            assert!(
+                q.expr.contains("[$__rate_interval]"),
+                "{}/{}: rates use $__rate_interval: {}",
+                q.dashboard,
+                q.panel,
+                q.expr
+            );
+        }
+        let e = substitute(&q.expr, "1m");
+        let ast = parser::parse(&e)
+            .unwrap_or_else(|err| panic!("{}/{}: {e}: {err}", q.dashboard, q.panel));
+        let mut names = BTreeSet::new();
+        metric_names(&ast, &mut names);
+        assert!(!names.is_empty(), "{}/{}: {e}", q.dashboard, q.panel);
+    }
+    // and the parser is not lenient
+    assert!(parser::parse("rate(training_loss[5m]").is_err());
+    assert!(parser::parse("sum by (run training_loss)").is_err());
+}
+
+/// The metric names in the daemon's exposition.
+fn served_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_query_names_only_metrics_the_daemon_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("train.log");
+    std::fs::copy(fixture("transformers/train-normal.log"), &hf).unwrap();
+    // a NaN, so that the non-finite counter exists
+    append(
+        &hf,
+        "{'loss': 'nan', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '1.6'}\n",
+    );
+    let gpu = fake_nvml().is_some();
+    let d = start_daemon(dir.path(), &hf);
+
+    // what the dashboards and rules name (where each is used first)
+    let rules = rule_exprs().into_iter().map(|(alert, expr)| Query {
+        dashboard: "alerts",
+        panel: alert,
+        expr,
+    });
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    let mut pending = BTreeSet::new();
+    for q in queries().into_iter().chain(rules) {
+        let ast = parser::parse(&substitute(&q.expr, "1m")).unwrap();
+        let mut names = BTreeSet::new();
+        metric_names(&ast, &mut names);
+        for n in names {
+            if PROMETHEUS_OWN.contains(&n.as_str())
+                || (q.dashboard == "alerts" && PROPOSED.contains(&n.as_str()))
+            {
+                continue;
+            }
+            if !gpu && needs_gpu(&n) {
+                pending.insert(n);
+                continue;
+            }
+            wanted.push((n, format!("{}/{}", q.dashboard, q.panel)));
+        }
+    }
+    // the names served over the first seconds (some families need two samples)
+    let mut served = BTreeSet::new();
+    crate::harness::wait_for(std::time::Duration::from_secs(10), || {
+        served.extend(served_names(&d.scrape()));
+        wanted.iter().all(|(n, _)| served.contains(n))
+    });
+    assert!(served.contains("training_loss"), "{served:?}");
+    for (n, place) in &wanted {
+        assert!(
+            served.contains(n),
+            "{place}: {n} is not served by the daemon (served: {served:?})"
+        );
+    }
+    if !pending.is_empty() {
+        eprintln!("not checked until the fake NVML library exists (tests/fake-nvml): {pending:?}");
+    }
+}

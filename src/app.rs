@@ -1,5 +1,6 @@
-//! Wiring and lifecycle: builds the shared state, starts the tailer thread and the HTTP
-//! server, and stops both on SIGTERM or SIGINT. Also the one-shot `parse` mode.
+//! Wiring and lifecycle: builds the shared state, starts the tailer thread, the GPU and host
+//! collectors and the HTTP server, and stops them on SIGTERM or SIGINT. Also the one-shot
+//! `parse` mode.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 
 use crate::attribution::Scanner;
+use crate::collector::{self, GpuCollector, HostCollector};
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
 use crate::parse::rules::Rule;
@@ -23,6 +25,10 @@ pub const REVISION: &str = env!("GTE_REVISION");
 pub struct AppState {
     pub runs: Arc<Mutex<Runs>>,
     pub telemetry_path: String,
+    /// The GPU collector, when on (`run` starts it).
+    pub gpu: Option<GpuCollector>,
+    /// The host collector, when on (`run` starts it).
+    pub host: Option<HostCollector>,
 }
 
 impl AppState {
@@ -32,12 +38,38 @@ impl AppState {
                 Runs::new(config.limits, config.max_runs).with_rules(config.rules.clone()),
             )),
             telemetry_path: config.telemetry_path.clone(),
+            gpu: None,
+            host: None,
         }
     }
 
-    /// The GPUs for the live page's JSON API (none until a GPU collector runs).
+    /// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
+    /// (none when the collector is off or NVML is unavailable). No history is kept yet.
     pub fn gpus_json(&self) -> Vec<serde_json::Value> {
-        Vec::new()
+        let Some(gpu) = &self.gpu else {
+            return Vec::new();
+        };
+        let snap = gpu.snapshot();
+        if !snap.nvml_up {
+            return Vec::new();
+        }
+        snap.gpus
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "gpu": g.index,
+                    "name": g.name,
+                    "uuid": g.uuid,
+                    "up": g.up,
+                    "utilization_ratio": g.utilization,
+                    "memory_utilization_ratio": g.memory_utilization,
+                    "memory_used_bytes": g.memory_used_bytes,
+                    "memory_total_bytes": g.memory_total_bytes,
+                    "temperature_celsius": g.temperature_celsius,
+                    "power_watts": g.power_watts,
+                })
+            })
+            .collect()
     }
 
     /// Renders every metric family.
@@ -63,6 +95,13 @@ impl AppState {
             );
             encode_self(&mut enc, &runs, &labelled);
         }
+        if let Some(g) = &self.gpu {
+            g.encode(&mut enc);
+        }
+        if let Some(h) = &self.host {
+            h.encode(&mut enc);
+        }
+        collector::encode_self(&mut enc, self.gpu.as_ref(), self.host.as_ref());
         enc.finish();
         out
     }
@@ -126,7 +165,10 @@ fn encode_self(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &R
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let state = Arc::new(AppState::new(&config));
+    let mut state = AppState::new(&config);
+    state.gpu = config.gpu.clone().map(GpuCollector::start);
+    state.host = config.host.clone().map(HostCollector::start);
+    let state = Arc::new(state);
     if config.sources.is_empty() {
         tracing::warn!(
             "no logs configured (--log or logs: in --config); serving exporter metrics only"
@@ -183,6 +225,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _ = tailer.join();
     if let Some(a) = attribution {
         let _ = a.join();
+    }
+    if let Ok(mut state) = Arc::try_unwrap(state) {
+        if let Some(g) = state.gpu.take() {
+            g.stop();
+        }
+        if let Some(h) = state.host.take() {
+            h.stop();
+        }
     }
     tracing::info!("stopped");
     result

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use crate::collector::{GpuOptions, HostOptions};
 use crate::parse::rules::{self, Rule, RuleSpec};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
@@ -99,6 +100,21 @@ pub struct Flags {
     /// Do not scan /proc: run liveness comes from the idle timeout alone.
     #[arg(long = "no-attribution")]
     pub no_attribution: bool,
+    /// The NVML library to load [default: libnvidia-ml.so.1].
+    #[arg(long = "nvml-library", value_name = "PATH")]
+    pub nvml_library: Option<PathBuf>,
+    /// Turn the GPU collector off.
+    #[arg(long = "no-gpu")]
+    pub no_gpu: bool,
+    /// How often the GPUs are sampled [default: 1s].
+    #[arg(long = "gpu.interval", value_name = "DURATION")]
+    pub gpu_interval: Option<String>,
+    /// Turn the host collector off.
+    #[arg(long = "no-host")]
+    pub no_host: bool,
+    /// How often the host is sampled [default: 1s].
+    #[arg(long = "host.interval", value_name = "DURATION")]
+    pub host_interval: Option<String>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -123,6 +139,10 @@ pub struct File {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub attribution: AttributionFile,
+    #[serde(default)]
+    pub gpu: GpuFile,
+    #[serde(default)]
+    pub host: HostFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +163,21 @@ pub struct Attribution {
     pub procfs: PathBuf,
     /// Environment variables that name a run, first set wins.
     pub run_from_env: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub nvml_library: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +216,10 @@ pub struct Config {
     /// Compiled user rules.
     pub rules: Arc<Vec<Rule>>,
     pub attribution: Attribution,
+    /// `None` when the GPU collector is off.
+    pub gpu: Option<GpuOptions>,
+    /// `None` when the host collector is off.
+    pub host: Option<HostOptions>,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -424,9 +463,64 @@ impl Config {
             run_from_env,
         };
 
+        let gpu_interval = duration(
+            flags.gpu_interval.as_deref(),
+            "--gpu.interval",
+            file.gpu.interval.as_deref(),
+            "gpu.interval",
+            "1s",
+        )?;
+        if gpu_interval < Duration::from_millis(10) {
+            return Err(invalid(
+                if flags.gpu_interval.is_some() {
+                    "--gpu.interval"
+                } else {
+                    "gpu.interval"
+                },
+                "must be at least 10ms",
+            ));
+        }
+        let library = match (&flags.nvml_library, &file.gpu.nvml_library) {
+            (Some(p), _) if p.as_os_str().is_empty() => {
+                return Err(invalid("--nvml-library", "is empty"))
+            }
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(p)) if p.trim().is_empty() => {
+                return Err(invalid("gpu.nvml_library", "is empty"))
+            }
+            (None, Some(p)) => Some(PathBuf::from(p)),
+            (None, None) => None,
+        };
+        let gpu = (!flags.no_gpu && file.gpu.enabled != Some(false)).then_some(GpuOptions {
+            library,
+            interval: gpu_interval,
+        });
+        let host_interval = duration(
+            flags.host_interval.as_deref(),
+            "--host.interval",
+            file.host.interval.as_deref(),
+            "host.interval",
+            "1s",
+        )?;
+        if host_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                if flags.host_interval.is_some() {
+                    "--host.interval"
+                } else {
+                    "host.interval"
+                },
+                "must be at least 100ms",
+            ));
+        }
+        let host = (!flags.no_host && file.host.enabled != Some(false)).then_some(HostOptions {
+            interval: host_interval,
+        });
+
         Ok(Config {
             rules: Arc::new(rules),
             attribution,
+            gpu,
+            host,
             listen,
             telemetry_path,
             log_level,
@@ -539,6 +633,38 @@ mod tests {
         assert!(e.starts_with("web.listen_address"), "{e}");
         let e = build("logs:\n  - path: '/x/[a'\n").unwrap_err();
         assert!(e.starts_with("logs[0].path"), "{e}");
+        let e = build("gpu:\n  interval: 1ms\n").unwrap_err();
+        assert!(e.starts_with("gpu.interval"), "{e}");
+        let e = build("gpu:\n  intervall: 1s\n").unwrap_err();
+        assert!(e.contains("intervall"), "{e}");
+        let e = build("gpu:\n  nvml_library: ''\n").unwrap_err();
+        assert!(e.starts_with("gpu.nvml_library"), "{e}");
+        let e = build("host:\n  interval: soon\n").unwrap_err();
+        assert!(e.starts_with("host.interval"), "{e}");
+    }
+
+    #[test]
+    fn collectors() {
+        let c = build("").unwrap();
+        let gpu = c.gpu.unwrap();
+        assert_eq!(gpu.interval, Duration::from_secs(1));
+        assert_eq!(gpu.library, None);
+        assert!(c.host.is_some());
+        let c = build("gpu:\n  enabled: false\nhost:\n  enabled: false\n").unwrap();
+        assert!(c.gpu.is_none() && c.host.is_none());
+        let c = build("gpu:\n  interval: 250ms\n  nvml_library: /opt/libnvidia-ml.so.1\n").unwrap();
+        let gpu = c.gpu.unwrap();
+        assert_eq!(gpu.interval, Duration::from_millis(250));
+        assert_eq!(gpu.library, Some(PathBuf::from("/opt/libnvidia-ml.so.1")));
+        let flags = Flags {
+            no_gpu: true,
+            gpu_interval: Some("2s".into()),
+            ..Flags::default()
+        };
+        assert!(Config::build(&flags, File::default())
+            .unwrap()
+            .gpu
+            .is_none());
     }
 
     #[test]

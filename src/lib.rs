@@ -4,11 +4,13 @@
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
 //! [`http`] serves it. [`config`] validates flags and the file; [`app`] wires it all.
-//! [`attribution`] finds the processes that hold each run's log open.
+//! [`attribution`] finds the processes that hold each run's log open. Beside the logs,
+//! [`collector`] samples the GPUs (NVML) and the host in the background.
 
 pub mod api;
 pub mod app;
 pub mod attribution;
+pub mod collector;
 pub mod config;
 pub mod history;
 pub mod http;

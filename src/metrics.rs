@@ -372,6 +372,18 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
     }
     encode_rules(enc, view);
     enc.family(
+        "training_run_finished",
+        "1 once the run's end-of-training summary was read (and no step progress since).",
+        Kind::Gauge,
+    );
+    for (run, r) in runs {
+        enc.sample(
+            "training_run_finished",
+            &[("run", run)],
+            if r.finished { 1.0 } else { 0.0 },
+        );
+    }
+    enc.family(
         "training_run_info",
         "Identity of each run: its log path and format.",
         Kind::Gauge,

@@ -82,6 +82,12 @@ impl Known {
         Known::PrefixCacheHitRatio,
     ];
 
+    /// Keys whose non-finite counter exists from their first value (at 0): the ones the NaN
+    /// alert watches.
+    pub fn watched(self) -> bool {
+        matches!(self, Known::Loss | Known::EvalLoss | Known::GradNorm)
+    }
+
     pub fn from_key(key: &str) -> Option<Known> {
         Some(match key {
             "loss" => Known::Loss,
@@ -383,16 +389,20 @@ impl RunState {
                 dropped += 1;
                 continue;
             }
-            if !v.is_finite() {
+            let known = Known::from_key(&key);
+            // the well-known keys' counters exist from their first value, at 0, so that
+            // `increase()` sees the first NaN; other keys' appear with their first NaN
+            let bump = u64::from(!v.is_finite());
+            if bump > 0 || known.is_some_and(Known::watched) {
                 if let Some(c) = self.nonfinite.get_mut(key.as_ref()) {
-                    *c += 1;
+                    *c += bump;
                 } else if self.nonfinite.len() < limits.max_keys_per_run {
-                    self.nonfinite.insert(key.to_string(), 1);
-                } else {
+                    self.nonfinite.insert(key.to_string(), bump);
+                } else if bump > 0 {
                     dropped += 1;
                 }
             }
-            if let Some(k) = Known::from_key(&key) {
+            if let Some(k) = known {
                 if k == Known::StepsPerSecond {
                     self.rate_from_records = true;
                 }

@@ -40,3 +40,9 @@ mod api;
 // the live page in a real headless Chromium
 #[path = "it/browser.rs"]
 mod browser;
+// the GPU collector through the fake NVML library: values, lost GPUs, XIDs, processes
+#[path = "it/gpu.rs"]
+mod gpu;
+// the host collector against /proc
+#[path = "it/host.rs"]
+mod host;

@@ -173,7 +173,7 @@ struct Sample {
     active: bool,
     last_progress: Option<f64>,
     nonfinite: BTreeMap<String, u64>,
-    train_runtime: Option<f64>,
+    finished: bool,
 }
 
 fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
@@ -185,7 +185,7 @@ fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
         active: s.active(now, limits),
         last_progress: s.last_progress,
         nonfinite: s.nonfinite.clone(),
-        train_runtime: s.metrics.get("train_runtime").copied(),
+        finished: s.finished,
     }
 }
 
@@ -258,8 +258,11 @@ fn input_series(run: &str, samples: &[Sample]) -> String {
             samples.iter().map(|s| s.last_progress).collect(),
         ),
         (
-            format!("training_metric{{{labels},key=\"train_runtime\"}}"),
-            samples.iter().map(|s| s.train_runtime).collect(),
+            format!("training_run_finished{{{labels}}}"),
+            samples
+                .iter()
+                .map(|s| Some(if s.finished { 1.0 } else { 0.0 }))
+                .collect(),
         ),
     ];
     let keys: std::collections::BTreeSet<&String> =
@@ -338,13 +341,18 @@ fn fired_alerts_check(run: &str, end_minute: usize, alerts: &[&str]) -> String {
 fn nan_alert_check(run: &str, samples: &[Sample]) -> (usize, String) {
     let k = samples
         .iter()
-        .position(|s| !s.nonfinite.is_empty())
+        .position(|s| s.nonfinite.values().any(|&n| n > 0))
         .expect("the log has a NaN record");
     let mut s = format!(
         "    alert_rule_test:\n      - eval_time: {}m\n        alertname: TrainingLossNaN\n        exp_alerts: []\n      - eval_time: {k}m\n        alertname: TrainingLossNaN\n        exp_alerts:\n",
         k.saturating_sub(1)
     );
-    for key in samples[k].nonfinite.keys() {
+    for key in samples[k]
+        .nonfinite
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, _)| k)
+    {
         write!(
             s,
             "          - exp_labels: {{severity: critical, instance: \"{INSTANCE}\", job: {JOB}, run: \"{run}\", key: \"{key}\"}}\n            exp_annotations:\n              summary: A training run logged a NaN or infinite value.\n              description: 'Run {run} on {INSTANCE} logged a NaN or infinite {key} in the last 10 minutes.'\n              runbook_url: {RUNBOOK}#traininglossnan\n"
@@ -370,7 +378,12 @@ fn a_diverging_run_alerts_nan_and_divergence() {
     // grad_norm at the same record
     assert_eq!(k, 5, "first NaN record");
     assert_eq!(
-        samples[k].nonfinite.keys().collect::<Vec<_>>(),
+        samples[k]
+            .nonfinite
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
         ["grad_norm", "loss"]
     );
     let end = samples.len() - 1;
@@ -395,13 +408,18 @@ fn the_filtered_nan_trap_still_alerts() {
     let samples = replay(&log("transformers/train-nan-filtered.log"), 30);
     let (k, nan) = nan_alert_check("filtered", &samples);
     assert_eq!(
-        samples[k].nonfinite.keys().collect::<Vec<_>>(),
+        samples[k]
+            .nonfinite
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
         ["grad_norm"]
     );
     assert!(samples[k].loss.unwrap() > 1e11, "the blow-up record");
     assert!(samples[k + 1..]
         .iter()
-        .filter(|s| s.train_runtime.is_none())
+        .filter(|s| !s.finished)
         .all(|s| s.loss == Some(0.0)));
     let end = samples.len() - 1;
     let checks = format!(
@@ -439,7 +457,9 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
             samples.len()
         );
         assert!(
-            samples.iter().all(|s| s.nonfinite.is_empty()),
+            samples
+                .iter()
+                .all(|s| s.nonfinite.values().all(|&n| n == 0)),
             "{rel} has no NaN"
         );
         if run == "noisy" {

@@ -1,0 +1,741 @@
+//! A fake `libnvidia-ml.so` for the integration tests and the benchmark.
+//!
+//! It exports the NVML C functions the GPU collector calls, with the signatures of
+//! `nvml-wrapper-sys` (the [`abi_check`] function assigns each export to the matching
+//! `NvmlLib` field, so a signature that drifts from the bindings fails to compile).
+//! Devices and values come from the JSON file named by `FAKE_NVML_CONFIG`, re-read when it
+//! changes (checked at most every 20 ms), so a test can change values while the daemon runs:
+//! N GPUs, any value, `NOT_SUPPORTED` or any error code for chosen calls, a GPU lost for
+//! good or after K calls, XID events appended to a list the event set delivers in order,
+//! compute processes, per-link NVLink counters, and delays per call.
+//!
+//! With `FAKE_NVML_TRACE=FILE` it appends the name of each function the first time it is
+//! called, so a test can compare the calls made with the calls the collector declares.
+//!
+//! A missing symbol cannot be configured at run time (the exports are static); the tests
+//! copy this library and rename one entry of its dynamic string table instead.
+
+#![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{c_char, c_int, c_uint, c_ulonglong};
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use nvml_wrapper_sys::bindings::field_id::*;
+use nvml_wrapper_sys::bindings::*;
+use serde::Deserialize;
+
+/// The whole fake machine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    driver_version: String,
+    /// `nvmlInit_v2` fails with this return code.
+    init_error: Option<u32>,
+    gpus: Vec<Gpu>,
+    /// Calls answering `NVML_ERROR_NOT_SUPPORTED` on every GPU.
+    not_supported: Vec<String>,
+    /// Calls answering this return code on every GPU.
+    errors: BTreeMap<String, u32>,
+    /// Milliseconds a call sleeps before answering.
+    delays_ms: BTreeMap<String, u64>,
+    /// XID events, delivered once each in order to a set that registered for them.
+    xid_events: Vec<XidEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Gpu {
+    name: String,
+    uuid: Option<String>,
+    pci_bus_id: Option<String>,
+    utilization_gpu: u32,
+    utilization_memory: u32,
+    memory_total: u64,
+    memory_used: u64,
+    memory_reserved: u64,
+    power_mw: u32,
+    power_limit_mw: u32,
+    energy_mj: u64,
+    temperature_c: u32,
+    sm_clock_mhz: u32,
+    mem_clock_mhz: u32,
+    pcie_tx_bytes: Option<u64>,
+    pcie_rx_bytes: Option<u64>,
+    nvlinks: Vec<Link>,
+    ecc_corrected: u64,
+    ecc_uncorrected: u64,
+    remapped_correctable: u32,
+    remapped_uncorrectable: u32,
+    remap_pending: bool,
+    remap_failure: bool,
+    clock_event_reasons: u64,
+    processes: Vec<Process>,
+    not_supported: Vec<String>,
+    errors: BTreeMap<String, u32>,
+    lost: bool,
+    /// The GPU answers `GPU_IS_LOST` once it has answered this many calls.
+    lost_after_calls: Option<u64>,
+}
+
+impl Default for Gpu {
+    fn default() -> Self {
+        Gpu {
+            name: "NVIDIA H100 80GB HBM3".into(),
+            uuid: None,
+            pci_bus_id: None,
+            utilization_gpu: 0,
+            utilization_memory: 0,
+            memory_total: 85_520_809_984,
+            memory_used: 0,
+            memory_reserved: 0,
+            power_mw: 70_000,
+            power_limit_mw: 700_000,
+            energy_mj: 0,
+            temperature_c: 30,
+            sm_clock_mhz: 1980,
+            mem_clock_mhz: 2619,
+            pcie_tx_bytes: None,
+            pcie_rx_bytes: None,
+            nvlinks: Vec::new(),
+            ecc_corrected: 0,
+            ecc_uncorrected: 0,
+            remapped_correctable: 0,
+            remapped_uncorrectable: 0,
+            remap_pending: false,
+            remap_failure: false,
+            clock_event_reasons: 0,
+            processes: Vec::new(),
+            not_supported: Vec::new(),
+            errors: BTreeMap::new(),
+            lost: false,
+            lost_after_calls: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Link {
+    tx_kib: u64,
+    rx_kib: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Process {
+    pid: u32,
+    /// Bytes; absent means NVML's "not available".
+    used_memory: Option<u64>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XidEvent {
+    gpu: u32,
+    xid: u64,
+}
+
+struct State {
+    cfg: Config,
+    stamp: Option<(SystemTime, u64)>,
+    checked: Option<Instant>,
+    calls: Vec<u64>,
+    xid_delivered: usize,
+    /// GPUs registered for XID events on the (single) event set.
+    xid_registered: BTreeSet<usize>,
+    traced: BTreeSet<&'static str>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn config_path() -> Option<String> {
+    std::env::var("FAKE_NVML_CONFIG").ok()
+}
+
+fn stamp(path: &str) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn load(path: Option<&str>) -> Config {
+    let Some(path) = path else {
+        return Config::default();
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("fake-nvml: {path}: {e}");
+                Config::default()
+            }
+        },
+        Err(_) => Config::default(),
+    }
+}
+
+/// Runs `f` on the state, loading or re-loading the config first when it changed.
+fn with_state<R>(sym: &'static str, f: impl FnOnce(&mut State) -> R) -> R {
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let path = config_path();
+    let st = guard.get_or_insert_with(|| State {
+        cfg: load(path.as_deref()),
+        stamp: path.as_deref().and_then(stamp),
+        checked: Some(Instant::now()),
+        calls: Vec::new(),
+        xid_delivered: 0,
+        xid_registered: BTreeSet::new(),
+        traced: BTreeSet::new(),
+    });
+    let due = st
+        .checked
+        .is_none_or(|t| t.elapsed() >= Duration::from_millis(20));
+    if due {
+        st.checked = Some(Instant::now());
+        if let Some(p) = path.as_deref() {
+            let now = stamp(p);
+            if now != st.stamp {
+                st.stamp = now;
+                st.cfg = load(Some(p));
+            }
+        }
+    }
+    if st.calls.len() < st.cfg.gpus.len() {
+        st.calls.resize(st.cfg.gpus.len(), 0);
+    }
+    if st.traced.insert(sym) {
+        if let Ok(p) = std::env::var("FAKE_NVML_TRACE") {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
+                let _ = writeln!(f, "{sym}");
+            }
+        }
+    }
+    f(st)
+}
+
+fn delay(sym: &'static str) {
+    let ms = with_state(sym, |st| st.cfg.delays_ms.get(sym).copied());
+    if let Some(ms) = ms {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+fn handle(index: usize) -> nvmlDevice_t {
+    (index + 1) as nvmlDevice_t
+}
+
+fn index(device: nvmlDevice_t) -> usize {
+    (device as usize).wrapping_sub(1)
+}
+
+/// A call on one device: counts it, applies lost/unsupported/error settings, then `f`.
+fn device_call(
+    sym: &'static str,
+    device: nvmlDevice_t,
+    f: impl FnOnce(usize, &Gpu) -> nvmlReturn_t,
+) -> nvmlReturn_t {
+    delay(sym);
+    with_state(sym, |st| {
+        let i = index(device);
+        let Some(g) = st.cfg.gpus.get(i) else {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        };
+        st.calls[i] += 1;
+        if g.lost || g.lost_after_calls.is_some_and(|k| st.calls[i] > k) {
+            return nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST;
+        }
+        if g.not_supported.iter().any(|s| s == sym) || st.cfg.not_supported.iter().any(|s| s == sym)
+        {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        }
+        if let Some(e) = g.errors.get(sym).or_else(|| st.cfg.errors.get(sym)) {
+            return *e;
+        }
+        f(i, g)
+    })
+}
+
+/// Copies `s` into a C buffer of `len` bytes, NUL-terminated.
+unsafe fn copy_str(s: &str, buf: *mut c_char, len: c_uint) -> nvmlReturn_t {
+    if buf.is_null() {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    let bytes = s.as_bytes();
+    if bytes.len() + 1 > len as usize {
+        return nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+    *buf.add(bytes.len()) = 0;
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+fn uuid(i: usize, g: &Gpu) -> String {
+    g.uuid
+        .clone()
+        .unwrap_or_else(|| format!("GPU-00000000-0000-0000-0000-{:012x}", i))
+}
+
+fn bus_id(i: usize, g: &Gpu) -> String {
+    g.pci_bus_id
+        .clone()
+        .unwrap_or_else(|| format!("00000000:{:02X}:00.0", 0x18 + i * 0x10))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlInit_v2() -> nvmlReturn_t {
+    delay("nvmlInit_v2");
+    with_state("nvmlInit_v2", |st| {
+        st.cfg.init_error.unwrap_or(nvmlReturn_enum_NVML_SUCCESS)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlShutdown() -> nvmlReturn_t {
+    with_state("nvmlShutdown", |_| nvmlReturn_enum_NVML_SUCCESS)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
+    version: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    let v = with_state("nvmlSystemGetDriverVersion", |st| {
+        if st.cfg.driver_version.is_empty() {
+            "550.54.15".to_string()
+        } else {
+            st.cfg.driver_version.clone()
+        }
+    });
+    copy_str(&v, version, length)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> nvmlReturn_t {
+    delay("nvmlDeviceGetCount_v2");
+    let n = with_state("nvmlDeviceGetCount_v2", |st| st.cfg.gpus.len());
+    *count = n as c_uint;
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
+    index: c_uint,
+    device: *mut nvmlDevice_t,
+) -> nvmlReturn_t {
+    let n = with_state("nvmlDeviceGetHandleByIndex_v2", |st| st.cfg.gpus.len());
+    if index as usize >= n {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    *device = handle(index as usize);
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUUID(
+    device: nvmlDevice_t,
+    out: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetUUID", device, |i, g| {
+        copy_str(&uuid(i, g), out, length)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetName(
+    device: nvmlDevice_t,
+    out: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetName", device, |_, g| {
+        copy_str(&g.name, out, length)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
+    device: nvmlDevice_t,
+    pci: *mut nvmlPciInfo_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetPciInfo_v3", device, |i, g| {
+        let p = &mut *pci;
+        *p = std::mem::zeroed();
+        let id = bus_id(i, g);
+        for (dst, src) in p.busId.iter_mut().zip(id.bytes().take(31)) {
+            *dst = src as c_char;
+        }
+        for (dst, src) in p.busIdLegacy.iter_mut().zip(id.bytes().skip(4).take(15)) {
+            *dst = src as c_char;
+        }
+        p.bus = (0x18 + i * 0x10) as c_uint;
+        p.pciDeviceId = 0x2330_10de;
+        p.pciSubSystemId = 0x16c1_10de;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
+    device: nvmlDevice_t,
+    out: *mut nvmlUtilization_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetUtilizationRates", device, |_, g| {
+        (*out).gpu = g.utilization_gpu;
+        (*out).memory = g.utilization_memory;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
+    device: nvmlDevice_t,
+    out: *mut nvmlMemory_v2_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMemoryInfo_v2", device, |_, g| {
+        let want = (std::mem::size_of::<nvmlMemory_v2_t>() | (2 << 24)) as c_uint;
+        if (*out).version != want {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        (*out).total = g.memory_total;
+        (*out).used = g.memory_used;
+        (*out).reserved = g.memory_reserved;
+        (*out).free = g
+            .memory_total
+            .saturating_sub(g.memory_used + g.memory_reserved);
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(
+    device: nvmlDevice_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetPowerUsage", device, |_, g| {
+        *out = g.power_mw;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
+    device: nvmlDevice_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetEnforcedPowerLimit", device, |_, g| {
+        *out = g.power_limit_mw;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
+    device: nvmlDevice_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetTotalEnergyConsumption", device, |_, g| {
+        *out = g.energy_mj;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTemperature(
+    device: nvmlDevice_t,
+    sensor: nvmlTemperatureSensors_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetTemperature", device, |_, g| {
+        if sensor != nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        *out = g.temperature_c;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
+    device: nvmlDevice_t,
+    clock: nvmlClockType_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetClockInfo", device, |_, g| {
+        *out = match clock {
+            nvmlClockType_enum_NVML_CLOCK_SM => g.sm_clock_mhz,
+            nvmlClockType_enum_NVML_CLOCK_MEM => g.mem_clock_mhz,
+            _ => return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        };
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTotalEccErrors(
+    device: nvmlDevice_t,
+    error_type: nvmlMemoryErrorType_t,
+    _counter_type: nvmlEccCounterType_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetTotalEccErrors", device, |_, g| {
+        *out = match error_type {
+            nvmlMemoryErrorType_enum_NVML_MEMORY_ERROR_TYPE_CORRECTED => g.ecc_corrected,
+            nvmlMemoryErrorType_enum_NVML_MEMORY_ERROR_TYPE_UNCORRECTED => g.ecc_uncorrected,
+            _ => return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        };
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
+    device: nvmlDevice_t,
+    corr: *mut c_uint,
+    unc: *mut c_uint,
+    pending: *mut c_uint,
+    failure: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetRemappedRows", device, |_, g| {
+        *corr = g.remapped_correctable;
+        *unc = g.remapped_uncorrectable;
+        *pending = g.remap_pending as c_uint;
+        *failure = g.remap_failure as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
+    device: nvmlDevice_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call(
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+        device,
+        |_, g| {
+            *out = g.clock_event_reasons;
+            nvmlReturn_enum_NVML_SUCCESS
+        },
+    )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetComputeRunningProcesses_v3", device, |_, g| {
+        let n = g.processes.len();
+        if infos.is_null() || (*count as usize) < n {
+            *count = n as c_uint;
+            return if n == 0 {
+                nvmlReturn_enum_NVML_SUCCESS
+            } else {
+                nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE
+            };
+        }
+        for (k, p) in g.processes.iter().enumerate() {
+            *infos.add(k) = nvmlProcessInfo_t {
+                pid: p.pid,
+                usedGpuMemory: p.used_memory.unwrap_or(u64::MAX),
+                gpuInstanceId: u32::MAX,
+                computeInstanceId: u32::MAX,
+            };
+        }
+        *count = n as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlSystemGetProcessName(
+    pid: c_uint,
+    name: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    let found = with_state("nvmlSystemGetProcessName", |st| {
+        st.cfg
+            .gpus
+            .iter()
+            .flat_map(|g| &g.processes)
+            .find(|p| p.pid == pid)
+            .and_then(|p| p.name.clone())
+    });
+    match found {
+        Some(n) => copy_str(&n, name, length),
+        None => nvmlReturn_enum_NVML_ERROR_NOT_FOUND,
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
+    device: nvmlDevice_t,
+    count: c_int,
+    values: *mut nvmlFieldValue_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetFieldValues", device, |_, g| {
+        for k in 0..count.max(0) as usize {
+            let v = &mut *values.add(k);
+            v.timestamp = 1;
+            v.latencyUsec = 0;
+            v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            let link = g.nvlinks.get(v.scopeId as usize);
+            let got = match v.fieldId {
+                NVML_FI_DEV_NVLINK_LINK_COUNT => {
+                    v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                    v.value.uiVal = g.nvlinks.len() as c_uint;
+                    Ok(())
+                }
+                NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX => link
+                    .map(|l| v.value.ullVal = l.tx_kib)
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT),
+                NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX => link
+                    .map(|l| v.value.ullVal = l.rx_kib)
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT),
+                NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
+                    .pcie_tx_bytes
+                    .map(|b| v.value.ullVal = b)
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
+                NVML_FI_DEV_PCIE_COUNT_RX_BYTES => g
+                    .pcie_rx_bytes
+                    .map(|b| v.value.ullVal = b)
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
+                _ => Err(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
+            };
+            v.nvmlReturn = match got {
+                Ok(()) => nvmlReturn_enum_NVML_SUCCESS,
+                Err(e) => e,
+            };
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+const EVENT_SET: usize = 0x5e7;
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlEventSetCreate(set: *mut nvmlEventSet_t) -> nvmlReturn_t {
+    with_state("nvmlEventSetCreate", |st| {
+        if let Some(e) = st.cfg.errors.get("nvmlEventSetCreate") {
+            return *e;
+        }
+        *set = EVENT_SET as nvmlEventSet_t;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceRegisterEvents(
+    device: nvmlDevice_t,
+    types: c_ulonglong,
+    set: nvmlEventSet_t,
+) -> nvmlReturn_t {
+    let ret = device_call("nvmlDeviceRegisterEvents", device, |_, _| {
+        if set as usize != EVENT_SET {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    });
+    if ret == nvmlReturn_enum_NVML_SUCCESS && types & nvmlEventTypeXidCriticalError as u64 != 0 {
+        with_state("nvmlDeviceRegisterEvents", |st| {
+            st.xid_registered.insert(index(device));
+        });
+    }
+    ret
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlEventSetWait_v2(
+    set: nvmlEventSet_t,
+    data: *mut nvmlEventData_t,
+    timeout_ms: c_uint,
+) -> nvmlReturn_t {
+    if set as usize != EVENT_SET {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    let end = Instant::now() + Duration::from_millis(timeout_ms as u64);
+    loop {
+        let got = with_state("nvmlEventSetWait_v2", |st| {
+            while let Some(e) = st.cfg.xid_events.get(st.xid_delivered) {
+                st.xid_delivered += 1;
+                if st.xid_registered.contains(&(e.gpu as usize)) {
+                    return Some((e.gpu as usize, e.xid));
+                }
+            }
+            None
+        });
+        if let Some((gpu, xid)) = got {
+            *data = nvmlEventData_t {
+                device: handle(gpu),
+                eventType: nvmlEventTypeXidCriticalError as u64,
+                eventData: xid,
+                gpuInstanceId: u32::MAX,
+                computeInstanceId: u32::MAX,
+            };
+            return nvmlReturn_enum_NVML_SUCCESS;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return nvmlReturn_enum_NVML_ERROR_TIMEOUT;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(10)));
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlEventSetFree(set: nvmlEventSet_t) -> nvmlReturn_t {
+    with_state("nvmlEventSetFree", |st| {
+        if set as usize != EVENT_SET {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        st.xid_registered.clear();
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+/// Never called: fails to compile when an export's signature differs from the binding's.
+#[allow(dead_code, unused_assignments)]
+fn abi_check(lib: NvmlLib) {
+    macro_rules! same {
+        ($($name:ident),* $(,)?) => {$(
+            let mut f = lib.$name.unwrap();
+            f = $name;
+            let _ = f;
+        )*};
+    }
+    same!(
+        nvmlInit_v2,
+        nvmlShutdown,
+        nvmlSystemGetDriverVersion,
+        nvmlDeviceGetCount_v2,
+        nvmlDeviceGetHandleByIndex_v2,
+        nvmlDeviceGetUUID,
+        nvmlDeviceGetName,
+        nvmlDeviceGetPciInfo_v3,
+        nvmlDeviceGetUtilizationRates,
+        nvmlDeviceGetMemoryInfo_v2,
+        nvmlDeviceGetPowerUsage,
+        nvmlDeviceGetEnforcedPowerLimit,
+        nvmlDeviceGetTotalEnergyConsumption,
+        nvmlDeviceGetTemperature,
+        nvmlDeviceGetClockInfo,
+        nvmlDeviceGetTotalEccErrors,
+        nvmlDeviceGetRemappedRows,
+        nvmlDeviceGetCurrentClocksThrottleReasons,
+        nvmlDeviceGetComputeRunningProcesses_v3,
+        nvmlSystemGetProcessName,
+        nvmlDeviceGetFieldValues,
+        nvmlEventSetCreate,
+        nvmlDeviceRegisterEvents,
+        nvmlEventSetWait_v2,
+        nvmlEventSetFree,
+    );
+}

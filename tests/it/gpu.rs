@@ -1,0 +1,789 @@
+//! The GPU collector end to end: the real daemon loads the fake NVML library
+//! (`tests/fake-nvml`) whose devices and values each test writes as JSON.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The fake library, built by `cargo build --workspace`. When it is missing or older than
+/// its source (only `cargo test` was run), it is built into a target dir of its own, since
+/// the running `cargo test` holds the lock on the main one.
+pub fn fake_lib() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let src = root().join("tests/fake-nvml/src/lib.rs");
+        let src_time = std::fs::metadata(&src).unwrap().modified().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let built = profile_dir.join("libfake_nvml.so");
+        if std::fs::metadata(&built)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= src_time)
+        {
+            return built;
+        }
+        let target = root().join("target/fake-nvml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "fake-nvml", "--target-dir"])
+            .arg(&target)
+            .current_dir(root())
+            .status()
+            .expect("run cargo build -p fake-nvml");
+        assert!(status.success(), "cargo build -p fake-nvml failed");
+        target.join("debug/libfake_nvml.so")
+    })
+    .clone()
+}
+
+/// A fake machine: its config file and the daemon reading it.
+pub struct Fake {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub daemon: Daemon,
+}
+
+impl Fake {
+    pub fn start(cfg: &Value, args: &[&str]) -> Fake {
+        Self::start_with(&fake_lib(), cfg, args, &[])
+    }
+
+    pub fn start_with(lib: &Path, cfg: &Value, args: &[&str], env: &[(&str, &str)]) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("fake-nvml.json");
+        write_config(&config, cfg);
+        let lib = lib.display().to_string();
+        let cfg_path = config.display().to_string();
+        let mut all = vec!["--nvml-library", &lib, "--gpu.interval", "50ms"];
+        all.extend_from_slice(args);
+        let mut envs = vec![("FAKE_NVML_CONFIG", cfg_path.as_str())];
+        envs.extend_from_slice(env);
+        let daemon = Daemon::start_env(&all, &envs);
+        Fake {
+            dir,
+            config,
+            daemon,
+        }
+    }
+
+    /// Replaces the fake's config; the library notices within 20 ms.
+    pub fn set(&self, cfg: &Value) {
+        write_config(&self.config, cfg);
+    }
+}
+
+/// Writes the config atomically so that the library never reads half a file.
+fn write_config(path: &Path, cfg: &Value) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn uuid(i: usize) -> String {
+    format!("GPU-{i:08x}-1111-2222-3333-444455556666")
+}
+
+/// GPU `i` of the 8-GPU machine: every value distinct per GPU.
+fn gpu(i: usize, links: usize) -> Value {
+    json!({
+        "name": "NVIDIA H100 80GB HBM3",
+        "uuid": uuid(i),
+        "pci_bus_id": format!("00000000:{:02X}:00.0", 0x18 + i),
+        "utilization_gpu": 10 + i,
+        "utilization_memory": 20 + i,
+        "memory_total": 85_520_809_984u64,
+        "memory_used": 1_000_000_000u64 * (i as u64 + 1),
+        "memory_reserved": 500_000_000u64,
+        "power_mw": 300_000 + i * 1_000,
+        "power_limit_mw": 700_000,
+        "energy_mj": 5_000_000u64 * (i as u64 + 1),
+        "temperature_c": 40 + i,
+        "sm_clock_mhz": 1_900 + i,
+        "mem_clock_mhz": 2_619,
+        "pcie_tx_bytes": 1_000_000u64 + i as u64,
+        "pcie_rx_bytes": 2_000_000u64 + i as u64,
+        "nvlinks": (0..links).map(|l| json!({"tx_kib": 1000 * i + l, "rx_kib": 500_000 + 1000 * i + l})).collect::<Vec<_>>(),
+        "ecc_corrected": i,
+        "ecc_uncorrected": 0,
+        "remapped_correctable": i,
+        "remapped_uncorrectable": 1,
+        "remap_pending": i == 2,
+        "clock_event_reasons": if i == 3 { 0x4 | 0x40 } else { 0 },
+    })
+}
+
+fn machine(n: usize, links: usize) -> Value {
+    json!({
+        "driver_version": "550.54.15",
+        "gpus": (0..n).map(|i| gpu(i, links)).collect::<Vec<_>>(),
+    })
+}
+
+fn labels<'a>(i: &'a str, u: &'a str) -> [(&'a str, &'a str); 2] {
+    [("gpu", i), ("uuid", u)]
+}
+
+fn count(body: &str, name: &str) -> usize {
+    samples(body, name).len()
+}
+
+#[test]
+fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
+    let f = Fake::start(&machine(8, 18), &["--no-host"]);
+    let body = f.daemon.scrape();
+    assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(1.0));
+    for i in 0..8usize {
+        let (is, u) = (i.to_string(), uuid(i));
+        let l = labels(&is, &u);
+        let v = |name: &str| value(&body, name, &l);
+        let bus = format!("00000000:{:02X}:00.0", 0x18 + i);
+        assert_eq!(
+            value(
+                &body,
+                "gpu_info",
+                &[
+                    ("gpu", &is),
+                    ("uuid", &u),
+                    ("name", "NVIDIA H100 80GB HBM3"),
+                    ("pci_bus_id", &bus),
+                    ("driver_version", "550.54.15"),
+                ]
+            ),
+            Some(1.0),
+            "gpu {i}"
+        );
+        let fi = i as f64;
+        assert_eq!(v("gpu_up"), Some(1.0));
+        assert_eq!(v("gpu_utilization_ratio"), Some((10.0 + fi) / 100.0));
+        assert_eq!(v("gpu_memory_utilization_ratio"), Some((20.0 + fi) / 100.0));
+        assert_eq!(v("gpu_memory_total_bytes"), Some(85_520_809_984.0));
+        assert_eq!(v("gpu_memory_used_bytes"), Some(1e9 * (fi + 1.0)));
+        assert_eq!(v("gpu_memory_reserved_bytes"), Some(5e8));
+        assert_eq!(
+            v("gpu_memory_free_bytes"),
+            Some(85_520_809_984.0 - 1e9 * (fi + 1.0) - 5e8)
+        );
+        assert_eq!(v("gpu_power_watts"), Some(300.0 + fi));
+        assert_eq!(v("gpu_power_limit_watts"), Some(700.0));
+        assert_eq!(v("gpu_energy_joules_total"), Some(5000.0 * (fi + 1.0)));
+        assert_eq!(v("gpu_temperature_celsius"), Some(40.0 + fi));
+        assert_eq!(v("gpu_sm_clock_hertz"), Some((1900.0 + fi) * 1e6));
+        assert_eq!(v("gpu_memory_clock_hertz"), Some(2619e6));
+        assert_eq!(v("gpu_pcie_transmit_bytes_total"), Some(1e6 + fi));
+        assert_eq!(v("gpu_pcie_receive_bytes_total"), Some(2e6 + fi));
+        let typed =
+            |name: &str, t: &str| value(&body, name, &[("gpu", &is), ("uuid", &u), ("type", t)]);
+        assert_eq!(typed("gpu_ecc_errors_total", "corrected"), Some(fi));
+        assert_eq!(typed("gpu_ecc_errors_total", "uncorrected"), Some(0.0));
+        assert_eq!(typed("gpu_remapped_rows", "correctable"), Some(fi));
+        assert_eq!(typed("gpu_remapped_rows", "uncorrectable"), Some(1.0));
+        assert_eq!(
+            v("gpu_remapped_rows_pending"),
+            Some(if i == 2 { 1.0 } else { 0.0 })
+        );
+        assert_eq!(v("gpu_remapped_rows_failed"), Some(0.0));
+        for (reason, on) in [
+            ("sw_power_cap", i == 3),
+            ("hw_thermal_slowdown", i == 3),
+            ("hw_slowdown", false),
+            ("gpu_idle", false),
+        ] {
+            assert_eq!(
+                value(
+                    &body,
+                    "gpu_clock_event_active",
+                    &[("gpu", &is), ("reason", reason)]
+                ),
+                Some(if on { 1.0 } else { 0.0 }),
+                "gpu {i} {reason}"
+            );
+        }
+        for link in 0..18usize {
+            let ls = link.to_string();
+            let ll = [("gpu", is.as_str()), ("uuid", u.as_str()), ("link", &ls)];
+            assert_eq!(
+                value(&body, "gpu_nvlink_transmit_bytes_total", &ll),
+                Some(((1000 * i + link) * 1024) as f64),
+                "gpu {i} link {link}"
+            );
+            assert_eq!(
+                value(&body, "gpu_nvlink_receive_bytes_total", &ll),
+                Some(((500_000 + 1000 * i + link) * 1024) as f64),
+                "gpu {i} link {link}"
+            );
+        }
+    }
+    // Link 3 reads link 3 (nvml-wrapper's own field reader would give link 0 everywhere).
+    assert_eq!(
+        value(
+            &body,
+            "gpu_nvlink_transmit_bytes_total",
+            &[("gpu", "5"), ("link", "3")]
+        ),
+        Some(5003.0 * 1024.0)
+    );
+    assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8 * 18);
+    assert_eq!(count(&body, "gpu_nvlink_receive_bytes_total"), 8 * 18);
+    assert_eq!(count(&body, "gpu_clock_event_active"), 8 * 9);
+    assert_eq!(count(&body, "gpu_up"), 8);
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "{labels:?}");
+    }
+    let d = value(
+        &body,
+        "gpu_train_exporter_collector_duration_seconds",
+        &[("collector", "gpu")],
+    )
+    .unwrap();
+    assert!(d > 0.0 && d < 1.0, "{d}");
+    let t = value(&body, "gpu_last_sample_timestamp_seconds", &[]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - t).abs() < 5.0, "{t} vs {now}");
+    // Values follow the device: the next cycle reports the new value.
+    let mut cfg = machine(8, 18);
+    cfg["gpus"][6]["temperature_c"] = json!(83);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_temperature_celsius", &[("gpu", "6")], 83.0, WAIT),
+        Some(83.0)
+    );
+    if require_tool("promtool") {
+        check_with_promtool(&f.daemon.scrape(), f.dir.path());
+    }
+}
+
+fn check_with_promtool(body: &str, dir: &Path) {
+    let path = dir.join("metrics.txt");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unsupported_and_failing_calls_leave_out_only_their_series() {
+    let mut cfg = machine(2, 2);
+    cfg["gpus"][0]["not_supported"] = json!(["nvmlDeviceGetPowerUsage"]);
+    cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
+    // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
+    cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
+    let f = Fake::start(&cfg, &["--no-host"]);
+    // Errors are counted every cycle; unsupported calls are probed once.
+    let errors = |body: &str, call: &str| {
+        value(
+            body,
+            "gpu_train_exporter_collector_errors_total",
+            &[("collector", "gpu"), ("call", call)],
+        )
+    };
+    assert!(wait_for(WAIT, || errors(
+        &f.daemon.scrape(),
+        "nvmlDeviceGetTemperature"
+    )
+    .is_some_and(|n| n >= 5.0)));
+    let body = f.daemon.scrape();
+    assert_eq!(errors(&body, "nvmlDeviceGetPowerUsage"), Some(0.0));
+    assert_eq!(value(&body, "gpu_power_watts", &[("gpu", "0")]), None);
+    assert_eq!(
+        value(&body, "gpu_power_watts", &[("gpu", "1")]),
+        Some(301.0)
+    );
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "0")]),
+        Some(40.0)
+    );
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_pcie_transmit_bytes_total", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_pcie_receive_bytes_total", &[("gpu", "1")]),
+        Some(2e6 + 1.0)
+    );
+    for g in ["0", "1"] {
+        assert_eq!(value(&body, "gpu_up", &[("gpu", g)]), Some(1.0));
+        assert!(value(&body, "gpu_utilization_ratio", &[("gpu", g)]).is_some());
+        assert!(value(&body, "gpu_energy_joules_total", &[("gpu", g)]).is_some());
+    }
+    let log = f.daemon.stderr();
+    let power: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("nvmlDeviceGetPowerUsage"))
+        .collect();
+    assert_eq!(power.len(), 1, "{log}");
+    assert!(power[0].contains("not available"), "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("nvmlDeviceGetTemperature"))
+            .count(),
+        1,
+        "one warning, not one a second: {log}"
+    );
+}
+
+/// A copy of the fake library whose dynamic symbol `sym` is renamed (its first letter
+/// becomes `x`), so that the dynamic loader no longer finds it: what an older driver
+/// lacking a function looks like to nvml-wrapper.
+fn library_without(sym: &str, dir: &Path) -> PathBuf {
+    let mut elf = std::fs::read(fake_lib()).unwrap();
+    let (start, len) = dynstr(&elf).expect("fake library has a .dynstr section");
+    let needle = format!("\0{sym}\0");
+    let at = elf[start..start + len]
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap_or_else(|| panic!("{sym} not exported"));
+    elf[start + at + 1] = b'x';
+    let out = dir.join("libfake_nvml_partial.so");
+    std::fs::write(&out, elf).unwrap();
+    out
+}
+
+/// Offset and size of the `.dynstr` section of a 64-bit little-endian ELF file.
+fn dynstr(elf: &[u8]) -> Option<(usize, usize)> {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    if &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return None;
+    }
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let section = |i: usize| shoff + i * shentsize;
+    let names = u64_at(section(shstrndx) + 0x18);
+    (0..shnum).find_map(|i| {
+        let s = section(i);
+        let name_at = names + u32_at(s);
+        let name = elf[name_at..].split(|b| *b == 0).next()?;
+        (name == b".dynstr").then(|| (u64_at(s + 0x18), u64_at(s + 0x20)))
+    })
+}
+
+#[test]
+fn a_missing_symbol_leaves_out_only_its_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = library_without("nvmlDeviceGetTotalEnergyConsumption", dir.path());
+    let f = Fake::start_with(&lib, &machine(2, 4), &["--no-host"], &[]);
+    let body = f.daemon.scrape();
+    assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(1.0));
+    assert_eq!(count(&body, "gpu_energy_joules_total"), 0, "{body}");
+    assert!(!body.contains("gpu_energy_joules_total"));
+    assert_eq!(count(&body, "gpu_power_watts"), 2);
+    assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8);
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "a missing symbol is not an error: {labels:?}");
+    }
+    let log = f.daemon.stderr();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("nvmlDeviceGetTotalEnergyConsumption"))
+        .collect();
+    assert_eq!(lines.len(), 2, "once per GPU: {log}");
+}
+
+#[test]
+fn a_lost_gpu_reports_up_0_and_no_stale_values() {
+    let mut cfg = machine(2, 2);
+    cfg["gpus"][1]["lost_after_calls"] = json!(150);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(
+        f.daemon.wait_value("gpu_up", &[("gpu", "1")], 0.0, WAIT),
+        Some(0.0)
+    );
+    let body = f.daemon.scrape();
+    let families: BTreeSet<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("gpu_") && !l.starts_with("gpu_train_exporter"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    assert!(families.len() > 15, "{families:?}");
+    for name in &families {
+        let on_1: Vec<_> = samples(&body, name)
+            .into_iter()
+            .filter(|(l, _)| l.iter().any(|(k, v)| k == "gpu" && v == "1"))
+            .collect();
+        if *name == "gpu_info" || *name == "gpu_up" {
+            assert_eq!(on_1.len(), 1, "{name}");
+        } else {
+            assert!(
+                on_1.is_empty(),
+                "{name} still reported for a lost GPU: {on_1:?}"
+            );
+        }
+    }
+    assert_eq!(value(&body, "gpu_up", &[("gpu", "0")]), Some(1.0));
+    assert_eq!(
+        value(&body, "gpu_power_watts", &[("gpu", "0")]),
+        Some(300.0)
+    );
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "a lost GPU is gpu_up 0, not errors: {labels:?}");
+    }
+    // A GPU that is lost while the daemon runs.
+    cfg["gpus"][0]["lost"] = json!(true);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value("gpu_up", &[("gpu", "0")], 0.0, WAIT),
+        Some(0.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(count(&body, "gpu_power_watts"), 0);
+    assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(1.0));
+}
+
+#[test]
+fn xid_errors_are_counted_per_gpu_and_code() {
+    let mut cfg = machine(2, 0);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(count(&f.daemon.scrape(), "gpu_xid_errors_total"), 0);
+    cfg["xid_events"] =
+        json!([{"gpu": 0, "xid": 79}, {"gpu": 1, "xid": 48}, {"gpu": 0, "xid": 79}]);
+    f.set(&cfg);
+    fn xid<'a>(g: &'a str, x: &'a str) -> [(&'static str, &'a str); 2] {
+        [("gpu", g), ("xid", x)]
+    }
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_xid_errors_total", &xid("0", "79"), 2.0, WAIT),
+        Some(2.0)
+    );
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_xid_errors_total", &xid("1", "48"), 1.0, WAIT),
+        Some(1.0)
+    );
+    cfg["xid_events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"gpu": 0, "xid": 79}));
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_xid_errors_total", &xid("0", "79"), 3.0, WAIT),
+        Some(3.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(count(&body, "gpu_xid_errors_total"), 2);
+    assert_eq!(
+        value(
+            &body,
+            "gpu_xid_errors_total",
+            &[("uuid", &uuid(1)), ("xid", "48")]
+        ),
+        Some(1.0)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value(&body, "gpu_xid_last_timestamp_seconds", &xid("0", "79")).unwrap();
+    assert!((now - last).abs() < 10.0, "{last} vs {now}");
+}
+
+#[test]
+fn processes_appear_and_leave_no_stale_series() {
+    let mut cfg = machine(2, 0);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(
+        count(&f.daemon.scrape(), "gpu_process_memory_used_bytes"),
+        0
+    );
+    // Our own PID exists in /proc, so its command comes from /proc/PID/comm; PID 3999999
+    // does not, so its command is NVML's process name.
+    let me = std::process::id();
+    let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    cfg["gpus"][0]["processes"] = json!([{"pid": me, "used_memory": 1u64 << 30}]);
+    cfg["gpus"][1]["processes"] = json!([
+        {"pid": 3_999_999, "used_memory": 2u64 << 30, "name": "python3"},
+        {"pid": me, "used_memory": 4096},
+    ]);
+    f.set(&cfg);
+    let mine = me.to_string();
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "0"), ("pid", &mine), ("command", comm.trim_end())],
+            (1u64 << 30) as f64,
+            WAIT
+        ),
+        Some((1u64 << 30) as f64)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "1"), ("pid", "3999999"), ("command", "python3")]
+        ),
+        Some((2u64 << 30) as f64)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "1"), ("pid", &mine)]
+        ),
+        Some(4096.0)
+    );
+    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 3);
+    // The Python process exits.
+    cfg["gpus"][1]["processes"] = json!([{"pid": me, "used_memory": 4096}]);
+    f.set(&cfg);
+    assert!(wait_for(WAIT, || count(
+        &f.daemon.scrape(),
+        "gpu_process_memory_used_bytes"
+    ) == 2));
+    let body = f.daemon.scrape();
+    assert!(!body.contains("3999999"), "{body}");
+    assert!(!body.contains("python3"), "{body}");
+}
+
+#[test]
+fn without_nvml_the_daemon_says_why_and_serves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    append(&log, "{'loss': 2.5, 'epoch': 0.1}\n");
+    let d = Daemon::start(&[
+        "--nvml-library",
+        "/nonexistent/libnvidia-ml.so.1",
+        "--log",
+        &format!("sft={}", log.display()),
+    ]);
+    assert_eq!(
+        d.wait_value("training_loss", &[("run", "sft")], 2.5, WAIT),
+        Some(2.5)
+    );
+    let body = d.scrape();
+    assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(0.0));
+    assert!(!body.contains("\ngpu_up"), "{body}");
+    assert!(!body.contains("\ngpu_info"), "{body}");
+    assert!(value(&body, "host_memory_total_bytes", &[]).is_some());
+    let stderr = d.stderr();
+    let why: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("GPU metrics absent"))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr}");
+    assert!(
+        why[0].contains("/nonexistent/libnvidia-ml.so.1"),
+        "{stderr}"
+    );
+
+    // A library that loads but whose driver is not there (NVML_ERROR_DRIVER_NOT_LOADED).
+    let f = Fake::start(&json!({"init_error": 9, "gpus": [{}]}), &[]);
+    let body = f.daemon.scrape();
+    assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(0.0));
+    assert!(!body.contains("\ngpu_up"), "{body}");
+    assert!(
+        f.daemon.stderr().contains("driver is not loaded"),
+        "{}",
+        f.daemon.stderr()
+    );
+}
+
+#[test]
+fn no_gpu_and_no_host_turn_the_collectors_off() {
+    let f = Fake::start(&machine(1, 0), &["--no-gpu", "--no-host"]);
+    let body = f.daemon.scrape();
+    assert!(!body.contains("gpu_train_exporter_nvml_up"), "{body}");
+    assert!(!body.contains("collector_duration_seconds"), "{body}");
+    let hardware: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("gpu_") || l.starts_with("host_"))
+        .filter(|l| !l.starts_with("gpu_train_exporter_"))
+        .collect();
+    assert!(hardware.is_empty(), "{hardware:?}");
+    assert!(body.contains("gpu_train_exporter_build_info"));
+}
+
+/// String literals naming NVML functions in a source file.
+fn nvml_literals(text: &str) -> BTreeSet<String> {
+    text.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.starts_with("nvml") && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_fake_exports_exactly_the_calls_the_collector_makes() {
+    let collector = std::fs::read_to_string(root().join("src/collector/gpu.rs")).unwrap();
+    let declared = nvml_literals(&collector);
+    let fake = std::fs::read_to_string(root().join("tests/fake-nvml/src/lib.rs")).unwrap();
+    let exported: BTreeSet<String> = fake
+        .split("pub unsafe extern \"C\" fn ")
+        .skip(1)
+        .map(|s| s.split('(').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        declared, exported,
+        "src/collector/gpu.rs vs the fake's exports"
+    );
+    let checked: BTreeSet<String> = fake
+        .split("same!(")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        checked, exported,
+        "every export is ABI-checked against nvml-wrapper-sys"
+    );
+
+    // And the daemon calls every one of them, and nothing else, when each feature is used.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut cfg = machine(2, 2);
+    cfg["gpus"][0]["processes"] = json!([{"pid": 3_999_999, "used_memory": 1, "name": "x"}]);
+    cfg["xid_events"] = json!([{"gpu": 1, "xid": 31}]);
+    let trace_s = trace.display().to_string();
+    let f = Fake::start_with(
+        &fake_lib(),
+        &cfg,
+        &["--no-host"],
+        &[("FAKE_NVML_TRACE", &trace_s)],
+    );
+    f.daemon
+        .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
+    assert!(f.daemon.terminate().success());
+    let called: BTreeSet<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(called, declared);
+}
+
+#[test]
+fn gpu_check_script_passes_and_fails_against_a_stub_nvidia_smi() {
+    if !require_tool("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fake-nvml.json");
+    write_config(&config, &machine(2, 0));
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let smi = bin_dir.join("nvidia-smi");
+    let run = |gpu1_temp: u32| {
+        // GPU 0 and 1 of `machine`: 1 and 2 GB used, 10 and 11 %, 40 and 41 °C, 300 and 301 W.
+        std::fs::write(
+            &smi,
+            format!(
+                "#!/bin/sh\necho '0, 953, 81559, 10, 40, 300.12'\necho '1, 1907, 81559, 11, {gpu1_temp}, 301.50'\n"
+            ),
+        )
+        .unwrap();
+        let _ = Command::new("chmod").arg("+x").arg(&smi).status();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        Command::new(root().join("scripts/gpu-check.sh"))
+            .env("PATH", path)
+            .env("GTE_BIN", bin())
+            .env("NVML_LIBRARY", fake_lib())
+            .env("FAKE_NVML_CONFIG", &config)
+            .env("PORT", free_port().to_string())
+            .output()
+            .unwrap()
+    };
+    let ok = run(41);
+    let out = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("PASS ")).count(),
+        10,
+        "{out}"
+    );
+    let bad = run(45);
+    let out = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(fails[0].starts_with("FAIL gpu1 temperature.gpu"), "{out}");
+}
+
+#[test]
+fn the_live_page_api_lists_the_gpus() {
+    let mut cfg = machine(2, 0);
+    cfg["gpus"][1]["lost"] = json!(true);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let (status, body) = f.daemon.get("/api/v1/gpus");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let gpus = v["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{body}");
+    assert_eq!(gpus[0]["gpu"], 0);
+    assert_eq!(gpus[0]["uuid"], uuid(0));
+    assert_eq!(gpus[0]["up"], true);
+    assert_eq!(gpus[0]["utilization_ratio"], 0.1);
+    assert_eq!(gpus[0]["memory_used_bytes"], 1_000_000_000u64);
+    assert_eq!(gpus[0]["memory_total_bytes"], 85_520_809_984u64);
+    assert_eq!(gpus[0]["temperature_celsius"], 40.0);
+    assert_eq!(gpus[0]["power_watts"], 300.0);
+    assert_eq!(gpus[1]["up"], false);
+    assert_eq!(gpus[1]["utilization_ratio"], Value::Null);
+}
+
+#[test]
+fn a_hanging_nvml_call_never_slows_a_scrape() {
+    let mut cfg = machine(2, 2);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let before = value(&f.daemon.scrape(), "gpu_last_sample_timestamp_seconds", &[]).unwrap();
+    cfg["delays_ms"] = json!({"nvmlDeviceGetPowerUsage": 3000});
+    f.set(&cfg);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut last = 0.0;
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let body = f.daemon.scrape();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "scrape took {:?} while NVML hangs",
+            t.elapsed()
+        );
+        assert_eq!(value(&body, "gpu_up", &[("gpu", "0")]), Some(1.0));
+        last = value(&body, "gpu_last_sample_timestamp_seconds", &[]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cached values stay served and their age shows (the interval is 50 ms).
+    assert!(last >= before);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(now - last > 0.7, "sampled {:.2} s ago", now - last);
+}

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
-use crate::attribution::Scanner;
+use crate::attribution::{GpuProcesses, Scanner};
+use crate::collector::gpu::GpuSnapshot;
 use crate::collector::{self, GpuCollector, HostCollector};
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
@@ -77,7 +78,13 @@ impl AppState {
         let mut out = String::with_capacity(16 * 1024);
         let mut enc = Encoder::new(&mut out, dialect);
         {
-            let runs = lock(&self.runs);
+            let mut runs = lock(&self.runs);
+            if let Some(g) = &self.gpu {
+                let gpus = gpu_processes(&g.snapshot());
+                for r in runs.runs.values_mut() {
+                    r.state.set_gpus(&gpus);
+                }
+            }
             let labelled = runs.labelled();
             let list: Vec<(&str, &_)> = labelled
                 .iter()
@@ -105,6 +112,22 @@ impl AppState {
         enc.finish();
         out
     }
+}
+
+/// The GPU collector's compute processes as the plain data the run join takes.
+fn gpu_processes(snap: &GpuSnapshot) -> Vec<GpuProcesses> {
+    snap.gpus
+        .iter()
+        .map(|g| GpuProcesses {
+            index: g.index,
+            uuid: g.uuid.clone(),
+            processes: g
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.used_memory_bytes))
+                .collect(),
+        })
+        .collect()
 }
 
 fn encode_self(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Run)]) {

@@ -168,3 +168,88 @@ fn attribution_can_be_turned_off() {
     assert!(samples(&d.scrape(), "training_run_process_info").is_empty());
     kill_group(child);
 }
+
+#[test]
+fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    let sh = child.id();
+    let me = std::process::id(); // on a GPU, but not a holder of the log
+    let gpu = |i: usize, processes: serde_json::Value| json!({"name": "NVIDIA H100", "uuid": format!("GPU-{i}"), "processes": processes});
+    let mut cfg = json!({"driver_version": "550.54.15", "gpus": [
+        gpu(0, json!([{"pid": me, "used_memory": 7u64 << 30}])),
+        gpu(1, json!([])),
+    ]});
+    let arg = format!("train={}", log.display());
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            pids(&m, "train").len() == 3
+        }),
+        "{m}"
+    );
+    // no holder is on a GPU yet
+    assert!(samples(&m, "training_run_gpu_info").is_empty(), "{m}");
+    let sleep: u32 = pids(&m, "train")
+        .iter()
+        .find(|(_, c)| c == "sleep")
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    cfg["gpus"][1]["processes"] = json!([
+        {"pid": sh, "used_memory": 3u64 << 30},
+        {"pid": sleep, "used_memory": 1u64 << 30},
+    ]);
+    f.set(&cfg);
+    let want = (4u64 << 30) as f64;
+    assert_eq!(
+        f.daemon.wait_value(
+            "training_run_gpu_memory_used_bytes",
+            &[("run", "train")],
+            want,
+            T
+        ),
+        Some(want)
+    );
+    let m = f.daemon.scrape();
+    assert_eq!(
+        value(
+            &m,
+            "training_run_gpu_info",
+            &[("run", "train"), ("gpu", "1"), ("uuid", "GPU-1")]
+        ),
+        Some(1.0)
+    );
+    // GPU 0 runs only a process that does not hold the log
+    assert_eq!(samples(&m, "training_run_gpu_info").len(), 1);
+
+    // the run's processes exit: its GPU series go with them, even while NVML still lists
+    // the (stale) PIDs
+    kill_group(child);
+    assert!(
+        wait_for(T, || {
+            let m = f.daemon.scrape();
+            samples(&m, "training_run_gpu_info").is_empty()
+                && samples(&m, "training_run_gpu_memory_used_bytes").is_empty()
+        }),
+        "{}",
+        f.daemon.scrape()
+    );
+}

@@ -242,7 +242,9 @@ pub fn compile_all(specs: &[RuleSpec]) -> Result<Vec<Rule>, (String, String)> {
     let mut out: Vec<Rule> = Vec::with_capacity(specs.len());
     for (i, s) in specs.iter().enumerate() {
         let rule = Rule::compile(s).map_err(|e| (format!("rules[{i}].{}", e.key), e.message))?;
-        if out.iter().any(|r| r.name == rule.name) {
+        // OpenMetrics names a counter's family without `_total`: `x` and `x_total` collide
+        let family = |n: &str| n.strip_suffix("_total").unwrap_or(n).to_owned();
+        if out.iter().any(|r| family(&r.name) == family(&rule.name)) {
             return Err((
                 format!("rules[{i}].name"),
                 format!("{:?} is already the name of an earlier rule", rule.name),
@@ -323,6 +325,10 @@ mod tests {
         s.runs = vec!["[".into()];
         assert_eq!(key(s), "runs");
         let e = compile_all(&[spec("a", "(?P<v>.)"), spec("a", "(?P<v>.)")]).unwrap_err();
+        assert_eq!(e.0, "rules[1].name");
+        let mut c = spec("a_total", "(?P<v>.)");
+        c.kind = Some("counter".into());
+        let e = compile_all(&[spec("a", "(?P<v>.)"), c]).unwrap_err();
         assert_eq!(e.0, "rules[1].name");
     }
 }

@@ -45,12 +45,14 @@ impl AppState {
     }
 
     /// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
-    /// (none when the collector is off or NVML is unavailable). No history is kept yet.
+    /// (none when the collector is off or NVML is unavailable), each with its last hour:
+    /// `[minutes relative to now, utilization, memory used / total]`.
     pub fn gpus_json(&self) -> Vec<serde_json::Value> {
         let Some(gpu) = &self.gpu else {
             return Vec::new();
         };
         let snap = gpu.snapshot();
+        let now = tail::unix_now();
         if !snap.nvml_up {
             return Vec::new();
         }
@@ -68,6 +70,9 @@ impl AppState {
                     "memory_total_bytes": g.memory_total_bytes,
                     "temperature_celsius": g.temperature_celsius,
                     "power_watts": g.power_watts,
+                    "history": gpu.history(g.index).into_iter().map(|(t, u, m)| {
+                        serde_json::json!([(t - now) / 60.0, u, m])
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect()

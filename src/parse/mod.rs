@@ -1,8 +1,10 @@
 //! Pure line parsers: one cleaned line in, at most one [`Event`] out.
 //!
-//! [`clean`] strips decoration; each trainer format has its own file; [`LineParser`]
-//! picks the format per line (or uses the one the config forces). Nothing here knows about
-//! files, metrics or time.
+//! [`clean`] strips decoration; each trainer format has its own file (Hugging Face dicts in
+//! [`dict`], [`megatron`], [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]);
+//! [`LineParser`] picks the format per line by cheap prefix checks (or uses the one the config
+//! forces). [`rules`] holds the users' regex rules. Nothing here knows about files, metrics or
+//! time.
 
 pub mod clean;
 pub mod deepspeed;

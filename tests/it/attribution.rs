@@ -144,6 +144,11 @@ fn run_name_from_the_writers_environment() {
     // every series moved to the job's name
     assert_eq!(value(&m, "training_step", &[("run", "node-a")]), None);
     assert_eq!(pids(&m, "4242").len(), 3);
+    // the live page's API uses the same name
+    let (_, api) = d.get("/api/v1/runs");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["runs"][0]["run"], "4242", "{api}");
+    assert_eq!(d.get("/api/v1/runs/4242/series?key=loss").0, 200);
     // the name sticks after the writers exit, so a crash is reported under it
     kill_group(child);
     assert_eq!(

@@ -112,7 +112,7 @@ pub struct Flags {
     /// Turn the host collector off.
     #[arg(long = "no-host")]
     pub no_host: bool,
-    /// How often the host is sampled [default: 1s].
+    /// How often the host is sampled [default: 5s].
     #[arg(long = "host.interval", value_name = "DURATION")]
     pub host_interval: Option<String>,
 }
@@ -500,7 +500,7 @@ impl Config {
             "--host.interval",
             file.host.interval.as_deref(),
             "host.interval",
-            "1s",
+            "5s",
         )?;
         if host_interval < Duration::from_millis(100) {
             return Err(invalid(

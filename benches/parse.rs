@@ -1,8 +1,8 @@
 //! Benchmark of the log pipeline against Debian's `mtail` on the same files, in one run.
 //!
 //! `cargo bench --bench parse` generates a 1,000,000-line Hugging Face console log (metric
-//! dicts among tqdm bars and logging lines, as in the fixtures) and a 1,000,000-line
-//! ms-swift `logging.jsonl`, then measures:
+//! dicts among tqdm bars and logging lines, as in the fixtures), a 1,000,000-line ms-swift
+//! `logging.jsonl` and a 1,000,000-line Megatron-LM log, then measures:
 //! 1. `gpu-train-exporter parse` vs `mtail --one_shot` with an equivalent program: lines/s
 //!    and peak RSS (and RSS on a file 10× shorter, to show it does not grow with length);
 //! 2. following a log written at 1,000 lines/s: CPU per line, ours vs mtail's;
@@ -37,6 +37,7 @@ fn main() {
     for (name, gen) in [
         ("hf-console.log", gen_hf as fn(usize) -> String),
         ("logging.jsonl", gen_jsonl),
+        ("megatron.log", gen_megatron),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, gen(lines)).unwrap();
@@ -205,6 +206,7 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
         )
     });
     std::thread::sleep(Duration::from_secs(2));
+    let full0 = cpu_ns(full.0.id());
     let ours0 = cpu_ns(ours.0.id());
     let mtail0 = mtail.as_ref().map(|m| cpu_ns(m.0.id()));
     let body = gen_hf(secs as usize * 1000);
@@ -230,6 +232,10 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
         ours_ns as f64 / 1000.0 / written as f64,
         written,
         rss_kib(ours.0.id())
+    );
+    println!(
+        "idle daemon with every collector on (NVML absent, host every 5 s, /proc scan every 5 s): {:.2} ms CPU per second",
+        (cpu_ns(full.0.id()) - full0) as f64 / 1e6 / (secs as f64 + 1.0)
     );
     if let (Some(m), Some(m0)) = (&mtail, mtail0) {
         let mtail_ns = cpu_ns(m.0.id()) - m0;
@@ -362,6 +368,33 @@ fn gen_hf(lines: usize) -> String {
     s
 }
 
+/// Megatron-LM: an iteration line per step, a validation block every 100 steps.
+fn gen_megatron(lines: usize) -> String {
+    let mut s = String::with_capacity(lines * 330);
+    let mut n = 0;
+    let mut it = 0;
+    while n < lines {
+        it += 1;
+        let loss = 2.0 + ((it as f64) * 0.37).sin();
+        s.push_str(&format!(
+            " [2024-04-06 03:02:12] iteration {it:>8}/ {lines:>7} | consumed samples: {:>12} | elapsed time per iteration (ms): 5361.6 | throughput per GPU (TFLOP/s/GPU): 243.6 | learning rate: {:.6E} | global batch size:   128 | lm loss: {loss:.6E} | load_balancing_loss: 1.013377E+00 | loss scale: 1.0 | grad norm: {:.3} | num zeros: 0.0 | number of skipped iterations:   0 | number of nan iterations:   0 |\n",
+            it * 128,
+            1e-4 / (1.0 + it as f64 / 1000.0),
+            0.5 + loss / 10.0
+        ));
+        n += 1;
+        if it % 100 == 0 && n + 3 <= lines {
+            s.push_str(&"-".repeat(100));
+            s.push('\n');
+            s.push_str(&format!(" validation loss at iteration {it} on validation set | lm loss value: {:.6E} | lm loss PPL: {:.6E} | \n", loss, loss.exp()));
+            s.push_str(&"-".repeat(100));
+            s.push('\n');
+            n += 3;
+        }
+    }
+    s
+}
+
 /// ms-swift's logging.jsonl: one JSON record per line.
 fn gen_jsonl(lines: usize) -> String {
     let mut s = String::with_capacity(lines * 260);
@@ -410,5 +443,15 @@ counter training_records_total
 /\| (?P<n>\d+)\/(?P<t>\d+) \[/ {
   training_step = int($n)
   training_max_steps = int($t)
+}
+/iteration\s+(?P<it>\d+)\/\s*(?P<total>\d+) \|.*learning rate: (?P<lr>[-+0-9.eE]+) \|.*lm loss: (?P<loss>[-+0-9.eE]+) \|.*grad norm: (?P<g>[-+0-9.eE]+|nan) \|/ {
+  training_records_total++
+  training_step = int($it)
+  training_max_steps = int($total)
+  training_learning_rate = float($lr)
+  training_loss = float($loss)
+}
+/validation loss at iteration (?P<it>\d+) .*lm loss value: (?P<v>[-+0-9.eE]+) / {
+  training_records_total++
 }
 "#;

@@ -102,8 +102,9 @@ fn run_json(name: &str, r: &RunState, now: f64, limits: &Limits) -> Value {
 pub async fn runs(State(state): State<Arc<AppState>>) -> Json<Value> {
     let now = unix_now();
     let runs = lock(&state.runs);
+    // the same run labels as /metrics (a writer's environment may rename a run)
     let list: Vec<Value> = runs
-        .runs
+        .labelled()
         .iter()
         .map(|(k, r)| run_json(k, &r.state, now, &runs.limits))
         .collect();
@@ -122,7 +123,8 @@ pub async fn series(
     Query(q): Query<SeriesQuery>,
 ) -> Response {
     let runs = lock(&state.runs);
-    let Some(r) = runs.runs.get(&run) else {
+    let labelled = runs.labelled();
+    let Some(r) = labelled.iter().find(|(k, _)| *k == run).map(|(_, r)| r) else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no run {run:?}") })),

@@ -8,12 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
+use crate::attribution::{GpuProcesses, Scanner};
+use crate::collector::gpu::GpuSnapshot;
 use crate::collector::{self, GpuCollector, HostCollector};
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
+use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::tail::{self, Source, TailOptions, Tailer};
-use crate::training::{lock, Limits, Runs};
+use crate::training::{lock, Limits, Run, Runs};
+use std::borrow::Cow;
 
 /// The git revision the binary was built from (`unknown` outside a checkout).
 pub const REVISION: &str = env!("GTE_REVISION");
@@ -31,7 +35,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: &Config) -> Self {
         AppState {
-            runs: Arc::new(Mutex::new(Runs::new(config.limits, config.max_runs))),
+            runs: Arc::new(Mutex::new(
+                Runs::new(config.limits, config.max_runs).with_rules(config.rules.clone()),
+            )),
             telemetry_path: config.telemetry_path.clone(),
             gpu: None,
             host: None,
@@ -39,12 +45,14 @@ impl AppState {
     }
 
     /// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
-    /// (none when the collector is off or NVML is unavailable). No history is kept yet.
+    /// (none when the collector is off or NVML is unavailable), each with its last hour:
+    /// `[minutes relative to now, utilization, memory used / total]`.
     pub fn gpus_json(&self) -> Vec<serde_json::Value> {
         let Some(gpu) = &self.gpu else {
             return Vec::new();
         };
         let snap = gpu.snapshot();
+        let now = tail::unix_now();
         if !snap.nvml_up {
             return Vec::new();
         }
@@ -62,6 +70,9 @@ impl AppState {
                     "memory_total_bytes": g.memory_total_bytes,
                     "temperature_celsius": g.temperature_celsius,
                     "power_watts": g.power_watts,
+                    "history": gpu.history(g.index).into_iter().map(|(t, u, m)| {
+                        serde_json::json!([(t - now) / 60.0, u, m])
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect()
@@ -72,11 +83,17 @@ impl AppState {
         let mut out = String::with_capacity(16 * 1024);
         let mut enc = Encoder::new(&mut out, dialect);
         {
-            let runs = lock(&self.runs);
-            let list: Vec<(&str, &_)> = runs
-                .runs
+            let mut runs = lock(&self.runs);
+            if let Some(g) = &self.gpu {
+                let gpus = gpu_processes(&g.snapshot());
+                for r in runs.runs.values_mut() {
+                    r.state.set_gpus(&gpus);
+                }
+            }
+            let labelled = runs.labelled();
+            let list: Vec<(&str, &_)> = labelled
                 .iter()
-                .map(|(k, r)| (k.as_str(), &r.state))
+                .map(|(k, r)| (k.as_ref(), &r.state))
                 .collect();
             metrics::encode_training(
                 &mut enc,
@@ -85,9 +102,10 @@ impl AppState {
                     limits: &runs.limits,
                     now: tail::unix_now(),
                     wall_clock: true,
+                    rules: &runs.rules,
                 },
             );
-            encode_self(&mut enc, &runs);
+            encode_self(&mut enc, &runs, &labelled);
         }
         if let Some(g) = &self.gpu {
             g.encode(&mut enc);
@@ -101,7 +119,23 @@ impl AppState {
     }
 }
 
-fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
+/// The GPU collector's compute processes as the plain data the run join takes.
+fn gpu_processes(snap: &GpuSnapshot) -> Vec<GpuProcesses> {
+    snap.gpus
+        .iter()
+        .map(|g| GpuProcesses {
+            index: g.index,
+            uuid: g.uuid.clone(),
+            processes: g
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.used_memory_bytes))
+                .collect(),
+        })
+        .collect()
+}
+
+fn encode_self(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Run)]) {
     enc.family(
         "gpu_train_exporter_build_info",
         "Version and git revision of the running exporter.",
@@ -136,7 +170,7 @@ fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
         "Keys not recorded because the per-run key limit or key length limit was reached.",
         Kind::Counter,
     );
-    for (name, r) in &runs.runs {
+    for (name, r) in labelled {
         enc.sample(
             "gpu_train_exporter_keys_dropped_total",
             &[("run", name)],
@@ -148,7 +182,7 @@ fn encode_self(enc: &mut Encoder<'_>, runs: &Runs) {
         "Errors reading a run's log file (permission denied, not a file, I/O).",
         Kind::Counter,
     );
-    for (name, r) in &runs.runs {
+    for (name, r) in labelled {
         enc.sample(
             "gpu_train_exporter_log_read_errors_total",
             &[("run", name)],
@@ -182,6 +216,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("starting the tailer thread")?
     };
 
+    let attribution = if config.attribution.enabled {
+        let runs = state.runs.clone();
+        let stop = stop.clone();
+        let settings = config.attribution.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("attribution".into())
+                .spawn(move || attribute_loop(&runs, &settings, &stop))
+                .context("starting the attribution thread")?,
+        )
+    } else {
+        None
+    };
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -210,6 +258,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     });
     stop.store(true, Ordering::Relaxed);
     let _ = tailer.join();
+    if let Some(a) = attribution {
+        let _ = a.join();
+    }
     if let Ok(mut state) = Arc::try_unwrap(state) {
         if let Some(g) = state.gpu.take() {
             g.stop();
@@ -220,6 +271,45 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     result
+}
+
+/// Scans /proc every interval for the processes holding each run's log, until `stop`.
+/// The lock is held only to read the paths and to store the result, never during the scan.
+fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, stop: &AtomicBool) {
+    let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)
+            .runs
+            .iter()
+            .map(|(n, r)| (n.clone(), PathBuf::from(&r.state.path)))
+            .unzip();
+        match scanner.scan(&paths) {
+            Ok(scan) => {
+                if scan.unreadable > 0 && !warned {
+                    warned = true;
+                    tracing::info!(processes = scan.unreadable, "some processes' open files cannot be read (other users'); their runs fall back to the idle timeout");
+                }
+                let now = tail::unix_now();
+                let mut runs = lock(runs);
+                for (name, holders) in names.iter().zip(scan.holders) {
+                    if let Some(r) = runs.runs.get_mut(name) {
+                        r.state.set_holders(holders, now);
+                    }
+                }
+            }
+            Err(e) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(procfs = %settings.procfs.display(), error = %e, "cannot scan procfs; run liveness falls back to the idle timeout");
+                }
+            }
+        }
+        let until = std::time::Instant::now() + settings.interval;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -250,6 +340,7 @@ pub fn parse_files(
     format: Format,
     limits: Limits,
     opts: TailOptions,
+    rules: Arc<Vec<Rule>>,
 ) -> anyhow::Result<String> {
     for f in files {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -265,7 +356,7 @@ pub fn parse_files(
             format,
         })
         .collect();
-    let mut runs = Runs::new(limits, usize::MAX);
+    let mut runs = Runs::new(limits, usize::MAX).with_rules(rules);
     let mut tailer = Tailer::new(sources, opts);
     tailer.read_to_end(&mut runs);
     let mut out = String::new();
@@ -282,6 +373,7 @@ pub fn parse_files(
             limits: &limits,
             now: 0.0,
             wall_clock: false,
+            rules: &runs.rules,
         },
     );
     enc.finish();

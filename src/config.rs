@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::collector::{GpuOptions, HostOptions};
+use crate::parse::rules::{self, Rule, RuleSpec};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
@@ -94,6 +97,19 @@ pub struct Flags {
     /// How often globs are re-scanned for new files [default: 5s].
     #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
     pub rescan_interval: Option<String>,
+    /// Root of the procfs read to find the processes holding each log [default: /proc].
+    #[arg(long = "path.procfs", value_name = "PATH")]
+    pub procfs: Option<PathBuf>,
+    /// How often /proc is scanned for the processes holding each log [default: 5s].
+    #[arg(long = "attribution.interval", value_name = "DURATION")]
+    pub attribution_interval: Option<String>,
+    /// An environment variable of the writer process that names the run (e.g. SLURM_JOB_ID).
+    /// Repeatable; the first one set wins.
+    #[arg(long = "attribution.run-from-env", value_name = "VAR")]
+    pub run_from_env: Vec<String>,
+    /// Do not scan /proc: run liveness comes from the idle timeout alone.
+    #[arg(long = "no-attribution")]
+    pub no_attribution: bool,
     /// The NVML library to load [default: libnvidia-ml.so.1].
     #[arg(long = "nvml-library", value_name = "PATH")]
     pub nvml_library: Option<PathBuf>,
@@ -106,7 +122,7 @@ pub struct Flags {
     /// Turn the host collector off.
     #[arg(long = "no-host")]
     pub no_host: bool,
-    /// How often the host is sampled [default: 1s].
+    /// How often the host is sampled [default: 5s].
     #[arg(long = "host.interval", value_name = "DURATION")]
     pub host_interval: Option<String>,
 }
@@ -128,10 +144,35 @@ pub struct File {
     pub limits: LimitsFile,
     pub run_idle_timeout: Option<String>,
     pub rescan_interval: Option<String>,
+    /// User rules: regexes that set metrics.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub attribution: AttributionFile,
     #[serde(default)]
     pub gpu: GpuFile,
     #[serde(default)]
     pub host: HostFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub procfs: Option<PathBuf>,
+    #[serde(default)]
+    pub run_from_env: Vec<String>,
+}
+
+/// Run attribution settings (see [`crate::attribution`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub procfs: PathBuf,
+    /// Environment variables that name a run, first set wins.
+    pub run_from_env: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +230,9 @@ pub struct Config {
     /// TLS, basic auth and headers from the web config file (plain HTTP without one).
     pub web: WebConfig,
     pub web_limits: WebLimits,
+    /// Compiled user rules.
+    pub rules: Arc<Vec<Rule>>,
+    pub attribution: Attribution,
     /// `None` when the GPU collector is off.
     pub gpu: Option<GpuOptions>,
     /// `None` when the host collector is off.
@@ -433,6 +477,48 @@ impl Config {
             "web.read_header_timeout",
             "10s",
         )?;
+        let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
+        let attribution_interval = duration(
+            flags.attribution_interval.as_deref(),
+            "--attribution.interval",
+            file.attribution.interval.as_deref(),
+            "attribution.interval",
+            "5s",
+        )?;
+        if attribution_interval < Duration::from_millis(100) {
+            return Err(invalid("attribution.interval", "must be at least 100ms"));
+        }
+        let (run_from_env, env_key) = if flags.run_from_env.is_empty() {
+            (
+                file.attribution.run_from_env.clone(),
+                "attribution.run_from_env",
+            )
+        } else {
+            (flags.run_from_env.clone(), "--attribution.run-from-env")
+        };
+        for v in &run_from_env {
+            let ok = v
+                .bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+                && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+            if !ok {
+                return Err(invalid(
+                    env_key,
+                    format!("{v:?} is not an environment variable name"),
+                ));
+            }
+        }
+        let attribution = Attribution {
+            enabled: !flags.no_attribution && file.attribution.enabled.unwrap_or(true),
+            interval: attribution_interval,
+            procfs: flags
+                .procfs
+                .clone()
+                .or(file.attribution.procfs)
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+            run_from_env,
+        };
 
         let gpu_interval = duration(
             flags.gpu_interval.as_deref(),
@@ -471,7 +557,7 @@ impl Config {
             "--host.interval",
             file.host.interval.as_deref(),
             "host.interval",
-            "1s",
+            "5s",
         )?;
         if host_interval < Duration::from_millis(100) {
             return Err(invalid(
@@ -494,6 +580,8 @@ impl Config {
                 header_timeout,
                 ..WebLimits::default()
             },
+            rules: Arc::new(rules),
+            attribution,
             gpu,
             host,
             listen,
@@ -640,6 +728,19 @@ mod tests {
             .unwrap()
             .gpu
             .is_none());
+    }
+
+    #[test]
+    fn rules_are_compiled_and_errors_name_the_rule() {
+        let c = build(
+            "rules:\n  - name: reward\n    pattern: 'reward=(?P<v>\\S+)'\n    value: v\n    runs: [grpo-*]\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules.len(), 1);
+        let e = build("rules:\n  - name: a\n    pattern: '(?P<v>.)'\n    value: v\n  - name: b\n    pattern: '(['\n    value: v\n").unwrap_err();
+        assert!(e.starts_with("rules[1].pattern: does not compile"), "{e}");
+        let e = build("rules:\n  - name: a\n    pattern: x\n    valeu: v\n").unwrap_err();
+        assert!(e.contains("valeu"), "{e}");
     }
 
     #[test]

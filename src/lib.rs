@@ -5,10 +5,12 @@
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
 //! [`http`] serves it, behind [`web`] (TLS, auth, connection limits). [`config`] validates
 //! flags and the file; [`app`] wires it all.
-//! Beside the logs, [`collector`] samples the GPUs (NVML) and the host in the background.
+//! [`attribution`] finds the processes that hold each run's log open. Beside the logs,
+//! [`collector`] samples the GPUs (NVML) and the host in the background.
 
 pub mod api;
 pub mod app;
+pub mod attribution;
 pub mod collector;
 pub mod config;
 pub mod history;

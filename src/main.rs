@@ -17,7 +17,12 @@ fn main() -> ExitCode {
                 .and_then(|f| Config::build_in(&Flags::default(), f, base))
             {
                 Ok(c) => {
-                    println!("{}: ok ({} log source(s))", file.display(), c.sources.len());
+                    println!(
+                        "{}: ok ({} log source(s), {} rule(s))",
+                        file.display(),
+                        c.sources.len(),
+                        c.rules.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => config_error(e),
@@ -28,16 +33,16 @@ fn main() -> ExitCode {
             config,
             files,
         }) => {
-            let (limits, tail) = match config {
+            let (limits, tail, rules) = match config {
                 Some(p) => {
                     match config::read_file(&p).and_then(|f| Config::build(&Flags::default(), f)) {
-                        Ok(c) => (c.limits, c.tail),
+                        Ok(c) => (c.limits, c.tail, c.rules),
                         Err(e) => return config_error(e),
                     }
                 }
-                None => (Limits::default(), Default::default()),
+                None => (Limits::default(), Default::default(), Default::default()),
             };
-            match app::parse_files(&files, format.unwrap_or_default(), limits, tail) {
+            match app::parse_files(&files, format.unwrap_or_default(), limits, tail, rules) {
                 Ok(out) => {
                     print!("{out}");
                     ExitCode::SUCCESS
@@ -77,6 +82,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

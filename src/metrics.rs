@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use crate::parse::rules::{Rule, RuleKind};
 use crate::training::{Known, Limits, RunState, SkipReason};
 
 /// The exposition dialect a scraper asked for.
@@ -142,9 +143,11 @@ pub struct TrainingView<'a> {
     pub now: f64,
     /// Leave out the series that depend on wall time (for `parse` and golden files).
     pub wall_clock: bool,
+    /// The user rules, whose series the runs hold.
+    pub rules: &'a [Rule],
 }
 
-const KNOWN_FAMILIES: [(Known, &str, &str); 8] = [
+const KNOWN_FAMILIES: [(Known, &str, &str); crate::training::KNOWN_COUNT] = [
     (Known::Loss, "training_loss", "Latest training loss."),
     (
         Known::EvalLoss,
@@ -176,6 +179,36 @@ const KNOWN_FAMILIES: [(Known, &str, &str); 8] = [
         Known::TokensPerSecond,
         "training_tokens_per_second",
         "Training throughput in tokens per second.",
+    ),
+    (
+        Known::PromptTokensPerSecond,
+        "inference_prompt_tokens_per_second",
+        "Inference engine prompt (prefill) throughput in tokens per second.",
+    ),
+    (
+        Known::GenerationTokensPerSecond,
+        "inference_generation_tokens_per_second",
+        "Inference engine generation (decode) throughput in tokens per second.",
+    ),
+    (
+        Known::RequestsRunning,
+        "inference_requests_running",
+        "Requests the inference engine is running.",
+    ),
+    (
+        Known::RequestsWaiting,
+        "inference_requests_waiting",
+        "Requests waiting in the inference engine's queue.",
+    ),
+    (
+        Known::KvCacheUsageRatio,
+        "inference_kv_cache_usage_ratio",
+        "Fraction of the GPU KV cache in use (0-1).",
+    ),
+    (
+        Known::PrefixCacheHitRatio,
+        "inference_prefix_cache_hit_ratio",
+        "Prefix cache hit rate (0-1).",
     ),
 ];
 
@@ -280,7 +313,7 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             "Unix time the run's step last increased.",
             &|r| r.last_progress,
         );
-        enc.family("training_run_active", "1 while the run is believed to be running: no end-of-training summary and recent activity.", Kind::Gauge);
+        enc.family("training_run_active", "1 while the run is believed to be running: no end-of-training summary, and a live process holds its log or (when none is seen) recent activity.", Kind::Gauge);
         for (run, r) in runs {
             enc.sample(
                 "training_run_active",
@@ -292,7 +325,52 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
                 },
             );
         }
+        if runs.iter().any(|(_, r)| !r.holders.is_empty()) {
+            enc.family(
+                "training_run_process_info",
+                "1 for each live process that holds the run's log file open.",
+                Kind::Gauge,
+            );
+            let mut pid = String::new();
+            for (run, r) in runs {
+                for h in &r.holders {
+                    pid.clear();
+                    let _ = write!(pid, "{}", h.pid);
+                    enc.sample(
+                        "training_run_process_info",
+                        &[("run", run), ("pid", &pid), ("command", &h.command)],
+                        1.0,
+                    );
+                }
+            }
+        }
     }
+    if view.wall_clock && runs.iter().any(|(_, r)| !r.gpus.is_empty()) {
+        enc.family(
+            "training_run_gpu_info",
+            "1 for each GPU the run's processes compute on.",
+            Kind::Gauge,
+        );
+        let mut idx = String::new();
+        for (run, r) in runs {
+            for g in &r.gpus {
+                idx.clear();
+                let _ = write!(idx, "{}", g.index);
+                enc.sample(
+                    "training_run_gpu_info",
+                    &[("run", run), ("gpu", &idx), ("uuid", &g.uuid)],
+                    1.0,
+                );
+            }
+        }
+        gauge(
+            enc,
+            "training_run_gpu_memory_used_bytes",
+            "GPU memory used by the run's processes, over all its GPUs.",
+            &|r| r.gpu_memory_bytes.map(|b| b as f64),
+        );
+    }
+    encode_rules(enc, view);
     enc.family(
         "training_run_finished",
         "1 once the run's end-of-training summary was read (and no step progress since).",
@@ -316,6 +394,28 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             &[("run", run), ("path", &r.path), ("format", r.format)],
             1.0,
         );
+    }
+}
+
+/// One family per user rule, one series per run and label values.
+fn encode_rules(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(1 + crate::parse::rules::MAX_LABELS);
+    for (i, rule) in view.rules.iter().enumerate() {
+        let kind = match rule.kind {
+            RuleKind::Gauge => Kind::Gauge,
+            RuleKind::Counter => Kind::Counter,
+        };
+        enc.family(&rule.name, &rule.help, kind);
+        for (run, r) in view.runs {
+            for ((_, values), v) in r.rule_values.range((i, Vec::new())..(i + 1, Vec::new())) {
+                labels.clear();
+                labels.push(("run", run));
+                for (name, value) in rule.labels.iter().zip(values) {
+                    labels.push((name, value));
+                }
+                enc.sample(&rule.name, &labels, *v);
+            }
+        }
     }
 }
 
@@ -355,5 +455,42 @@ mod tests {
             Dialect::OpenMetrics
         );
         assert_eq!(Dialect::from_accept(None), Dialect::Text);
+    }
+
+    #[test]
+    fn run_processes_and_gpus() {
+        use crate::attribution::{GpuProcesses, Holder};
+        let mut r = RunState::new("/l/train.log", "hf");
+        r.set_holders(
+            vec![Holder {
+                pid: 7,
+                command: "python3".into(),
+                env_run: None,
+            }],
+            1.0,
+        );
+        r.set_gpus(&[GpuProcesses {
+            index: 2,
+            uuid: "GPU-2".into(),
+            processes: vec![(7, Some(5 << 30))],
+        }]);
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::Text);
+        encode_training(
+            &mut e,
+            &TrainingView {
+                runs: &[("sft", &r)],
+                limits: &Limits::default(),
+                now: 2.0,
+                wall_clock: true,
+                rules: &[],
+            },
+        );
+        assert!(
+            s.contains("training_run_process_info{run=\"sft\",pid=\"7\",command=\"python3\"} 1\n")
+        );
+        assert!(s.contains("training_run_gpu_info{run=\"sft\",gpu=\"2\",uuid=\"GPU-2\"} 1\n"));
+        assert!(s.contains("training_run_gpu_memory_used_bytes{run=\"sft\"} 5368709120\n"));
+        assert!(s.contains("training_run_active{run=\"sft\"} 1\n"));
     }
 }

@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
+use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
 use crate::history::Series;
+use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
 
@@ -48,10 +52,20 @@ pub enum Known {
     SamplesPerSecond,
     StepsPerSecond,
     TokensPerSecond,
+    /// vLLM engine statistics (`inference_*` families).
+    PromptTokensPerSecond,
+    GenerationTokensPerSecond,
+    RequestsRunning,
+    RequestsWaiting,
+    KvCacheUsageRatio,
+    PrefixCacheHitRatio,
 }
 
+/// Number of [`Known`] values.
+pub const KNOWN_COUNT: usize = 14;
+
 impl Known {
-    pub const ALL: [Known; 8] = [
+    pub const ALL: [Known; KNOWN_COUNT] = [
         Known::Loss,
         Known::EvalLoss,
         Known::LearningRate,
@@ -60,6 +74,12 @@ impl Known {
         Known::SamplesPerSecond,
         Known::StepsPerSecond,
         Known::TokensPerSecond,
+        Known::PromptTokensPerSecond,
+        Known::GenerationTokensPerSecond,
+        Known::RequestsRunning,
+        Known::RequestsWaiting,
+        Known::KvCacheUsageRatio,
+        Known::PrefixCacheHitRatio,
     ];
 
     /// Keys whose non-finite counter exists from their first value (at 0): the ones the NaN
@@ -78,6 +98,12 @@ impl Known {
             "samples_per_second" => Known::SamplesPerSecond,
             "steps_per_second" => Known::StepsPerSecond,
             "tokens_per_second" => Known::TokensPerSecond,
+            "prompt_tokens_per_second" => Known::PromptTokensPerSecond,
+            "generation_tokens_per_second" => Known::GenerationTokensPerSecond,
+            "requests_running" => Known::RequestsRunning,
+            "requests_waiting" => Known::RequestsWaiting,
+            "kv_cache_usage_ratio" => Known::KvCacheUsageRatio,
+            "prefix_cache_hit_ratio" => Known::PrefixCacheHitRatio,
             _ => return None,
         })
     }
@@ -110,10 +136,12 @@ pub struct RunState {
     pub format: &'static str,
     pub step: Option<f64>,
     pub max_steps: Option<f64>,
-    pub known: [Option<f64>; 8],
+    pub known: [Option<f64>; KNOWN_COUNT],
     /// Every other numeric key, as printed.
     pub metrics: BTreeMap<String, f64>,
     pub nonfinite: BTreeMap<String, u64>,
+    /// User rule series: (rule index, label values) → value.
+    pub rule_values: BTreeMap<(usize, Vec<String>), f64>,
     pub lines: u64,
     pub records: u64,
     pub parse_errors: u64,
@@ -123,6 +151,15 @@ pub struct RunState {
     pub last_progress: Option<f64>,
     /// The end-of-training summary was seen (and no progress since).
     pub finished: bool,
+    /// Live processes holding the log open, from the last attribution scan.
+    pub holders: Vec<Holder>,
+    /// When the last holder was seen gone (unix seconds); cleared when one appears.
+    pub holders_gone_at: Option<f64>,
+    /// The run name from the writer's environment, once found (it sticks).
+    pub env_run: Option<String>,
+    /// GPUs the holders compute on, and the GPU memory they use (from NVML's processes).
+    pub gpus: Vec<RunGpu>,
+    pub gpu_memory_bytes: Option<u64>,
     /// Per-key history by step for the live page: the well-known keys and the first
     /// [`MAX_HISTORY_OTHER_KEYS`] others.
     pub history: BTreeMap<String, Series>,
@@ -130,6 +167,8 @@ pub struct RunState {
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
+    /// The file's bars are Lightning's: their counts are batches within an epoch, not steps.
+    bars_are_epochs: bool,
 }
 
 impl RunState {
@@ -139,9 +178,10 @@ impl RunState {
             format,
             step: None,
             max_steps: None,
-            known: [None; 8],
+            known: [None; KNOWN_COUNT],
             metrics: BTreeMap::new(),
             nonfinite: BTreeMap::new(),
+            rule_values: BTreeMap::new(),
             lines: 0,
             records: 0,
             parse_errors: 0,
@@ -150,11 +190,17 @@ impl RunState {
             last_record: None,
             last_progress: None,
             finished: false,
+            holders: Vec::new(),
+            holders_gone_at: None,
+            env_run: None,
+            gpus: Vec::new(),
+            gpu_memory_bytes: None,
             history: BTreeMap::new(),
             history_other: 0,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
+            bars_are_epochs: false,
         }
     }
 
@@ -166,8 +212,16 @@ impl RunState {
         self.skipped[reason as usize] += 1;
     }
 
-    /// Whether the run is believed to be running at `now` (unix seconds).
+    /// Whether the run is believed to be running at `now` (unix seconds): no end-of-training
+    /// summary, and a live process holds the log; with no holder, not when the holders exited
+    /// after the last activity (a crash), else while the last activity is recent.
     pub fn active(&self, now: f64, limits: &Limits) -> bool {
+        if self.finished {
+            return false;
+        }
+        if !self.holders.is_empty() {
+            return true;
+        }
         let last = match (self.last_record, self.last_progress) {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => match a.or(b) {
@@ -175,7 +229,36 @@ impl RunState {
                 None => return false,
             },
         };
-        !self.finished && now - last < limits.idle_seconds
+        if self.holders_gone_at.is_some_and(|gone| last <= gone) {
+            return false;
+        }
+        now - last < limits.idle_seconds
+    }
+
+    /// Records the processes an attribution scan found holding the log at `now`.
+    pub fn set_holders(&mut self, holders: Vec<Holder>, now: f64) {
+        if holders.is_empty() {
+            if !self.holders.is_empty() {
+                self.holders_gone_at = Some(now);
+            }
+        } else {
+            self.holders_gone_at = None;
+            if self.env_run.is_none() {
+                self.env_run = holders.iter().find_map(|h| h.env_run.clone());
+            }
+        }
+        self.holders = holders;
+        if self.holders.is_empty() {
+            self.gpus.clear();
+            self.gpu_memory_bytes = None;
+        }
+    }
+
+    /// Joins the holders with the GPUs' compute processes (NVML's view).
+    pub fn set_gpus(&mut self, gpus: &[GpuProcesses]) {
+        let (used, memory) = attribution::join_gpus(&self.holders, gpus);
+        self.gpus = used;
+        self.gpu_memory_bytes = memory;
     }
 
     /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
@@ -193,6 +276,38 @@ impl RunState {
         }
     }
 
+    /// Applies a user rule's match. Returns the number of series the key cap dropped.
+    pub fn rule_match(
+        &mut self,
+        rule: usize,
+        kind: RuleKind,
+        labels: &[&str],
+        v: f64,
+        limits: &Limits,
+    ) -> u64 {
+        // a lookup without allocating: label values are compared as strings
+        let found = self
+            .rule_values
+            .range_mut((rule, Vec::new())..(rule + 1, Vec::new()))
+            .find(|((_, have), _)| have.iter().map(String::as_str).eq(labels.iter().copied()));
+        if let Some((_, slot)) = found {
+            match kind {
+                RuleKind::Gauge => *slot = v,
+                RuleKind::Counter => *slot += v,
+            }
+            return 0;
+        }
+        if self.rule_values.len() >= limits.max_keys_per_run
+            || labels.iter().any(|l| l.len() > limits.max_key_bytes)
+        {
+            self.keys_dropped += 1;
+            return 1;
+        }
+        let key = (rule, labels.iter().map(|s| s.to_string()).collect());
+        self.rule_values.insert(key, v);
+        0
+    }
+
     fn set_step(&mut self, step: f64, now: f64) {
         if self.step.is_none_or(|s| step > s) {
             self.last_progress = Some(now);
@@ -203,6 +318,9 @@ impl RunState {
 
     fn progress(&mut self, p: Progress, now: f64) {
         let Some(total) = p.total else { return };
+        if self.bars_are_epochs {
+            return;
+        }
         match self.bar_total {
             None => self.bar_total = Some(total),
             Some(t) if t == total => {}
@@ -241,6 +359,18 @@ impl RunState {
         self.last_record = Some(now);
         if self.format == "auto" {
             self.format = r.format;
+        }
+        if r.format == "lightning" && !self.bars_are_epochs {
+            // what the epoch bar said before its first postfix was not a step
+            self.bars_are_epochs = true;
+            if !self.step_from_records {
+                self.step = None;
+                self.max_steps = None;
+                self.bar_total = None;
+            }
+            if !self.rate_from_records {
+                self.known[Known::StepsPerSecond as usize] = None;
+            }
         }
         if let Some(m) = r.max_steps {
             self.max_steps = Some(m);
@@ -302,6 +432,8 @@ pub struct Runs {
     pub runs: BTreeMap<String, Run>,
     /// Files refused because `max_runs` was reached.
     pub runs_dropped: u64,
+    /// User rules, applied to the cleaned lines of the runs they are scoped to.
+    pub rules: Arc<Vec<Rule>>,
 }
 
 /// One run: its state and the parser of its file.
@@ -312,6 +444,8 @@ pub struct Run {
     /// Read errors on the run's file (permission denied, a directory ...).
     pub read_errors: u64,
     warned_keys: bool,
+    /// Indexes of the user rules scoped to this run.
+    rules: Vec<usize>,
 }
 
 impl Runs {
@@ -321,7 +455,38 @@ impl Runs {
             max_runs,
             runs: BTreeMap::new(),
             runs_dropped: 0,
+            rules: Arc::new(Vec::new()),
         }
+    }
+
+    /// Sets the user rules (before any file is opened).
+    pub fn with_rules(mut self, rules: Arc<Vec<Rule>>) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The runs with the label each is exported under: its name, or the run name its writer's
+    /// environment gave. When two runs of this node would share a label, the first (by name)
+    /// keeps it and the others are `ENV/NAME`.
+    pub fn labelled(&self) -> Vec<(std::borrow::Cow<'_, str>, &Run)> {
+        use std::borrow::Cow;
+        let mut taken = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(self.runs.len());
+        for (name, r) in &self.runs {
+            if r.state.env_run.is_none() {
+                taken.insert(name.as_str());
+            }
+        }
+        for (name, r) in &self.runs {
+            let label = match &r.state.env_run {
+                None => Cow::Borrowed(name.as_str()),
+                Some(env) if taken.insert(env.as_str()) => Cow::Borrowed(env.as_str()),
+                Some(env) => Cow::Owned(format!("{env}/{name}")),
+            };
+            out.push((label, r));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Total keys dropped by the per-run cap, over all runs.
@@ -359,6 +524,9 @@ impl tail::Sink for Runs {
                 parser: LineParser::new(format),
                 read_errors: 0,
                 warned_keys: false,
+                rules: (0..self.rules.len())
+                    .filter(|&i| self.rules[i].applies_to(run))
+                    .collect(),
             },
         );
         true
@@ -374,10 +542,16 @@ impl tail::Sink for Runs {
             return;
         }
         let cleaned = clean(line);
-        let Some(event) = r.parser.parse(&cleaned) else {
-            return;
-        };
-        let dropped = r.state.apply(event, time, &self.limits);
+        let mut dropped = 0;
+        for &i in &r.rules {
+            let rule = &self.rules[i];
+            if let Some((labels, v)) = rule.apply(&cleaned.text) {
+                dropped += r.state.rule_match(i, rule.kind, &labels, v, &self.limits);
+            }
+        }
+        if let Some(event) = r.parser.parse(&cleaned) {
+            dropped += r.state.apply(event, time, &self.limits);
+        }
         if dropped > 0 && !r.warned_keys {
             r.warned_keys = true;
             tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
@@ -401,8 +575,14 @@ impl tail::Sink for Runs {
                 tracing::warn!(run, path = %r.state.path, error = %msg, "cannot read log");
             }
             FileEvent::Deleted => tracing::info!(run, path = %r.state.path, "log file deleted"),
-            FileEvent::Rotated => tracing::info!(run, path = %r.state.path, "log file rotated"),
-            FileEvent::Truncated => tracing::info!(run, path = %r.state.path, "log file truncated"),
+            FileEvent::Rotated => {
+                r.parser.file_changed(true);
+                tracing::info!(run, path = %r.state.path, "log file rotated")
+            }
+            FileEvent::Truncated => {
+                r.parser.file_changed(false);
+                tracing::info!(run, path = %r.state.path, "log file truncated")
+            }
             FileEvent::Opened => {}
         }
     }
@@ -495,6 +675,56 @@ mod tests {
         assert!(!r.active(10.0 + 3600.0, &lim));
         feed(&mut r, &["{'train_runtime': 9.0, 'train_loss': 1.0}"], 11.0);
         assert!(!r.active(12.0, &lim));
+        feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
+        assert!(r.active(14.0, &lim));
+    }
+
+    #[test]
+    fn lightning_epoch_bars_give_no_step() {
+        let mut r = RunState::new("x", "auto");
+        feed(
+            &mut r,
+            &[
+                "Epoch 0:   2%|▏         | 1/64 [00:00<00:05, 11.70it/s]",
+                "Epoch 0:   2%|▏         | 1/64 [00:00<00:05, 11.66it/s, v_num=0, train_loss=0.422]",
+                "Epoch 1:   3%|▎         | 2/64 [00:00<00:05, 12.09it/s]",
+            ],
+            1.0,
+        );
+        assert_eq!((r.step, r.max_steps), (None, None));
+        assert_eq!(r.get(Known::StepsPerSecond), None);
+        assert_eq!(r.get(Known::Loss), Some(0.422));
+        assert_eq!(r.get(Known::Epoch), Some(0.0));
+        assert_eq!(r.format, "lightning");
+    }
+
+    #[test]
+    fn holders_decide_liveness_and_gpus_follow_them() {
+        let lim = Limits::default();
+        let mut r = RunState::new("x", "auto");
+        feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 10.0);
+        let h = Holder {
+            pid: 42,
+            command: "python".into(),
+            env_run: Some("job-1".into()),
+        };
+        r.set_holders(vec![h.clone()], 11.0);
+        // held: active even past the idle limit
+        assert!(r.active(10.0 + 2.0 * 3600.0, &lim));
+        assert_eq!(r.env_run.as_deref(), Some("job-1"));
+        r.set_gpus(&[GpuProcesses {
+            index: 3,
+            uuid: "GPU-x".into(),
+            processes: vec![(42, Some(1024))],
+        }]);
+        assert_eq!(r.gpus.len(), 1);
+        assert_eq!(r.gpu_memory_bytes, Some(1024));
+        // every holder gone without the summary: inactive at once, GPUs gone, name kept
+        r.set_holders(vec![], 12.0);
+        assert!(!r.active(12.5, &lim));
+        assert!(r.gpus.is_empty() && r.gpu_memory_bytes.is_none());
+        assert_eq!(r.env_run.as_deref(), Some("job-1"));
+        // a writer that does not keep the file open appends later: the idle rule again
         feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
         assert!(r.active(14.0, &lim));
     }

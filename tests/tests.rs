@@ -16,6 +16,12 @@ mod bad_input;
 // the daemon end to end: flags, /metrics, /healthz, OpenMetrics, promtool
 #[path = "it/daemon.rs"]
 mod daemon;
+// trainer formats: forcing one, Lightning's metrics.csv rewritten while followed
+#[path = "it/formats.rs"]
+mod formats;
+// run attribution: real processes holding real logs, found in /proc, gone when they exit
+#[path = "it/attribution.rs"]
+mod attribution;
 // alert rules and Alertmanager config: promtool/amtool checks, unit tests on real-log series
 #[path = "it/alerts.rs"]
 mod alerts;

@@ -198,6 +198,22 @@ impl GpuSnapshot {
     }
 }
 
+fn record_history(shared: &Shared, snap: &GpuSnapshot) {
+    let t = snap.sampled_at.unwrap_or_else(unix_now);
+    let mut history = crate::training::lock(&shared.history);
+    for g in &snap.gpus {
+        let mem = match (g.memory_used_bytes, g.memory_total_bytes) {
+            (Some(u), Some(total)) if total > 0 => Some(u as f64 / total as f64),
+            _ => None,
+        };
+        let h = history.entry(g.index).or_default();
+        if h.len() >= HISTORY_POINTS {
+            h.pop_front();
+        }
+        h.push_back((t, g.utilization, mem));
+    }
+}
+
 /// The throttle reasons as NVML numbers them, with their label values.
 pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x1, "gpu_idle"),
@@ -211,8 +227,18 @@ pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x100, "display_clock_setting"),
 ];
 
+/// Seconds between two points of a GPU's last-hour history (the live page's chart).
+pub const HISTORY_STEP_SECONDS: f64 = 10.0;
+/// Points kept per GPU: one hour.
+pub const HISTORY_POINTS: usize = 360;
+
+/// One history point: Unix time, utilization (0–1), memory used / total (0–1).
+pub type HistoryPoint = (f64, Option<f64>, Option<f64>);
+
 struct Shared {
     snapshot: Mutex<Arc<GpuSnapshot>>,
+    /// The last hour of utilization and memory per GPU index.
+    history: Mutex<BTreeMap<u32, std::collections::VecDeque<HistoryPoint>>>,
     xids: Mutex<BTreeMap<(u32, u64), XidCount>>,
     errors: Mutex<[u64; CALLS.len()]>,
 }
@@ -237,6 +263,7 @@ impl GpuCollector {
     pub fn start(opts: GpuOptions) -> GpuCollector {
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(GpuSnapshot::default())),
+            history: Mutex::new(BTreeMap::new()),
             xids: Mutex::new(BTreeMap::new()),
             errors: Mutex::new([0; CALLS.len()]),
         });
@@ -269,6 +296,15 @@ impl GpuCollector {
         let mut s = (*snap).clone();
         s.xids = xids.clone();
         Arc::new(s)
+    }
+
+    /// The last hour of one GPU's utilization and memory, oldest first, a point every
+    /// [`HISTORY_STEP_SECONDS`].
+    pub fn history(&self, index: u32) -> Vec<HistoryPoint> {
+        crate::training::lock(&self.shared.history)
+            .get(&index)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Failed calls so far, by NVML function (every sampled function once NVML is up).
@@ -363,6 +399,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender
     std::thread::scope(|s| {
         s.spawn(|| xid_loop(&nvml, &handles, shared, stop));
         let mut ready = Some(ready);
+        let mut last_history: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let gpus: Vec<GpuSample> = devs
@@ -382,6 +419,12 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender
                 cycle_seconds: Some(started.elapsed().as_secs_f64()),
                 xids: BTreeMap::new(),
             };
+            if last_history
+                .is_none_or(|t: Instant| t.elapsed().as_secs_f64() >= HISTORY_STEP_SECONDS)
+            {
+                last_history = Some(started);
+                record_history(shared, &snap);
+            }
             *crate::training::lock(&shared.snapshot) = Arc::new(snap);
             if let Some(r) = ready.take() {
                 let _ = r.send(());
@@ -392,7 +435,8 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender
                 if now >= next {
                     break;
                 }
-                std::thread::sleep((next - now).min(Duration::from_millis(50)));
+                // a wake-up costs CPU: check for stop four times a second, not more
+                std::thread::sleep((next - now).min(Duration::from_millis(250)));
             }
         }
     });

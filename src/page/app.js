@@ -45,7 +45,8 @@ function duration(secs) {
 }
 
 // Draws series [{name, points: [[x,y]], nonfinite: [[x, "NaN"]]}] into an SVG.
-function drawChart(svg, series, { log = false, unit = "", xunit = "step" } = {}) {
+// `xr`/`yr` fix the axis ranges (the GPU charts: the last hour, 0–100 %).
+function drawChart(svg, series, { log = false, unit = "", xunit = "step", xr = null, yr = null } = {}) {
   const W = 320, H = 150, L = 54, R = 8, T = 14, B = 24;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren();
@@ -56,9 +57,9 @@ function drawChart(svg, series, { log = false, unit = "", xunit = "step" } = {})
     svg.append(Object.assign(svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }), { textContent: "no data yet" }));
     return;
   }
-  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  let [x0, x1] = xr || [Math.min(...xs), Math.max(...xs)];
   if (x0 === x1) { x0 -= 1; x1 += 1; }
-  let y0 = ys.length ? Math.min(...ys) : 0, y1 = ys.length ? Math.max(...ys) : 1;
+  let [y0, y1] = yr || (ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1]);
   const ty = (y) => (log ? Math.log10(y) : y);
   let ly0 = ty(y0), ly1 = ty(y1);
   if (ly0 === ly1) { ly0 -= 0.5; ly1 += 0.5; }
@@ -92,6 +93,9 @@ function drawChart(svg, series, { log = false, unit = "", xunit = "step" } = {})
     if (pts.length) {
       const d = pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
       svg.append(svgEl("path", { class: `line s${i} series-${s.name}`, d, "data-points": pts.length }));
+      if (pts.length === 1) {
+        svg.append(svgEl("circle", { class: `line s${i}`, cx: sx(pts[0][0]), cy: sy(pts[0][1]), r: 2 }));
+      }
     }
     for (const [x, v] of s.nonfinite) {
       const m = svgEl("line", { class: `nonfinite nonfinite-${s.name}`, x1: sx(x), x2: sx(x), y1: T, y2: H - B });
@@ -251,7 +255,7 @@ function gpuCard(g) {
   drawChart(svg, [
     { name: "util", points: hist.map((h) => [h[0], h[1] * 100]).filter((p) => p[1] !== null && isFinite(p[1])), nonfinite: [] },
     { name: "mem", points: hist.map((h) => [h[0], h[2] * 100]).filter((p) => p[1] !== null && isFinite(p[1])), nonfinite: [] },
-  ], { xunit: "minutes ago", unit: "%" });
+  ], { xunit: "minutes", unit: "%", xr: [-60, 0], yr: [0, 100] });
   return card;
 }
 

@@ -19,7 +19,11 @@ pub struct Cleaned<'a> {
 
 /// Cleans one line. Invalid UTF-8 is decoded lossily.
 pub fn clean(raw: &[u8]) -> Cleaned<'_> {
-    let text = String::from_utf8_lossy(raw);
+    // `from_utf8` checks ASCII a word at a time; the lossy decoder only when it fails
+    let text = match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
     let (text, cursor_up) = if text.as_bytes().contains(&0x1b) {
         let (s, up) = strip_ansi(&text);
         (Cow::Owned(s), up)
@@ -46,10 +50,15 @@ pub fn looks_binary(raw: &[u8]) -> bool {
     if raw.contains(&0) {
         return true;
     }
-    let control = raw
-        .iter()
-        .filter(|&&b| b < 0x20 && b != b'\t' && b != 0x1b)
-        .count();
+    // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes
+    let control: usize = raw
+        .chunks(255)
+        .map(|c| {
+            c.iter().fold(0u8, |n, &b| {
+                n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b))
+            }) as usize
+        })
+        .sum();
     raw.len() >= 8 && control * 4 > raw.len()
 }
 
@@ -135,7 +144,68 @@ fn strip_one(s: &str) -> &str {
     match b.first() {
         Some(b'[') => strip_bracket(s),
         Some(c) if c.is_ascii_digit() => strip_timestamp_header(s),
+        Some(b'(') => strip_process_tag(s),
+        Some(c) if c.is_ascii_uppercase() => strip_level_date_header(s),
         _ => s,
+    }
+}
+
+/// `(APIServer pid=2110) ` and `(EngineCore_0 pid=7) `: vLLM's process tags.
+fn strip_process_tag(s: &str) -> &str {
+    let Some(end) = s.find(')') else { return s };
+    let inner = &s[1..end];
+    match inner.split_once(" pid=") {
+        Some((name, pid))
+            if name
+                .split(' ')
+                .all(|w| is_word(w) || w.starts_with("rank="))
+                && !pid.is_empty()
+                && pid.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            &s[end + 1..]
+        }
+        _ => s,
+    }
+}
+
+/// `INFO 05-18 16:04:46 [loggers.py:123] ` and `INFO 08-20 10:23:30 metrics.py:351] `:
+/// vLLM's (glog-like) header, a level, a date without the year, the source location.
+fn strip_level_date_header(s: &str) -> &str {
+    let Some((level, rest)) = s.split_once(' ') else {
+        return s;
+    };
+    let b = rest.as_bytes();
+    let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let date = d(0)
+        && d(1)
+        && b.get(2) == Some(&b'-')
+        && d(3)
+        && d(4)
+        && b.get(5) == Some(&b' ')
+        && d(6)
+        && d(7)
+        && b.get(8) == Some(&b':')
+        && d(9)
+        && d(10)
+        && b.get(11) == Some(&b':')
+        && d(12)
+        && d(13);
+    if !is_level(level) || !date {
+        return s;
+    }
+    let mut n = 14;
+    if b.get(n) == Some(&b'.') {
+        n += 1;
+        while d(n) {
+            n += 1;
+        }
+    }
+    let rest = rest[n..].trim_start();
+    // `[file.py:123] ` or `file.py:123] `
+    let loc = rest.strip_prefix('[').unwrap_or(rest);
+    match loc.split_once("] ") {
+        Some((file, after)) if is_file_line(file) => after,
+        _ => rest,
     }
 }
 
@@ -349,7 +419,18 @@ mod tests {
             c("[2024-04-06 03:02:12,345] [INFO] [logging.py:96:log_dist] [Rank 0] step=35"),
             "step=35"
         );
+        assert_eq!(
+            c("(APIServer pid=2110) INFO 05-18 16:04:46 [loggers.py:123] Engine 000: x"),
+            "Engine 000: x"
+        );
+        assert_eq!(
+            c("INFO 08-20 10:23:30.123 metrics.py:351] Avg prompt throughput: 1"),
+            "Avg prompt throughput: 1"
+        );
         // not decoration: kept
+        assert_eq!(c("INFO is fine"), "INFO is fine");
+        assert_eq!(c("(VllmWorker rank=1 pid=7) x"), "x");
+        assert_eq!(c("(note: pid=3) x"), "(note: pid=3) x");
         assert_eq!(c("[1, 2, 3]"), "[1, 2, 3]");
         assert_eq!(c("2026 was a year"), "2026 was a year");
     }

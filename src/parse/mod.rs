@@ -1,13 +1,21 @@
 //! Pure line parsers: one cleaned line in, at most one [`Event`] out.
 //!
-//! [`clean`] strips decoration; each trainer format has its own file; [`LineParser`]
-//! picks the format per line (or uses the one the config forces). Nothing here knows about
-//! files, metrics or time.
+//! [`clean`] strips decoration; each trainer format has its own file (Hugging Face dicts in
+//! [`dict`], [`megatron`], [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]);
+//! [`LineParser`] picks the format per line by cheap prefix checks (or uses the one the config
+//! forces). [`rules`] holds the users' regex rules. Nothing here knows about files, metrics or
+//! time.
 
 pub mod clean;
+pub mod deepspeed;
 pub mod dict;
+pub mod lightning;
 pub mod mapping;
+pub mod megatron;
+pub mod rules;
+pub mod torchtitan;
 pub mod tqdm;
+pub mod vllm;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,16 +32,40 @@ pub enum Format {
     Hf,
     /// One JSON object per line: ms-swift `logging.jsonl`, LLaMA-Factory, generic.
     Jsonl,
+    /// Megatron-LM `iteration N/ M | ...` and validation lines.
+    Megatron,
+    /// DeepSpeed engine, throughput-timer and pipeline-engine lines.
+    Deepspeed,
+    /// torchtitan `step: N  loss: ...` lines.
+    Torchtitan,
+    /// vLLM engine statistics.
+    Vllm,
+    /// PyTorch Lightning: tqdm bar postfix and `CSVLogger`'s `metrics.csv`.
+    Lightning,
 }
 
 impl Format {
-    pub const ALL: &'static [Format] = &[Format::Auto, Format::Hf, Format::Jsonl];
+    pub const ALL: &'static [Format] = &[
+        Format::Auto,
+        Format::Hf,
+        Format::Jsonl,
+        Format::Megatron,
+        Format::Deepspeed,
+        Format::Torchtitan,
+        Format::Vllm,
+        Format::Lightning,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Auto => "auto",
             Format::Hf => "hf",
             Format::Jsonl => "jsonl",
+            Format::Megatron => "megatron",
+            Format::Deepspeed => "deepspeed",
+            Format::Torchtitan => "torchtitan",
+            Format::Vllm => "vllm",
+            Format::Lightning => "lightning",
         }
     }
 }
@@ -59,6 +91,23 @@ impl FromStr for Format {
                 )
             })
     }
+}
+
+/// A printed percentage as a ratio, correctly rounded (`64.99` → 0.6499, not
+/// 0.6498999999999999 as `64.99 / 100.0` gives).
+pub(crate) fn percent(s: &str) -> Option<f64> {
+    let v = mapping::number(s)?;
+    if !v.is_finite() {
+        return Some(v / 100.0);
+    }
+    let mut buf = [0u8; 64];
+    let n = s.len();
+    if n + 3 > buf.len() || s.contains(['e', 'E']) {
+        return Some(v / 100.0);
+    }
+    buf[..n].copy_from_slice(s.as_bytes());
+    buf[n..n + 3].copy_from_slice(b"e-2");
+    std::str::from_utf8(&buf[..n + 3]).ok()?.parse().ok()
 }
 
 /// A metric record: the values one log line reports.
@@ -113,12 +162,14 @@ pub enum Event<'a> {
     Malformed(&'static str),
 }
 
-/// Parses the lines of one file. Holds per-file parser state (none yet for these formats,
-/// but the CSV format needs its header).
+/// Parses the lines of one file. Holds per-file parser state: the CSV header of a
+/// `metrics.csv`, the last Lightning bar postfix.
 #[derive(Debug, Default)]
 pub struct LineParser {
     format: Format,
     pairs_buf: usize,
+    csv: lightning::Csv,
+    last_postfix: String,
 }
 
 impl LineParser {
@@ -126,6 +177,7 @@ impl LineParser {
         LineParser {
             format,
             pairs_buf: 16,
+            ..LineParser::default()
         }
     }
 
@@ -133,36 +185,114 @@ impl LineParser {
         self.format
     }
 
+    /// The file was truncated or rewritten in place (`rewritten`), or replaced by another
+    /// file: per-file state follows.
+    pub fn file_changed(&mut self, replaced: bool) {
+        if replaced {
+            self.csv.forget();
+        } else {
+            self.csv.reset();
+        }
+        self.last_postfix.clear();
+    }
+
+    /// Which format a line is, by cheap prefix checks (no regex, no allocation).
+    fn detect(&self, text: &str) -> Format {
+        let b = text.as_bytes();
+        match b[0] {
+            b'{' => Format::Hf,
+            b'i' | b'v' if megatron::detect(text) => Format::Megatron,
+            b's' | b'e' | b'0'..=b'9' if deepspeed::detect(text) => Format::Deepspeed,
+            b's' if torchtitan::detect(text) => Format::Torchtitan,
+            b'E' | b'A' if vllm::detect(text) => Format::Vllm,
+            _ if self.csv.active() || lightning::Csv::is_header(text) => Format::Lightning,
+            _ => Format::Hf,
+        }
+    }
+
     /// Parses one cleaned line.
     pub fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
         let text: &'a str = &line.text;
         let first = *text.as_bytes().first()?;
-        if first == b'{' {
-            return self.mapping(text);
-        }
-        if matches!(self.format, Format::Auto | Format::Hf) && text.contains("| ") {
-            if let Some(bar) = tqdm::parse(text) {
-                if line.cursor_up || !bar.is_training_candidate() {
+        let format = match self.format {
+            Format::Auto => self.detect(text),
+            f => f,
+        };
+        let record = |r: Option<Record<'a>>| r.map(Event::Record);
+        match format {
+            Format::Auto | Format::Hf | Format::Jsonl => {
+                if first == b'{' {
+                    return self.mapping(text);
+                }
+                self.bar(line)
+            }
+            Format::Megatron => record(megatron::parse(text)),
+            Format::Deepspeed => record(deepspeed::parse(text)),
+            Format::Torchtitan => record(torchtitan::parse(text)),
+            Format::Vllm => record(vllm::parse(text)),
+            Format::Lightning => {
+                if lightning::Csv::is_header(text) {
+                    self.csv.header(text);
                     return None;
                 }
-                return Some(Event::Progress(Progress {
-                    n: bar.n,
-                    total: bar.total,
-                    rate: bar.rate,
-                }));
+                if self.csv.active() {
+                    if let Some(e) = self.csv.row(text) {
+                        return Some(e);
+                    }
+                }
+                self.bar(line)
             }
         }
-        None
+    }
+
+    /// A tqdm bar: the training bar's progress, or Lightning's postfix metrics.
+    fn bar<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        let text: &'a str = &line.text;
+        if !matches!(self.format, Format::Auto | Format::Hf | Format::Lightning)
+            || !text.contains("| ")
+        {
+            return None;
+        }
+        let bar = tqdm::parse(text)?;
+        if line.cursor_up {
+            return None;
+        }
+        if self.format != Format::Hf {
+            if let Some(epoch) = lightning::bar_epoch(&bar) {
+                if self.last_postfix.len() == bar.desc.len() + bar.postfix.len()
+                    && self.last_postfix.starts_with(bar.desc)
+                    && self.last_postfix.ends_with(bar.postfix)
+                {
+                    return None;
+                }
+                self.last_postfix.clear();
+                self.last_postfix.push_str(bar.desc);
+                self.last_postfix.push_str(bar.postfix);
+                return lightning::bar_record(&bar, epoch).map(Event::Record);
+            }
+            if self.format == Format::Lightning {
+                return None;
+            }
+        }
+        if !bar.is_training_candidate() {
+            return None;
+        }
+        Some(Event::Progress(Progress {
+            n: bar.n,
+            total: bar.total,
+            rate: bar.rate,
+        }))
     }
 
     fn mapping<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
         let quote = text[1..].trim_start().as_bytes().first().copied();
         let format = match (self.format, quote) {
-            (Format::Auto, Some(b'"')) | (Format::Jsonl, _) => "jsonl",
-            (Format::Auto, Some(b'\'')) | (Format::Hf, _) => "hf",
-            (Format::Auto, Some(b'}')) => return None,
-            // `{` alone (a pretty-printed config) or `{foo}`: not a record
-            (Format::Auto, _) => return None,
+            (Format::Jsonl, _) => "jsonl",
+            (Format::Hf, _) => "hf",
+            (_, Some(b'"')) => "jsonl",
+            (_, Some(b'\'')) => "hf",
+            // `{}`, `{` alone (a pretty-printed config) or `{foo}`: not a record
+            _ => return None,
         };
         if !text.ends_with('}') {
             // a record cut short (a crash mid-write) or a multi-line dump
@@ -211,6 +341,52 @@ mod tests {
         );
         assert_eq!(parse("{"), None);
         assert_eq!(parse("plain text"), None);
+    }
+
+    #[test]
+    fn no_format_panics_on_odd_lines() {
+        let odd = [
+            "iteration ",
+            "iteration /",
+            "iteration 1/ | : | lm loss: |",
+            "validation loss at ",
+            "validation loss at iteration x",
+            "step=",
+            "step=[",
+            "epoch=0/",
+            "0/",
+            "0/1, SamplesPerSec=",
+            "steps: ",
+            "steps: 1 loss:",
+            "step: ",
+            "step: 1 memory: GiB(",
+            "step: 1 tps: ,,,",
+            "Engine 0: Avg prompt throughput:",
+            "Avg prompt throughput: %, Running: ",
+            "epoch,step",
+            ",,,",
+            "Epoch 1: 50%|█| 1/2 [00:00<00:00, 1it/s, =, a=]",
+            "Epoch : 50%|█| 1/2 [00:00<00:00, 1it/s, x=1]",
+            "é",
+            "\u{fffd}=\u{fffd}",
+        ];
+        for f in Format::ALL {
+            let mut p = LineParser::new(*f);
+            for l in odd {
+                let c = clean(l.as_bytes());
+                let _ = p.parse(&c);
+                // and after a CSV header
+                let h = clean(b"epoch,step");
+                let _ = p.parse(&h);
+                let _ = p.parse(&c);
+                p.file_changed(false);
+            }
+        }
+        let mut p = LineParser::new(Format::Lightning);
+        let h = clean(b"epoch,step");
+        assert_eq!(p.parse(&h), None);
+        let row = clean(b"1,2,3");
+        assert!(matches!(p.parse(&row), Some(Event::Malformed(_))));
     }
 
     #[test]

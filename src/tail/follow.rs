@@ -357,6 +357,27 @@ mod tests {
     }
 
     #[test]
+    fn an_in_place_rewrite_is_read_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        std::fs::write(&p, "epoch,step\r\n0,1\r\n").unwrap();
+        let mut fol = Follower::new(&p, 1024);
+        let mut c = Collect::default();
+        fol.poll(&mut c, u64::MAX);
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        // Lightning's CSVLogger: rewritten whole, longer, same inode
+        std::fs::write(&p, "epoch,step,val\r\n0,1,\r\n0,2,0.5\r\n").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+        fol.poll(&mut c, u64::MAX);
+        assert_eq!(
+            c.lines,
+            ["epoch,step", "0,1", "epoch,step,val", "0,1,", "0,2,0.5"]
+        );
+        assert_eq!(c.events, [FileEvent::Opened, FileEvent::Truncated]);
+    }
+
+    #[test]
     fn long_lines_are_dropped_while_streaming() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.log");

@@ -109,7 +109,19 @@ fn live_page_shows_runs_updates_and_nan() {
     append(&diverge, head);
     let normal = dir.path().join("normal.log");
     std::fs::copy(fixture("transformers/train-normal.log"), &normal).unwrap();
-    let d = Daemon::start(&["--log", &format!("{}/*.log", dir.path().display())]);
+    // two GPUs from the fake NVML: 10 % and 11 % utilization
+    let nvml = dir.path().join("fake-nvml.json");
+    std::fs::write(&nvml, crate::gpu::machine(2, 0).to_string()).unwrap();
+    let lib = crate::gpu::fake_lib().display().to_string();
+    let d = Daemon::start_env(
+        &[
+            "--log",
+            &format!("{}/*.log", dir.path().display()),
+            "--nvml-library",
+            &lib,
+        ],
+        &[("FAKE_NVML_CONFIG", nvml.to_str().unwrap())],
+    );
     d.wait_value(
         "training_records_total",
         &[("run", "diverge")],
@@ -133,6 +145,16 @@ fn live_page_shows_runs_updates_and_nan() {
         b.wait_js(loss_points, Duration::from_secs(10)),
         json!(5),
         "one point per loss record"
+    );
+    let gpus = b.wait_js(
+        "const g = document.querySelectorAll('.gpu-card'); return g.length === 2 ? [...g].map(e => e.querySelector('.bar > div').style.width) : null;",
+        Duration::from_secs(10),
+    );
+    assert_eq!(gpus, json!(["10%", "11%"]), "a utilization bar per GPU");
+    assert_eq!(
+        b.js("return document.querySelectorAll('.gpu-card svg.chart-gpu path').length;"),
+        json!(4),
+        "utilization and memory, per GPU"
     );
     // the healthy run: 30 logged losses
     assert_eq!(

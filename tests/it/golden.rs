@@ -145,3 +145,124 @@ fn swift_logging_jsonl_does_not_replay_history() {
         Some(2.09178305)
     );
 }
+
+#[test]
+fn megatron_iterations_validation_and_nan() {
+    let rel = "megatron/pretrain-gpt.log";
+    let out = check_golden(rel);
+    let run = ("run", rel);
+    assert_eq!(value(&out, "training_loss", &[run]), Some(1.818812));
+    assert_eq!(value(&out, "training_learning_rate", &[run]), Some(1.42e-5));
+    assert_eq!(value(&out, "training_max_steps", &[run]), Some(100.0));
+    assert_eq!(value(&out, "training_eval_loss", &[run]), Some(6.912345));
+    assert_eq!(
+        value(&out, "training_metric", &[run, ("key", "test_loss")]),
+        Some(1.79)
+    );
+    // iteration 40 printed no loss, `grad norm: nan` and one nan iteration
+    for key in ["loss", "grad_norm"] {
+        assert_eq!(
+            value(
+                &out,
+                "training_nonfinite_values_total",
+                &[run, ("key", key)]
+            ),
+            Some(1.0)
+        );
+    }
+    // 6 iteration lines (with and without timestamps) + 2 validation lines
+    assert_eq!(value(&out, "training_records_total", &[run]), Some(7.0));
+    assert!(out.contains("format=\"megatron\""));
+}
+
+#[test]
+fn deepspeed_all_forms() {
+    let rel = "deepspeed/train.log";
+    let out = check_golden(rel);
+    let run = ("run", rel);
+    assert_eq!(value(&out, "training_step", &[run]), Some(30.0));
+    assert_eq!(value(&out, "training_learning_rate", &[run]), Some(4.34e-6));
+    assert_eq!(value(&out, "training_loss", &[run]), Some(0.312));
+    assert_eq!(value(&out, "training_steps_per_second", &[run]), Some(2.0));
+    assert_eq!(
+        value(
+            &out,
+            "training_metric",
+            &[run, ("key", "memory_max_allocated_bytes")]
+        ),
+        Some(63.5 * (1u64 << 30) as f64)
+    );
+    assert_eq!(value(&out, "training_records_total", &[run]), Some(6.0));
+}
+
+#[test]
+fn torchtitan_colours_and_separators() {
+    let rel = "torchtitan/train.log";
+    let out = check_golden(rel);
+    let run = ("run", rel);
+    assert_eq!(value(&out, "training_step", &[run]), Some(20.0));
+    assert!(value(&out, "training_loss", &[run]).unwrap().is_nan());
+    assert_eq!(
+        value(&out, "training_tokens_per_second", &[run]),
+        Some(12_345_678.0)
+    );
+    assert_eq!(
+        value(&out, "training_metric", &[run, ("key", "memory_ratio")]),
+        Some(0.6499)
+    );
+    assert_eq!(value(&out, "training_records_total", &[run]), Some(3.0));
+}
+
+#[test]
+fn vllm_engine_stats_both_forms() {
+    let out = check_golden("vllm/serve.log");
+    let run = [("run", "vllm/serve.log")];
+    assert_eq!(
+        value(&out, "inference_prompt_tokens_per_second", &run),
+        Some(1254.4)
+    );
+    assert_eq!(value(&out, "inference_requests_waiting", &run), Some(4.0));
+    assert_eq!(
+        value(&out, "inference_kv_cache_usage_ratio", &run),
+        Some(0.579)
+    );
+    assert_eq!(
+        value(&out, "inference_prefix_cache_hit_ratio", &run),
+        Some(0.405)
+    );
+    let out = check_golden("vllm/serve-v0.log");
+    let run = [("run", "vllm/serve-v0.log")];
+    // `Pending` is the older name of `Waiting`
+    assert_eq!(value(&out, "inference_requests_waiting", &run), Some(2.0));
+    assert_eq!(value(&out, "inference_requests_running", &run), Some(3.0));
+    assert_eq!(value(&out, "inference_prefix_cache_hit_ratio", &run), None);
+}
+
+#[test]
+fn lightning_bar_postfix() {
+    let rel = "lightning/train-tqdm.log";
+    let out = check_golden(rel);
+    let run = [("run", rel)];
+    assert_eq!(value(&out, "training_loss", &run), Some(0.0476));
+    assert_eq!(value(&out, "training_eval_loss", &run), Some(0.094));
+    assert_eq!(value(&out, "training_epoch", &run), Some(3.0));
+    // the epoch bar counts batches, not steps
+    assert_eq!(value(&out, "training_step", &run), None);
+    assert_eq!(value(&out, "training_max_steps", &run), None);
+}
+
+#[test]
+fn lightning_metrics_csv() {
+    let rel = "lightning/metrics.csv";
+    let out = check_golden(rel);
+    let run = [("run", rel)];
+    // header + 24 rows, CRLF
+    assert_eq!(value(&out, "training_log_lines_total", &run), Some(25.0));
+    assert_eq!(value(&out, "training_records_total", &run), Some(24.0));
+    assert_eq!(value(&out, "training_step", &run), Some(199.0));
+    assert_eq!(
+        value(&out, "training_eval_loss", &run),
+        Some(0.09399781376123428)
+    );
+    assert_eq!(value(&out, "training_parse_errors_total", &run), Some(0.0));
+}

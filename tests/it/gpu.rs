@@ -756,6 +756,12 @@ fn the_live_page_api_lists_the_gpus() {
     assert_eq!(gpus[0]["power_watts"], 300.0);
     assert_eq!(gpus[1]["up"], false);
     assert_eq!(gpus[1]["utilization_ratio"], Value::Null);
+    // the last hour starts with the first sample: [minutes ago, utilization, memory ratio]
+    let h = gpus[0]["history"].as_array().unwrap();
+    assert_eq!(h.len(), 1, "{body}");
+    assert!(h[0][0].as_f64().unwrap() <= 0.0 && h[0][0].as_f64().unwrap() > -1.0);
+    assert_eq!(h[0][1], 0.1);
+    assert!((h[0][2].as_f64().unwrap() - 1_000_000_000.0 / 85_520_809_984.0).abs() < 1e-12);
 }
 
 #[test]

@@ -1,0 +1,342 @@
+//! Run attribution: which processes hold each run's log file open. The only `/proc` reader.
+//!
+//! A trainer started as `torchrun ... > train.log` passes the file to every worker it forks,
+//! so scanning `/proc/*/fd` for descriptors whose target has the log's device and inode finds
+//! the launcher and every rank. That answers "is the run still alive?" at once: when every
+//! holder has exited without the end-of-training summary, the run has crashed. It also gives
+//! the PIDs to join with NVML's compute processes, and, when configured, a run name taken
+//! from the writer's environment (`SLURM_JOB_ID`, `TORCHELASTIC_RUN_ID`) so that one job has
+//! one `run` label on every node.
+//!
+//! Reading ([`Scanner::scan`]) is apart from parsing ([`parse_environ`], [`parse_comm`]),
+//! which are pure. Processes whose `/proc/PID/fd` we may not read (another user's, without
+//! `CAP_SYS_PTRACE`) are skipped and counted; in Kubernetes the pod needs `hostPID: true` to
+//! see the trainers' processes at all.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Most processes recorded per run (a launcher and its ranks fit easily).
+pub const MAX_PROCESSES_PER_RUN: usize = 256;
+/// Longest run name accepted from an environment variable.
+pub const MAX_ENV_RUN_BYTES: usize = 128;
+
+/// One process holding a run's log open.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Holder {
+    pub pid: u32,
+    /// `/proc/PID/comm`: the executable name, at most 15 bytes.
+    pub command: String,
+    /// The run name from the first configured environment variable the process has.
+    pub env_run: Option<String>,
+}
+
+/// What one scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Holders per requested file, in the order the files were given.
+    pub holders: Vec<Vec<Holder>>,
+    /// Processes whose descriptors could not be read (permission denied).
+    pub unreadable: u64,
+}
+
+/// Scans a procfs for processes holding files open.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    procfs: PathBuf,
+    env_vars: Vec<String>,
+    own_pid: u32,
+}
+
+impl Scanner {
+    /// `procfs` is `/proc` or a host's procfs mounted elsewhere; `env_vars` name the
+    /// environment variables that may name the run, first found wins.
+    pub fn new(procfs: impl Into<PathBuf>, env_vars: Vec<String>) -> Self {
+        Scanner {
+            procfs: procfs.into(),
+            env_vars,
+            own_pid: std::process::id(),
+        }
+    }
+
+    /// Finds the processes holding each of `files` open. `Err` when the procfs itself cannot
+    /// be listed (attribution is then unknown, not "no holders"). Our own process, which
+    /// follows the files, is never a holder.
+    pub fn scan(&self, files: &[PathBuf]) -> std::io::Result<Scan> {
+        let mut ids: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            if let Ok(m) = std::fs::metadata(f) {
+                ids.entry((m.dev(), m.ino())).or_default().push(i);
+                if let Some(n) = f.file_name() {
+                    names.push(n.as_encoded_bytes().to_vec());
+                }
+            }
+        }
+        let wanted = Wanted { ids, names };
+        let mut scan = Scan {
+            holders: vec![Vec::new(); files.len()],
+            unreadable: 0,
+        };
+        let entries = std::fs::read_dir(&self.procfs)?;
+        if wanted.ids.is_empty() {
+            return Ok(scan);
+        }
+        let mut found: Vec<usize> = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == self.own_pid {
+                continue;
+            }
+            let dir = e.path();
+            found.clear();
+            match held_files(&dir.join("fd"), &wanted, &mut found) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    scan.unreadable += 1;
+                    continue;
+                }
+                // the process exited while we looked
+                Err(_) => continue,
+            }
+            if found.is_empty() {
+                continue;
+            }
+            let command = std::fs::read(dir.join("comm"))
+                .map(|b| parse_comm(&b))
+                .unwrap_or_default();
+            let env_run = if self.env_vars.is_empty() {
+                None
+            } else {
+                std::fs::read(dir.join("environ"))
+                    .ok()
+                    .and_then(|b| parse_environ(&b, &self.env_vars))
+            };
+            found.sort_unstable();
+            found.dedup();
+            for &i in &found {
+                let list = &mut scan.holders[i];
+                if list.len() < MAX_PROCESSES_PER_RUN {
+                    list.push(Holder {
+                        pid,
+                        command: command.clone(),
+                        env_run: env_run.clone(),
+                    });
+                }
+            }
+        }
+        for list in &mut scan.holders {
+            list.sort();
+        }
+        Ok(scan)
+    }
+}
+
+/// The files looked for: by device and inode, and their file names.
+struct Wanted {
+    ids: HashMap<(u64, u64), Vec<usize>>,
+    names: Vec<Vec<u8>>,
+}
+
+/// Which of the wanted files (by device and inode) a process's `fd` directory holds.
+/// Only descriptors whose target has a wanted file name are `stat`ed: sockets, pipes and
+/// other files are rejected on the link text alone. (The link text is the path in the
+/// process's mount namespace, so the directory may differ from ours; the name does not.)
+fn held_files(fd_dir: &Path, wanted: &Wanted, found: &mut Vec<usize>) -> std::io::Result<()> {
+    for fd in std::fs::read_dir(fd_dir)? {
+        let Ok(fd) = fd else { continue };
+        let path = fd.path();
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue;
+        };
+        let t = target.as_os_str().as_encoded_bytes();
+        if t.first() != Some(&b'/') {
+            continue;
+        }
+        // a deleted file's link reads `/path (deleted)`: its name no longer matches, rightly
+        let name = &t[t.iter().rposition(|&c| c == b'/').map_or(0, |p| p + 1)..];
+        if !wanted.names.iter().any(|n| n.as_slice() == name) {
+            continue;
+        }
+        let Ok(m) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if let Some(idx) = wanted.ids.get(&(m.dev(), m.ino())) {
+            found.extend_from_slice(idx);
+        }
+    }
+    Ok(())
+}
+
+/// One GPU's compute processes, as plain data from the GPU collector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcesses {
+    pub index: u32,
+    pub uuid: String,
+    /// (pid, GPU memory the process uses, when NVML reports it)
+    pub processes: Vec<(u32, Option<u64>)>,
+}
+
+/// A GPU one of a run's processes computes on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunGpu {
+    pub index: u32,
+    pub uuid: String,
+}
+
+/// Joins a run's holders with the GPUs' compute processes: the GPUs its processes use and
+/// the GPU memory they use in total (`None` when no process of the run is on a GPU or NVML
+/// reported no memory for them).
+pub fn join_gpus(holders: &[Holder], gpus: &[GpuProcesses]) -> (Vec<RunGpu>, Option<u64>) {
+    let mut out = Vec::new();
+    let mut memory: Option<u64> = None;
+    for g in gpus {
+        let mut used = false;
+        for &(pid, mem) in &g.processes {
+            if holders.iter().any(|h| h.pid == pid) {
+                used = true;
+                if let Some(m) = mem {
+                    memory = Some(memory.unwrap_or(0).saturating_add(m));
+                }
+            }
+        }
+        if used {
+            out.push(RunGpu {
+                index: g.index,
+                uuid: g.uuid.clone(),
+            });
+        }
+    }
+    out.sort();
+    (out, memory)
+}
+
+/// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
+pub fn parse_comm(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    s.trim_end_matches('\n').to_string()
+}
+
+/// `/proc/PID/environ` (NUL-separated `KEY=value`): the value of the first of `vars` that
+/// is set and non-empty, if it is a usable run name (printable, at most 128 bytes).
+pub fn parse_environ(b: &[u8], vars: &[String]) -> Option<String> {
+    let mut best: Option<(usize, &[u8])> = None;
+    for entry in b.split(|&c| c == 0) {
+        let Some(eq) = entry.iter().position(|&c| c == b'=') else {
+            continue;
+        };
+        let (k, v) = (&entry[..eq], &entry[eq + 1..]);
+        if v.is_empty() {
+            continue;
+        }
+        if let Some(rank) = vars.iter().position(|var| var.as_bytes() == k) {
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, v));
+            }
+        }
+    }
+    let (_, v) = best?;
+    let s = std::str::from_utf8(v).ok()?;
+    (s.len() <= MAX_ENV_RUN_BYTES && !s.chars().any(char::is_control)).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environ_picks_the_first_configured_variable() {
+        let vars = vec![
+            "TORCHELASTIC_RUN_ID".to_string(),
+            "SLURM_JOB_ID".to_string(),
+        ];
+        let env = b"PATH=/bin\0SLURM_JOB_ID=4242\0TORCHELASTIC_RUN_ID=llama-7b\0";
+        assert_eq!(parse_environ(env, &vars).as_deref(), Some("llama-7b"));
+        let env = b"SLURM_JOB_ID=4242\0TORCHELASTIC_RUN_ID=\0";
+        assert_eq!(parse_environ(env, &vars).as_deref(), Some("4242"));
+        assert_eq!(parse_environ(b"PATH=/bin\0", &vars), None);
+        assert_eq!(parse_environ(b"SLURM_JOB_ID=a\nb\0", &vars), None);
+        assert_eq!(parse_environ(b"garbage\0\0=x\0", &vars), None);
+        assert_eq!(parse_comm(b"python3\n"), "python3");
+    }
+
+    #[test]
+    fn gpus_of_a_run() {
+        let h = |pid| Holder {
+            pid,
+            command: "python".into(),
+            env_run: None,
+        };
+        let gpus = [
+            GpuProcesses {
+                index: 1,
+                uuid: "GPU-b".into(),
+                processes: vec![(11, Some(2 << 30)), (99, Some(1 << 30))],
+            },
+            GpuProcesses {
+                index: 0,
+                uuid: "GPU-a".into(),
+                processes: vec![(10, Some(3 << 30)), (11, None)],
+            },
+            GpuProcesses {
+                index: 2,
+                uuid: "GPU-c".into(),
+                processes: vec![(99, Some(1 << 30))],
+            },
+        ];
+        let (used, mem) = join_gpus(&[h(1), h(10), h(11)], &gpus);
+        assert_eq!(
+            used,
+            [
+                RunGpu {
+                    index: 0,
+                    uuid: "GPU-a".into()
+                },
+                RunGpu {
+                    index: 1,
+                    uuid: "GPU-b".into()
+                }
+            ]
+        );
+        assert_eq!(mem, Some(5 << 30));
+        assert_eq!(join_gpus(&[h(1)], &gpus), (vec![], None));
+    }
+
+    #[test]
+    fn finds_a_child_holding_the_file_and_not_ourselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("train.log");
+        let other = dir.path().join("other.log");
+        std::fs::write(&other, "").unwrap();
+        let file = std::fs::File::create(&log).unwrap();
+        // we hold `log` open ourselves: not a holder
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("SLURM_JOB_ID", "77")
+            .stdout(file)
+            .spawn()
+            .unwrap();
+        let s = Scanner::new("/proc", vec!["SLURM_JOB_ID".into()]);
+        let scan = s.scan(&[log.clone(), other.clone()]).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            scan.holders[0],
+            [Holder {
+                pid: child.id(),
+                command: "sleep".into(),
+                env_run: Some("77".into())
+            }]
+        );
+        assert!(scan.holders[1].is_empty());
+        let scan = s.scan(&[log]).unwrap();
+        assert!(scan.holders[0].is_empty());
+        assert!(Scanner::new(dir.path().join("nope"), vec![])
+            .scan(&[other])
+            .is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Run attribution with real processes: a launcher and the children that inherit its log
+//! (as with `torchrun ... > train.log`) are found in /proc, keep the run active, and vanish
+//! from /metrics when they exit; a run name can come from the writer's environment.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(15);
+
+/// `sh` with two `sleep` children, all writing to `log`, in their own process group.
+fn launcher(log: &Path, env: &[(&str, &str)]) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .unwrap();
+    Command::new("sh")
+        .args(["-c", "sleep 60 & sleep 60 & wait"])
+        .envs(env.iter().copied())
+        .stdout(out)
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the launcher's whole process group and reaps the launcher.
+fn kill_group(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+fn pids(m: &str, run: &str) -> Vec<(String, String)> {
+    let mut v: Vec<_> = samples(m, "training_run_process_info")
+        .into_iter()
+        .filter(|(l, _)| l.iter().any(|(k, v)| k == "run" && v == run))
+        .map(|(l, _)| {
+            let get = |name: &str| l.iter().find(|(k, _)| k == name).unwrap().1.clone();
+            (get("pid"), get("command"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn launcher_and_children_are_found_and_disappear_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    let idle = dir.path().join("idle.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    std::fs::write(&idle, "{'loss': 3.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    let sh_pid = child.id().to_string();
+    let d = Daemon::start(&[
+        "--log",
+        &format!("train={}", log.display()),
+        "--log",
+        &format!("idle={}", idle.display()),
+        "--attribution.interval",
+        "100ms",
+    ]);
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = d.scrape();
+            pids(&m, "train").len() == 3
+        }),
+        "{m}"
+    );
+    let found = pids(&m, "train");
+    assert!(
+        found.contains(&(sh_pid.clone(), "sh".to_string())),
+        "{found:?}"
+    );
+    assert_eq!(found.iter().filter(|(_, c)| c == "sleep").count(), 2);
+    // the daemon itself reads the file but is not a holder; the idle file has none
+    let own = d.child.id().to_string();
+    assert!(!found.iter().any(|(p, _)| *p == own));
+    assert!(pids(&m, "idle").is_empty());
+    assert_eq!(
+        value(&m, "training_run_active", &[("run", "train")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "training_run_active", &[("run", "idle")]),
+        Some(1.0)
+    );
+
+    // a crash: every holder exits without the summary → 0 at once, series gone
+    kill_group(child);
+    assert!(
+        wait_for(T, || {
+            m = d.scrape();
+            pids(&m, "train").is_empty()
+        }),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "training_run_active", &[("run", "train")]),
+        Some(0.0)
+    );
+    assert!(samples(&m, "training_run_process_info").is_empty());
+    // a file no process keeps open keeps the idle-timeout rule
+    assert_eq!(
+        value(&m, "training_run_active", &[("run", "idle")]),
+        Some(1.0)
+    );
+
+    // a new writer appears: active again
+    let child = launcher(&log, &[]);
+    assert!(wait_for(T, || pids(&d.scrape(), "train").len() == 3));
+    assert_eq!(
+        value(&d.scrape(), "training_run_active", &[("run", "train")]),
+        Some(1.0)
+    );
+    kill_group(child);
+}
+
+#[test]
+fn run_name_from_the_writers_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 7}\n").unwrap();
+    let child = launcher(&log, &[("SLURM_JOB_ID", "4242"), ("OTHER", "x")]);
+    let d = Daemon::start(&[
+        "--log",
+        &format!("node-a={}", log.display()),
+        "--attribution.interval",
+        "100ms",
+        "--attribution.run-from-env",
+        "TORCHELASTIC_RUN_ID",
+        "--attribution.run-from-env",
+        "SLURM_JOB_ID",
+    ]);
+    let got = d.wait_value("training_step", &[("run", "4242")], 7.0, T);
+    assert_eq!(got, Some(7.0), "{}", d.scrape());
+    let m = d.scrape();
+    // every series moved to the job's name
+    assert_eq!(value(&m, "training_step", &[("run", "node-a")]), None);
+    assert_eq!(pids(&m, "4242").len(), 3);
+    // the live page's API uses the same name
+    let (_, api) = d.get("/api/v1/runs");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["runs"][0]["run"], "4242", "{api}");
+    assert_eq!(d.get("/api/v1/runs/4242/series?key=loss").0, 200);
+    // the name sticks after the writers exit, so a crash is reported under it
+    kill_group(child);
+    assert_eq!(
+        d.wait_value("training_run_active", &[("run", "4242")], 0.0, T),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn attribution_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    let d = Daemon::start(&[
+        "--log",
+        &format!("train={}", log.display()),
+        "--no-attribution",
+    ]);
+    d.wait_value("training_step", &[("run", "train")], 1.0, T);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(samples(&d.scrape(), "training_run_process_info").is_empty());
+    kill_group(child);
+}
+
+#[test]
+fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    let sh = child.id();
+    let me = std::process::id(); // on a GPU, but not a holder of the log
+    let gpu = |i: usize, processes: serde_json::Value| json!({"name": "NVIDIA H100", "uuid": format!("GPU-{i}"), "processes": processes});
+    let mut cfg = json!({"driver_version": "550.54.15", "gpus": [
+        gpu(0, json!([{"pid": me, "used_memory": 7u64 << 30}])),
+        gpu(1, json!([])),
+    ]});
+    let arg = format!("train={}", log.display());
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            pids(&m, "train").len() == 3
+        }),
+        "{m}"
+    );
+    // no holder is on a GPU yet
+    assert!(samples(&m, "training_run_gpu_info").is_empty(), "{m}");
+    let sleep: u32 = pids(&m, "train")
+        .iter()
+        .find(|(_, c)| c == "sleep")
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    cfg["gpus"][1]["processes"] = json!([
+        {"pid": sh, "used_memory": 3u64 << 30},
+        {"pid": sleep, "used_memory": 1u64 << 30},
+    ]);
+    f.set(&cfg);
+    let want = (4u64 << 30) as f64;
+    assert_eq!(
+        f.daemon.wait_value(
+            "training_run_gpu_memory_used_bytes",
+            &[("run", "train")],
+            want,
+            T
+        ),
+        Some(want)
+    );
+    let m = f.daemon.scrape();
+    assert_eq!(
+        value(
+            &m,
+            "training_run_gpu_info",
+            &[("run", "train"), ("gpu", "1"), ("uuid", "GPU-1")]
+        ),
+        Some(1.0)
+    );
+    // GPU 0 runs only a process that does not hold the log
+    assert_eq!(samples(&m, "training_run_gpu_info").len(), 1);
+
+    // the run's processes exit: its GPU series go with them, even while NVML still lists
+    // the (stale) PIDs
+    kill_group(child);
+    assert!(
+        wait_for(T, || {
+            let m = f.daemon.scrape();
+            samples(&m, "training_run_gpu_info").is_empty()
+                && samples(&m, "training_run_gpu_memory_used_bytes").is_empty()
+        }),
+        "{}",
+        f.daemon.scrape()
+    );
+}

@@ -694,6 +694,10 @@ mod tests {
         assert!(e.starts_with("run_idle_timeout"), "{e}");
         let e = build("web:\n  listen_address: nowhere\n").unwrap_err();
         assert!(e.starts_with("web.listen_address"), "{e}");
+        let e = build("web:\n  max_connections: 0\n").unwrap_err();
+        assert!(e.starts_with("web.max_connections"), "{e}");
+        let e = build("web:\n  read_header_timeout: soon\n").unwrap_err();
+        assert!(e.starts_with("web.read_header_timeout"), "{e}");
         let e = build("logs:\n  - path: '/x/[a'\n").unwrap_err();
         assert!(e.starts_with("logs[0].path"), "{e}");
         let e = build("gpu:\n  interval: 1ms\n").unwrap_err();

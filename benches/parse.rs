@@ -179,9 +179,22 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{}", free_port()),
+            ])
+            // mtail only tails: compare like with like (the collectors' own cost is below)
+            .args(["--no-gpu", "--no-host", "--no-attribution", "--log"])
+            .arg(format!("bench={}", log.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let full = Kill(
+        Command::new(BIN)
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{}", free_port()),
                 "--log",
             ])
-            .arg(format!("bench={}", log.display()))
+            .arg(format!("idle={}", dir.join("idle.log").display()))
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),

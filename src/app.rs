@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::attribution::{GpuProcesses, Scanner};
 use crate::collector::gpu::GpuSnapshot;
-use crate::collector::{self, GpuCollector, HostCollector};
+use crate::collector::{self, GpuCollector, HostCollector, Stop, Worker};
 use crate::config::Config;
 use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
 use crate::parse::rules::Rule;
@@ -218,14 +218,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let attribution = if config.attribution.enabled {
         let runs = state.runs.clone();
-        let stop = stop.clone();
         let settings = config.attribution.clone();
-        Some(
-            std::thread::Builder::new()
-                .name("attribution".into())
-                .spawn(move || attribute_loop(&runs, &settings, &stop))
-                .context("starting the attribution thread")?,
-        )
+        Worker::spawn("attribution", move |stop| {
+            attribute_loop(&runs, &settings, stop)
+        })
     } else {
         None
     };
@@ -259,7 +255,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = tailer.join();
     if let Some(a) = attribution {
-        let _ = a.join();
+        a.stop();
     }
     if let Ok(mut state) = Arc::try_unwrap(state) {
         if let Some(g) = state.gpu.take() {
@@ -275,10 +271,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Scans /proc every interval for the processes holding each run's log, until `stop`.
 /// The lock is held only to read the paths and to store the result, never during the scan.
-fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, stop: &AtomicBool) {
+fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, stop: &Stop) {
     let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
     let mut warned = false;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)
             .runs
             .iter()
@@ -305,9 +301,8 @@ fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, sto
                 }
             }
         }
-        let until = std::time::Instant::now() + settings.interval;
-        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        if !stop.sleep_until(std::time::Instant::now() + settings.interval) {
+            return;
         }
     }
 }

@@ -15,11 +15,10 @@
 //! `nvmlDeviceGetFieldValues`, because nvml-wrapper's `field_values_for` never sets
 //! `scopeId` and so reads link 0 only.
 
+use super::{Stop, Worker};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
@@ -252,8 +251,7 @@ impl Shared {
 /// The running GPU collector. Dropping it stops its threads.
 pub struct GpuCollector {
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Option<Worker>,
 }
 
 impl GpuCollector {
@@ -267,23 +265,13 @@ impl GpuCollector {
             xids: Mutex::new(BTreeMap::new()),
             errors: Mutex::new([0; CALLS.len()]),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let thread = {
+        let worker = {
             let shared = shared.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("gpu".into())
-                .spawn(move || run(opts, &shared, &stop, ready_tx))
-                .map_err(|e| tracing::warn!("GPU metrics absent: cannot start a thread: {e}"))
-                .ok()
+            Worker::spawn("gpu", move |stop| run(opts, &shared, stop, ready_tx))
         };
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
-        GpuCollector {
-            shared,
-            stop,
-            thread,
-        }
+        GpuCollector { shared, worker }
     }
 
     /// The latest snapshot, with the XID counts up to now.
@@ -322,17 +310,10 @@ impl GpuCollector {
     }
 
     /// Stops the threads and waits for them (at most one event wait, 200 ms).
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    pub fn stop(self) {
+        if let Some(w) = self.worker {
+            w.stop();
         }
-    }
-}
-
-impl Drop for GpuCollector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -367,7 +348,7 @@ impl Field {
     }
 }
 
-fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender<()>) {
+fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) {
     let mut builder = Nvml::builder();
     if let Some(p) = &opts.library {
         builder.lib_path(p.as_os_str());
@@ -400,7 +381,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender
         s.spawn(|| xid_loop(&nvml, &handles, shared, stop));
         let mut ready = Some(ready);
         let mut last_history: Option<Instant> = None;
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_set() {
             let started = Instant::now();
             let gpus: Vec<GpuSample> = devs
                 .iter_mut()
@@ -429,15 +410,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &AtomicBool, ready: mpsc::Sender
             if let Some(r) = ready.take() {
                 let _ = r.send(());
             }
-            let next = started + opts.interval;
-            while !stop.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                if now >= next {
-                    break;
-                }
-                // a wake-up costs CPU: check for stop four times a second, not more
-                std::thread::sleep((next - now).min(Duration::from_millis(250)));
-            }
+            stop.sleep_until(started + opts.interval);
         }
     });
 }
@@ -779,7 +752,7 @@ fn command(
 }
 
 /// Waits for XID events and counts them per GPU and code.
-fn xid_loop(nvml: &Nvml, handles: &[(u32, usize)], shared: &Shared, stop: &AtomicBool) {
+fn xid_loop(nvml: &Nvml, handles: &[(u32, usize)], shared: &Shared, stop: &Stop) {
     let set = match nvml.create_event_set() {
         Ok(s) => s,
         Err(e) => {
@@ -821,7 +794,7 @@ fn xid_loop(nvml: &Nvml, handles: &[(u32, usize)], shared: &Shared, stop: &Atomi
         return;
     }
     let mut warned = false;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         match set.wait(200) {
             Ok(ev) => {
                 let Some(xid) = ev.event_data.map(|x| match x {

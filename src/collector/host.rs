@@ -2,10 +2,9 @@
 //! training dashboard shows beside the GPUs (CPU utilisation, memory, load) in a background
 //! thread; node_exporter remains the tool for everything else about the host.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::Worker;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sysinfo::System;
 
@@ -35,8 +34,7 @@ struct Shared {
 /// The running host collector. Dropping it stops its thread.
 pub struct HostCollector {
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Option<Worker>,
 }
 
 impl HostCollector {
@@ -46,7 +44,6 @@ impl HostCollector {
             snapshot: Mutex::new(HostSnapshot::default()),
             errors: Mutex::new([0; CALLS.len()]),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let mut sys = match System::new() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -58,30 +55,17 @@ impl HostCollector {
         if let Some(sys) = &mut sys {
             cycle(sys, &shared, true);
         }
-        let thread = sys.and_then(|mut sys| {
+        let worker = sys.and_then(|mut sys| {
             let shared = shared.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("host".into())
-                .spawn(move || {
-                    let mut next = Instant::now() + opts.interval;
-                    while !stop.load(Ordering::Relaxed) {
-                        let now = Instant::now();
-                        if now < next {
-                            std::thread::sleep((next - now).min(Duration::from_millis(50)));
-                            continue;
-                        }
-                        next = now + opts.interval;
-                        cycle(&mut sys, &shared, false);
-                    }
-                })
-                .ok()
+            Worker::spawn("host", move |stop| {
+                let mut next = Instant::now() + opts.interval;
+                while stop.sleep_until(next) {
+                    next += opts.interval;
+                    cycle(&mut sys, &shared, false);
+                }
+            })
         });
-        HostCollector {
-            shared,
-            stop,
-            thread,
-        }
+        HostCollector { shared, worker }
     }
 
     pub fn snapshot(&self) -> HostSnapshot {
@@ -99,17 +83,11 @@ impl HostCollector {
         encode(enc, &self.snapshot());
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        if let Some(w) = self.worker {
+            w.stop();
         }
-    }
-}
-
-impl Drop for HostCollector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

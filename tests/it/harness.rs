@@ -205,15 +205,25 @@ pub fn http_get_with(
 ) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(get_request(path, headers).as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(parse_response(&raw))
+}
+
+/// The bytes of a `GET` with `Connection: close` and extra headers.
+pub fn get_request(path: &str, headers: &[(&str, &str)]) -> String {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    req
+}
+
+/// Status, head and (de-chunked) body of a whole HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
@@ -228,7 +238,7 @@ pub fn http_get_with(
     } else {
         body.to_string()
     };
-    Ok((status, head.to_string(), body))
+    (status, head.to_string(), body)
 }
 
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {

@@ -164,6 +164,25 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
             .spawn()
             .unwrap(),
     );
+    let ours_1s = Kill(
+        Command::new(BIN)
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--no-gpu",
+                "--no-host",
+                "--no-attribution",
+                "--tail.poll-interval",
+                "1s",
+                "--log",
+            ])
+            .arg(format!("bench={}", log.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let full = Kill(
         Command::new(BIN)
             .args([
@@ -198,6 +217,7 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
     std::thread::sleep(Duration::from_secs(2));
     let full0 = cpu_ns(full.0.id());
     let ours0 = cpu_ns(ours.0.id());
+    let ours_1s0 = cpu_ns(ours_1s.0.id());
     let mtail0 = mtail.as_ref().map(|m| cpu_ns(m.0.id()));
     let body = gen_hf(secs as usize * 1000);
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -222,6 +242,11 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
         ours_ns as f64 / 1000.0 / written as f64,
         written,
         rss_kib(ours.0.id())
+    );
+    let ours_1s_ns = cpu_ns(ours_1s.0.id()) - ours_1s0;
+    println!(
+        "follow at 1000 lines/s for {secs} s, --tail.poll-interval 1s: ours {:.2} µs CPU per line",
+        ours_1s_ns as f64 / 1000.0 / written as f64
     );
     println!(
         "idle daemon with every collector on (NVML absent, host every 5 s, /proc scan every 5 s): {:.2} ms CPU per second",

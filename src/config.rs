@@ -97,6 +97,10 @@ pub struct Flags {
     /// How often globs are re-scanned for new files [default: 5s].
     #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
     pub rescan_interval: Option<String>,
+    /// How often a growing log is read; an idle one backs off to 4x this, at least 1s
+    /// [default: 250ms].
+    #[arg(long = "tail.poll-interval", value_name = "DURATION")]
+    pub poll_interval: Option<String>,
     /// Root of the procfs read to find the processes holding each log [default: /proc].
     #[arg(long = "path.procfs", value_name = "PATH")]
     pub procfs: Option<PathBuf>,
@@ -144,6 +148,7 @@ pub struct File {
     pub limits: LimitsFile,
     pub run_idle_timeout: Option<String>,
     pub rescan_interval: Option<String>,
+    pub poll_interval: Option<String>,
     /// User rules: regexes that set metrics.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -455,6 +460,21 @@ impl Config {
         if rescan < Duration::from_millis(100) {
             return Err(invalid("rescan_interval", "must be at least 100ms"));
         }
+        let poll = duration(
+            flags.poll_interval.as_deref(),
+            "--tail.poll-interval",
+            file.poll_interval.as_deref(),
+            "poll_interval",
+            "250ms",
+        )?;
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&poll) {
+            let key = if flags.poll_interval.is_some() {
+                "--tail.poll-interval"
+            } else {
+                "poll_interval"
+            };
+            return Err(invalid(key, "must be between 10ms and 60s"));
+        }
 
         let max_connections = flags
             .max_connections
@@ -598,7 +618,8 @@ impl Config {
                 max_line_bytes: max_line,
                 rescan,
                 forget_after: idle,
-                ..TailOptions::default()
+                active_delay: poll,
+                max_delay: (poll * 4).max(Duration::from_secs(1)),
             },
         })
     }

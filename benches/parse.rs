@@ -12,13 +12,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{free_port, rss_kib, Kill};
+use support::{free_port, read_body, rss_kib, Kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
 
@@ -304,7 +304,7 @@ fn scrape(dir: &Path) {
         let t = Instant::now();
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
-        size = read_response(&mut reader);
+        size = read_body(&mut reader).len();
         if i >= 200 {
             lat.push(t.elapsed());
         }
@@ -315,7 +315,7 @@ fn scrape(dir: &Path) {
     let series = {
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
-        let _ = read_response(&mut reader);
+        let _ = read_body(&mut reader).len();
         size
     };
     println!(
@@ -326,24 +326,6 @@ fn scrape(dir: &Path) {
         lat.len(),
         rss_kib(d.0.id())
     );
-}
-
-fn read_response(r: &mut BufReader<TcpStream>) -> usize {
-    let mut len = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    len
 }
 
 /// A Hugging Face console log: per step a tqdm redraw; every 10 steps a metric dict; now and

@@ -11,13 +11,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{free_port, rss_kib, Kill};
+use support::{free_port, read_body, rss_kib, Kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
 
@@ -210,21 +210,7 @@ fn fake_lib(root: &Path) -> PathBuf {
 fn get(conn: &mut TcpStream, r: &mut BufReader<TcpStream>) -> String {
     conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
-    let mut len = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap()
+    String::from_utf8(read_body(r)).unwrap()
 }
 
 fn find(body: &str, series: &str) -> Option<f64> {

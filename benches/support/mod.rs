@@ -1,7 +1,28 @@
 //! Helpers shared by the benchmarks: RSS of a process, a free loopback port, a child
-//! process killed on drop.
+//! process killed on drop, a keep-alive response reader.
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
 use std::process::Child;
+
+/// Reads one HTTP/1.1 response from a keep-alive connection; returns its body.
+pub fn read_body(r: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut len = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    body
+}
 
 /// Resident memory of `pid`, in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> u64 {

@@ -5,6 +5,7 @@
 //! a flag given on the command line overrides the same setting in the file.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -449,6 +450,7 @@ impl Config {
             file.run_idle_timeout.as_deref(),
             "run_idle_timeout",
             "1h",
+            ANY,
         )?;
         let rescan = duration(
             flags.rescan_interval.as_deref(),
@@ -456,25 +458,16 @@ impl Config {
             file.rescan_interval.as_deref(),
             "rescan_interval",
             "5s",
+            at_least(Duration::from_millis(100)),
         )?;
-        if rescan < Duration::from_millis(100) {
-            return Err(invalid("rescan_interval", "must be at least 100ms"));
-        }
         let poll = duration(
             flags.poll_interval.as_deref(),
             "--tail.poll-interval",
             file.poll_interval.as_deref(),
             "poll_interval",
             "250ms",
+            Duration::from_millis(10)..=Duration::from_secs(60),
         )?;
-        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&poll) {
-            let key = if flags.poll_interval.is_some() {
-                "--tail.poll-interval"
-            } else {
-                "poll_interval"
-            };
-            return Err(invalid(key, "must be between 10ms and 60s"));
-        }
 
         let max_connections = flags
             .max_connections
@@ -496,6 +489,7 @@ impl Config {
             file.web.read_header_timeout.as_deref(),
             "web.read_header_timeout",
             "10s",
+            ANY,
         )?;
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
         let attribution_interval = duration(
@@ -504,10 +498,8 @@ impl Config {
             file.attribution.interval.as_deref(),
             "attribution.interval",
             "5s",
+            at_least(Duration::from_millis(100)),
         )?;
-        if attribution_interval < Duration::from_millis(100) {
-            return Err(invalid("attribution.interval", "must be at least 100ms"));
-        }
         let (run_from_env, env_key) = if flags.run_from_env.is_empty() {
             (
                 file.attribution.run_from_env.clone(),
@@ -546,17 +538,8 @@ impl Config {
             file.gpu.interval.as_deref(),
             "gpu.interval",
             "1s",
+            at_least(Duration::from_millis(10)),
         )?;
-        if gpu_interval < Duration::from_millis(10) {
-            return Err(invalid(
-                if flags.gpu_interval.is_some() {
-                    "--gpu.interval"
-                } else {
-                    "gpu.interval"
-                },
-                "must be at least 10ms",
-            ));
-        }
         let library = match (&flags.nvml_library, &file.gpu.nvml_library) {
             (Some(p), _) if p.as_os_str().is_empty() => {
                 return Err(invalid("--nvml-library", "is empty"))
@@ -578,17 +561,8 @@ impl Config {
             file.host.interval.as_deref(),
             "host.interval",
             "5s",
+            at_least(Duration::from_millis(100)),
         )?;
-        if host_interval < Duration::from_millis(100) {
-            return Err(invalid(
-                if flags.host_interval.is_some() {
-                    "--host.interval"
-                } else {
-                    "host.interval"
-                },
-                "must be at least 100ms",
-            ));
-        }
         let host = (!flags.no_host && file.host.enabled != Some(false)).then_some(HostOptions {
             interval: host_interval,
         });
@@ -649,12 +623,22 @@ fn source(
     Ok(Source { run, path, format })
 }
 
+/// Any duration above zero.
+const ANY: RangeInclusive<Duration> = Duration::from_nanos(1)..=Duration::MAX;
+
+fn at_least(min: Duration) -> RangeInclusive<Duration> {
+    min..=Duration::MAX
+}
+
+/// The flag's duration, else the file's, else `default`, within `range`. Errors name the key
+/// that was actually given.
 fn duration(
     flag: Option<&str>,
     flag_key: &str,
     file: Option<&str>,
     file_key: &str,
     default: &str,
+    range: RangeInclusive<Duration>,
 ) -> Result<Duration, ConfigError> {
     let (raw, key) = match (flag, file) {
         (Some(f), _) => (f, flag_key),
@@ -669,6 +653,18 @@ fn duration(
     })?;
     if d.is_zero() {
         return Err(invalid(key, "must be greater than zero"));
+    }
+    if !range.contains(&d) {
+        let (lo, hi) = (
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end()),
+        );
+        let message = if *range.end() == Duration::MAX {
+            format!("must be at least {lo}")
+        } else {
+            format!("must be between {lo} and {hi}")
+        };
+        return Err(invalid(key, message));
     }
     Ok(d)
 }
@@ -766,6 +762,20 @@ mod tests {
         assert!(e.starts_with("rules[1].pattern: does not compile"), "{e}");
         let e = build("rules:\n  - name: a\n    pattern: x\n    valeu: v\n").unwrap_err();
         assert!(e.contains("valeu"), "{e}");
+    }
+
+    #[test]
+    fn interval_bounds_name_the_key_that_was_given() {
+        let flags = Flags {
+            rescan_interval: Some("10ms".into()),
+            ..Flags::default()
+        };
+        let e = Config::build(&flags, File::default()).unwrap_err().to_string();
+        assert_eq!(e, "--tail.rescan-interval: must be at least 100ms");
+        let e = build("poll_interval: 2m\n").unwrap_err();
+        assert_eq!(e, "poll_interval: must be between 10ms and 1m");
+        let e = build("attribution:\n  interval: 1ms\n").unwrap_err();
+        assert_eq!(e, "attribution.interval: must be at least 100ms");
     }
 
     #[test]

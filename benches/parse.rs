@@ -13,12 +13,11 @@
 mod support;
 
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{free_port, read_body, rss_kib, Kill};
+use support::{connect, free_port, read_body, rss_kib, Kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
 
@@ -289,12 +288,7 @@ fn scrape(dir: &Path) {
             .spawn()
             .unwrap(),
     );
-    let mut conn = loop {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut conn = connect(port);
     std::thread::sleep(Duration::from_secs(1));
     conn.set_nodelay(true).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());

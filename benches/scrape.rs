@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{free_port, read_body, rss_kib, Kill};
+use support::{connect, free_port, read_body, rss_kib, Kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
 
@@ -52,12 +52,7 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    let mut conn = loop {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut conn = connect(port);
     conn.set_nodelay(true).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     std::thread::sleep(Duration::from_secs(1));

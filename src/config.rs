@@ -770,7 +770,9 @@ mod tests {
             rescan_interval: Some("10ms".into()),
             ..Flags::default()
         };
-        let e = Config::build(&flags, File::default()).unwrap_err().to_string();
+        let e = Config::build(&flags, File::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "--tail.rescan-interval: must be at least 100ms");
         let e = build("poll_interval: 2m\n").unwrap_err();
         assert_eq!(e, "poll_interval: must be between 10ms and 1m");

@@ -36,6 +36,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Connects to the daemon on 127.0.0.1:`port`, waiting until it listens.
+pub fn connect(port: u16) -> TcpStream {
+    loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            return c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -262,12 +262,7 @@ impl follow::LineSink for Adapter<'_> {
         self.sink.too_long(self.run);
     }
     fn event(&mut self, event: FileEvent) {
-        if event == FileEvent::Rotated
-            || event == FileEvent::Truncated
-            || event == FileEvent::Deleted
-        {
-            tracing::debug!(run = self.run, ?event, "log file changed");
-        }
+        // the sink logs it: the tailer only reports
         self.sink.event(self.run, &event);
     }
 }

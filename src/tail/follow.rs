@@ -110,12 +110,8 @@ impl Follower {
                     self.missing = true;
                     return polled;
                 }
-                if !self.missing {
-                    self.missing = true;
-                    if self.id.is_none() && self.last_error.is_none() {
-                        // never seen: not an event, the glob may match it later
-                    }
-                }
+                // never seen yet: not an event, it may appear later
+                self.missing = true;
                 return Polled::default();
             }
             Err(e) => {
@@ -139,13 +135,13 @@ impl Follower {
             self.read(sink, u64::MAX);
             self.flush_partial(sink);
             self.close();
-            if let Err(e) = self.open(id) {
+            if let Err(e) = self.open() {
                 self.error(sink, e.to_string());
                 return Polled::default();
             }
             sink.event(FileEvent::Rotated);
         } else if self.file.is_none() {
-            if let Err(e) = self.open(id) {
+            if let Err(e) = self.open() {
                 self.error(sink, e.to_string());
                 return Polled::default();
             }
@@ -168,7 +164,7 @@ impl Follower {
         self.partial.clear();
     }
 
-    fn open(&mut self, id: (u64, u64)) -> io::Result<()> {
+    fn open(&mut self) -> io::Result<()> {
         let f = File::open(&self.path)?;
         // the path may have changed between stat and open: trust the handle
         let m = f.metadata()?;
@@ -176,7 +172,6 @@ impl Follower {
             return Err(io::Error::other("is a directory"));
         }
         self.id = Some((m.dev(), m.ino()));
-        let _ = id;
         self.file = Some(f);
         self.offset = 0;
         self.head.clear();

@@ -270,6 +270,16 @@ fn bad_web_config_exits_2_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
         assert!(err.contains(key), "{yaml}: {err}");
     }
+    // A bcrypt cost no sane config uses: refused at load, never computed while serving.
+    let slow = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$31$", 1);
+    let web = pki.write_web_config(&format!("basic_auth_users:\n  alice: '{slow}'\n"));
+    let out = harness::run_within(
+        &["--web.config.file", &web, "--web.listen-address", "127.0.0.1:0"],
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("basic_auth_users.alice") && err.contains("cost 31"), "{err}");
     // check-config validates the web config a config file points to.
     let web = pki.write_web_config("basic_auth_users:\n  bob: hunter2\n");
     let cfg = pki.dir.path().join("config.yml");

@@ -896,6 +896,73 @@ mod tests {
         assert_eq!(e, "attribution.interval: must be between 100ms and 1h");
     }
 
+    fn with_path(p: &str) -> Result<Config, String> {
+        let flags = Flags {
+            telemetry_path: Some(p.into()),
+            ..Flags::default()
+        };
+        Config::build(&flags, File::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn telemetry_paths_that_clash_or_break_the_router_are_refused() {
+        let long = format!("/{}", "a".repeat(300));
+        for p in [
+            "/", "/healthz", "/ui/app.js", "/ui/style.css", "/ui", "/ui/x", "/api", "/api/",
+            "/api/v1/runs", "/api/v1/gpus", "/{x}", "/{*x}", "/:x", "/*x", "/a//b", "/a/",
+            "metrics", "", "/a b", "/./x", "/..", "/\u{e9}", "/m?x", &long,
+        ] {
+            let e = with_path(p).unwrap_err();
+            assert!(e.starts_with("--web.telemetry-path"), "{p:?}: {e}");
+        }
+        for p in ["/metrics", "/prom", "/a/b.c", "/healthz2", "/apix", "/x-y_z~1"] {
+            assert!(with_path(p).is_ok(), "{p}");
+        }
+        // Whatever is accepted builds the router (whose route table panics on a clash).
+        let alphabet = ['/', 'a', '{', '}', '*', ':', '.', '%'];
+        let mut paths = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        for p in paths.iter().map(|p| format!("/{p}")) {
+            if let Ok(c) = with_path(&p) {
+                let state = Arc::new(crate::app::AppState::new(&c));
+                let built =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::http::app(state)));
+                assert!(built.is_ok(), "{p:?} accepted but the router panics");
+            }
+        }
+    }
+
+    #[test]
+    fn every_duration_is_bounded_above_and_below() {
+        for key in [
+            "run_idle_timeout",
+            "rescan_interval",
+            "poll_interval",
+            "attribution.interval",
+            "gpu.interval",
+            "host.interval",
+            "web.read_header_timeout",
+        ] {
+            let yaml = match key.split_once('.') {
+                Some((a, b)) => format!("{a}:\n  {b}: 500000000000y\n"),
+                None => format!("{key}: 500000000000y\n"),
+            };
+            let e = build(&yaml).unwrap_err();
+            assert!(e.starts_with(&format!("{key}: must be between")), "{e}");
+        }
+        let e = build("web:\n  read_header_timeout: 1ns\n").unwrap_err();
+        assert_eq!(
+            e,
+            "web.read_header_timeout: must be between 100ms and 10m"
+        );
+    }
+
     #[test]
     fn flags_override_the_file() {
         let flags = Flags {

@@ -1242,6 +1242,164 @@ mod tests {
     }
 
     #[test]
+    fn bcrypt_costs_above_14_are_refused_and_the_dummy_is_made_at_load() {
+        let slow = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$15$", 1);
+        let e = parse(&format!("basic_auth_users:\n  alice: '{slow}'\n")).unwrap_err();
+        assert!(e.starts_with("basic_auth_users.alice: bcrypt cost 15"), "{e}");
+        let a = bcrypt::hash("x", 4).unwrap();
+        let b = bcrypt::hash("x", 5).unwrap();
+        let w = parse(&format!("basic_auth_users:\n  a: '{a}'\n  b: '{b}'\n")).unwrap();
+        let dummy: bcrypt::HashParts = w.dummy.parse().unwrap();
+        assert_eq!(dummy.get_cost(), 5, "the users' highest cost");
+        assert!(parse("http_server_config: {}\n").unwrap().dummy.is_empty());
+    }
+
+    fn get(path: &str, auth: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().uri(path);
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    fn routes(gate: Arc<Notify>) -> Router {
+        use axum::routing::get;
+        Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let gate = gate.clone();
+                    async move {
+                        gate.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }))
+            .route("/big", get(|| async { "x".repeat(200 * 1024) }))
+            .route("/healthz", get(|| async { "ok" }))
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("condition never held");
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_bound_wait_then_get_503() {
+        use tower::ServiceExt as _;
+        let gate = Arc::new(Notify::new());
+        let limits = Limits {
+            max_requests: 1,
+            ..Limits::default()
+        };
+        let web = Web::new(&WebConfig::default(), limits);
+        let app = web.layer(routes(gate.clone()));
+        let first = tokio::spawn(app.clone().oneshot(get("/slow", None)));
+        until(|| web.requests.available_permits() == 0).await;
+        let start = Instant::now();
+        let r = app.clone().oneshot(get("/fast", None)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let waited = start.elapsed();
+        assert!(waited >= QUEUE_WAIT && waited < QUEUE_WAIT * 3, "{waited:?}");
+        // The probe is never queued.
+        let r = app.clone().oneshot(get("/healthz", None)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        gate.notify_one();
+        let r = first.await.unwrap().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        drop(r);
+        assert_eq!(web.requests.available_permits(), 1);
+        let r = app.oneshot(get("/fast", None)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_response_holds_its_slot_until_its_last_part_is_sent() {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let limits = Limits {
+            max_requests: 2,
+            ..Limits::default()
+        };
+        let web = Web::new(&WebConfig::default(), limits);
+        let resp = web
+            .layer(routes(Arc::new(Notify::new())))
+            .oneshot(get("/big", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            http_body::Body::size_hint(resp.body()).exact(),
+            Some(200 * 1024),
+            "the length is still known (Content-Length)"
+        );
+        let mut body = resp.into_body();
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+            assert_eq!(web.requests.available_permits(), 1);
+        }
+        assert_eq!(sizes, [CHUNK, CHUNK, CHUNK, 200 * 1024 - 3 * CHUNK]);
+        drop(body);
+        assert_eq!(web.requests.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn verified_credentials_never_wait_behind_bcrypt_checks() {
+        use tower::ServiceExt as _;
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let config = parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
+        let web = Web::new(&config, Limits::default());
+        let app = web.layer(routes(Arc::new(Notify::new())));
+        let right = "Basic cHJvbWV0aGV1czpzM2NyZXQ="; // prometheus:s3cret
+        let wrong = "Basic cHJvbWV0aGV1czpndWVzcw=="; // prometheus:guess
+        let r = app.clone().oneshot(get("/fast", None)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"gpu-train-exporter\""
+        );
+        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Every bcrypt slot busy and the queue full: a new check is refused at once, the
+        // verified pair goes through at once.
+        let all = web.checks.available_permits() as u32;
+        let _busy = web.checks.clone().acquire_many_owned(all).await.unwrap();
+        web.checks_waiting.store(BCRYPT_QUEUE, Ordering::Relaxed);
+        let start = Instant::now();
+        let r = app.clone().oneshot(get("/fast", Some(wrong))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        // Below the queue bound, a check waits at most BCRYPT_WAIT for a slot.
+        web.checks_waiting.store(0, Ordering::Relaxed);
+        let r = app.clone().oneshot(get("/fast", Some(wrong))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(start.elapsed() >= BCRYPT_WAIT);
+        // A reload with the same users keeps the verified pairs; new users start afresh.
+        assert!(web.reload(&config).is_empty());
+        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let other = bcrypt::hash("other", 4).unwrap();
+        let changed =
+            parse(&format!("basic_auth_users:\n  prometheus: '{other}'\n")).unwrap();
+        assert_eq!(
+            web.reload(&changed),
+            ["basic-auth passwords changed: prometheus"]
+        );
+        web.checks_waiting.store(BCRYPT_QUEUE, Ordering::Relaxed);
+        let r = app.oneshot(get("/fast", Some(right))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "no longer cached");
+    }
+
+    #[test]
     fn headers_and_users_accepted() {
         let hash = bcrypt::hash("secret", 4).unwrap();
         let w = parse(&format!(

@@ -284,21 +284,23 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     rt.shutdown_timeout(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
     let (done, stopped) = std::sync::mpsc::channel();
-    let stopper = std::thread::Builder::new().name("stop".into()).spawn(move || {
-        let _ = tailer.join();
-        if let Some(a) = attribution {
-            a.stop();
-        }
-        if let Ok(mut state) = Arc::try_unwrap(state) {
-            if let Some(g) = state.gpu.take() {
-                g.stop();
+    let stopper = std::thread::Builder::new()
+        .name("stop".into())
+        .spawn(move || {
+            let _ = tailer.join();
+            if let Some(a) = attribution {
+                a.stop();
             }
-            if let Some(h) = state.host.take() {
-                h.stop();
+            if let Ok(mut state) = Arc::try_unwrap(state) {
+                if let Some(g) = state.gpu.take() {
+                    g.stop();
+                }
+                if let Some(h) = state.host.take() {
+                    h.stop();
+                }
             }
-        }
-        let _ = done.send(());
-    });
+            let _ = done.send(());
+        });
     if stopper.is_ok() && stopped.recv_timeout(THREADS_STOP).is_err() {
         tracing::warn!(
             "a background thread did not stop within {THREADS_STOP:?} (blocked in a read?); \

@@ -320,7 +320,8 @@ pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 
 /// Reads a small regular text file; errors name `key` (the flag or key that gave the path).
 pub(crate) fn read_text(path: &Path, key: &str, limit: u64) -> Result<String, ConfigError> {
-    let bytes = read_regular(path, limit).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    let bytes =
+        read_regular(path, limit).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|_| invalid(key, format!("{}: is not UTF-8 text", path.display())))
 }
@@ -708,8 +709,7 @@ fn check_telemetry_path(p: &str) -> Result<(), String> {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
     };
     if !rest.split('/').all(segment_ok) {
@@ -908,14 +908,42 @@ mod tests {
     fn telemetry_paths_that_clash_or_break_the_router_are_refused() {
         let long = format!("/{}", "a".repeat(300));
         for p in [
-            "/", "/healthz", "/ui/app.js", "/ui/style.css", "/ui", "/ui/x", "/api", "/api/",
-            "/api/v1/runs", "/api/v1/gpus", "/{x}", "/{*x}", "/:x", "/*x", "/a//b", "/a/",
-            "metrics", "", "/a b", "/./x", "/..", "/\u{e9}", "/m?x", &long,
+            "/",
+            "/healthz",
+            "/ui/app.js",
+            "/ui/style.css",
+            "/ui",
+            "/ui/x",
+            "/api",
+            "/api/",
+            "/api/v1/runs",
+            "/api/v1/gpus",
+            "/{x}",
+            "/{*x}",
+            "/:x",
+            "/*x",
+            "/a//b",
+            "/a/",
+            "metrics",
+            "",
+            "/a b",
+            "/./x",
+            "/..",
+            "/\u{e9}",
+            "/m?x",
+            &long,
         ] {
             let e = with_path(p).unwrap_err();
             assert!(e.starts_with("--web.telemetry-path"), "{p:?}: {e}");
         }
-        for p in ["/metrics", "/prom", "/a/b.c", "/healthz2", "/apix", "/x-y_z~1"] {
+        for p in [
+            "/metrics",
+            "/prom",
+            "/a/b.c",
+            "/healthz2",
+            "/apix",
+            "/x-y_z~1",
+        ] {
             assert!(with_path(p).is_ok(), "{p}");
         }
         // Whatever is accepted builds the router (whose route table panics on a clash).
@@ -931,8 +959,9 @@ mod tests {
         for p in paths.iter().map(|p| format!("/{p}")) {
             if let Ok(c) = with_path(&p) {
                 let state = Arc::new(crate::app::AppState::new(&c));
-                let built =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::http::app(state)));
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::http::app(state)
+                }));
                 assert!(built.is_ok(), "{p:?} accepted but the router panics");
             }
         }
@@ -957,10 +986,7 @@ mod tests {
             assert!(e.starts_with(&format!("{key}: must be between")), "{e}");
         }
         let e = build("web:\n  read_header_timeout: 1ns\n").unwrap_err();
-        assert_eq!(
-            e,
-            "web.read_header_timeout: must be between 100ms and 10m"
-        );
+        assert_eq!(e, "web.read_header_timeout: must be between 100ms and 10m");
     }
 
     #[test]

@@ -52,9 +52,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let (body, encoding) = match body {
         Ok(Ok(zipped)) => (zipped, Some("gzip")),
         Ok(Err(plain)) => (plain, None),
-        Err(_) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
-        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     };
     let mut resp = ([(header::CONTENT_TYPE, dialect.content_type())], body).into_response();
     let h = resp.headers_mut();
@@ -207,7 +205,10 @@ mod tests {
             ),
             (Some("application/openmetrics-text;q=0"), text),
             (Some("application/openmetrics-text; q=0.0, */*"), text),
-            (Some("application/openmetrics-text;q=0.2,text/plain;q=0.9"), text),
+            (
+                Some("application/openmetrics-text;q=0.2,text/plain;q=0.9"),
+                text,
+            ),
             (Some("text/plain;q=0.1, application/*;q=0.5"), om),
             (Some("application/openmetrics-text;q=nonsense"), text),
             (Some("application/openmetrics-text, text/plain"), om),
@@ -236,8 +237,7 @@ mod tests {
         let z = compress(data.as_bytes()).unwrap();
         assert!(z.len() * 10 < data.len(), "{} -> {}", data.len(), z.len());
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut out)
-            .unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut out).unwrap();
         assert_eq!(out, data);
     }
 }

@@ -478,7 +478,9 @@ impl Runs {
             let values = std::mem::take(&mut r.state.rule_values);
             r.state.rule_values = values
                 .into_iter()
-                .filter_map(|((i, labels), v)| Some(((moved.get(i).copied().flatten()?, labels), v)))
+                .filter_map(|((i, labels), v)| {
+                    Some(((moved.get(i).copied().flatten()?, labels), v))
+                })
                 .collect();
             r.rules = (0..rules.len())
                 .filter(|&i| rules[i].applies_to(name))

@@ -1,8 +1,13 @@
-//! The listener's security: the `--web.config.file` of the Prometheus exporter-toolkit
-//! (TLS with rustls, optional client certificates, bcrypt basic auth, extra response
-//! headers), and the limits that keep a misbehaving client from holding the daemon: a
-//! deadline for the TLS handshake and request headers (no slowloris), a bounded number of
-//! connections served at once, and a bounded connection lifetime.
+//! The listener: the `--web.config.file` of the Prometheus exporter-toolkit (TLS with
+//! rustls, optional client certificates, bcrypt basic auth, extra response headers), and
+//! the bounds that keep misbehaving clients from starving a scrape. What costs is bounded,
+//! not connections as such: requests in flight (each holds its rendered exposition until it
+//! is sent; beyond the bound a request waits briefly, then gets 503) and bcrypt checks
+//! (beyond a short queue, 429 at once; waiting for one holds no request slot; verified
+//! credentials never wait). Deadlines cut off slow TLS handshakes and headers (slowloris),
+//! idle keep-alive connections, clients that stop reading, and old connections. A high cap
+//! on open connections guards the file descriptors: at it, the connection idle longest
+//! makes room. Shutdown waits [`DRAIN`] at most for the requests in flight.
 //!
 //! The file is the one node_exporter users already have:
 //!
@@ -20,7 +25,9 @@
 //!   prometheus: $2y$10$...                         # bcrypt hash
 //! ```
 //!
-//! It is read and checked once, at start (and by `check-config`); every error names the key.
+//! It is read and checked at start (and by `check-config`), and again on SIGHUP
+//! ([`Web::reload`]); every error names the key. A plain HTTP request to the TLS port gets
+//! a readable 400.
 //! `/healthz` answers without credentials so that liveness probes need no secret; it says
 //! nothing but `ok`.
 
@@ -453,18 +460,19 @@ impl Auth {
         if web.users.is_empty() {
             return None;
         }
-        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-            .unwrap_or_else(|_| {
-                // No system randomness: std's per-process random hasher keys instead.
-                use std::hash::{BuildHasher as _, Hasher as _};
-                let mut seed = Vec::with_capacity(32);
-                for i in 0..4u64 {
-                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                    h.write_u64(i);
-                    seed.extend_from_slice(&h.finish().to_le_bytes());
-                }
-                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed)
-            });
+        let key =
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .unwrap_or_else(|_| {
+                    // No system randomness: std's per-process random hasher keys instead.
+                    use std::hash::{BuildHasher as _, Hasher as _};
+                    let mut seed = Vec::with_capacity(32);
+                    for i in 0..4u64 {
+                        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                        h.write_u64(i);
+                        seed.extend_from_slice(&h.finish().to_le_bytes());
+                    }
+                    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed)
+                });
         Some(Arc::new(Auth {
             users: web.users.clone(),
             dummy: web.dummy.clone(),
@@ -691,10 +699,7 @@ impl Web {
     }
 
     async fn check(&self, auth: &Auth, value: Option<&HeaderValue>) -> Verdict {
-        let Some((user, pass)) = value
-            .and_then(|v| v.to_str().ok())
-            .and_then(decode_basic)
-        else {
+        let Some((user, pass)) = value.and_then(|v| v.to_str().ok()).and_then(decode_basic) else {
             return Verdict::Denied;
         };
         let tag = auth.tag(&user, &pass);
@@ -786,7 +791,11 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn plain(status: StatusCode, extra: Option<(HeaderName, &'static str)>, body: &'static str) -> Response {
+fn plain(
+    status: StatusCode,
+    extra: Option<(HeaderName, &'static str)>,
+    body: &'static str,
+) -> Response {
     let mut resp = (status, body).into_response();
     if let Some((k, v)) = extra {
         resp.headers_mut().insert(k, HeaderValue::from_static(v));
@@ -799,7 +808,10 @@ async fn guard(State(web): State<Arc<Web>>, req: Request, next: Next) -> Respons
     let security = web.security();
     let open = req.uri().path() == "/healthz";
     let verdict = match &security.auth {
-        Some(auth) if !open => web.check(auth, req.headers().get(header::AUTHORIZATION)).await,
+        Some(auth) if !open => {
+            web.check(auth, req.headers().get(header::AUTHORIZATION))
+                .await
+        }
         _ => Verdict::Allowed,
     };
     let mut resp = match verdict {
@@ -830,16 +842,18 @@ async fn limit(State(web): State<Arc<Web>>, req: Request, next: Next) -> Respons
     }
     let slot = match web.requests.clone().try_acquire_owned() {
         Ok(slot) => slot,
-        Err(_) => match tokio::time::timeout(QUEUE_WAIT, web.requests.clone().acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            _ => {
-                return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some((header::RETRY_AFTER, "1")),
-                    "Too many requests in flight; retry later\n",
-                )
+        Err(_) => {
+            match tokio::time::timeout(QUEUE_WAIT, web.requests.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => {
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some((header::RETRY_AFTER, "1")),
+                        "Too many requests in flight; retry later\n",
+                    )
+                }
             }
-        },
+        }
     };
     hold(next.run(req).await, slot)
 }
@@ -936,8 +950,7 @@ struct Tracked {
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked {
     type Response = Response;
     type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let busy = Busy::new(self.conn.clone(), self.epoch);
@@ -1168,12 +1181,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-async fn serve_connection<I>(
-    io: I,
-    svc: Tracked,
-    limits: Limits,
-    stop: &mut watch::Receiver<bool>,
-) where
+async fn serve_connection<I>(io: I, svc: Tracked, limits: Limits, stop: &mut watch::Receiver<bool>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = hyper::server::conn::http1::Builder::new()
@@ -1245,7 +1254,10 @@ mod tests {
     fn bcrypt_costs_above_14_are_refused_and_the_dummy_is_made_at_load() {
         let slow = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$15$", 1);
         let e = parse(&format!("basic_auth_users:\n  alice: '{slow}'\n")).unwrap_err();
-        assert!(e.starts_with("basic_auth_users.alice: bcrypt cost 15"), "{e}");
+        assert!(
+            e.starts_with("basic_auth_users.alice: bcrypt cost 15"),
+            "{e}"
+        );
         let a = bcrypt::hash("x", 4).unwrap();
         let b = bcrypt::hash("x", 5).unwrap();
         let w = parse(&format!("basic_auth_users:\n  a: '{a}'\n  b: '{b}'\n")).unwrap();
@@ -1307,7 +1319,10 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         let waited = start.elapsed();
-        assert!(waited >= QUEUE_WAIT && waited < QUEUE_WAIT * 3, "{waited:?}");
+        assert!(
+            waited >= QUEUE_WAIT && waited < QUEUE_WAIT * 3,
+            "{waited:?}"
+        );
         // The probe is never queued.
         let r = app.clone().oneshot(get("/healthz", None)).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
@@ -1365,7 +1380,11 @@ mod tests {
             r.headers()[header::WWW_AUTHENTICATE],
             "Basic realm=\"gpu-train-exporter\""
         );
-        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(get("/fast", Some(right)))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         // Every bcrypt slot busy and the queue full: a new check is refused at once, the
         // verified pair goes through at once.
@@ -1373,30 +1392,53 @@ mod tests {
         let _busy = web.checks.clone().acquire_many_owned(all).await.unwrap();
         web.checks_waiting.store(BCRYPT_QUEUE, Ordering::Relaxed);
         let start = Instant::now();
-        let r = app.clone().oneshot(get("/fast", Some(wrong))).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(get("/fast", Some(wrong)))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(get("/fast", Some(right)))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
         // Below the queue bound, a check waits at most BCRYPT_WAIT for a slot.
         web.checks_waiting.store(0, Ordering::Relaxed);
-        let r = app.clone().oneshot(get("/fast", Some(wrong))).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(get("/fast", Some(wrong)))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(start.elapsed() >= BCRYPT_WAIT);
         // A reload with the same users keeps the verified pairs; new users start afresh.
         assert!(web.reload(&config).is_empty());
-        let r = app.clone().oneshot(get("/fast", Some(right))).await.unwrap();
+        let r = app
+            .clone()
+            .oneshot(get("/fast", Some(right)))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let other = bcrypt::hash("other", 4).unwrap();
-        let changed =
-            parse(&format!("basic_auth_users:\n  prometheus: '{other}'\n")).unwrap();
+        let changed = parse(&format!("basic_auth_users:\n  prometheus: '{other}'\n")).unwrap();
         assert_eq!(
             web.reload(&changed),
             ["basic-auth passwords changed: prometheus"]
         );
         web.checks_waiting.store(BCRYPT_QUEUE, Ordering::Relaxed);
         let r = app.oneshot(get("/fast", Some(right))).await.unwrap();
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "no longer cached");
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "no longer cached"
+        );
     }
 
     #[test]

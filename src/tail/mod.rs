@@ -179,7 +179,11 @@ impl Tailer {
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
     pub fn poll_once(&mut self, sink: &mut dyn Sink) -> Instant {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(sources) = pending {
             self.set_sources(sources, sink);
         }

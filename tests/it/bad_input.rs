@@ -216,8 +216,14 @@ fn configs_that_once_aborted_at_start_are_refused_by_check_config_too() {
         // the telemetry path on another route, or in route syntax
         ("web:\n  telemetry_path: /healthz\n", "web.telemetry_path"),
         ("web:\n  telemetry_path: /ui/app.js\n", "web.telemetry_path"),
-        ("web:\n  telemetry_path: /ui/style.css\n", "web.telemetry_path"),
-        ("web:\n  telemetry_path: /api/v1/runs\n", "web.telemetry_path"),
+        (
+            "web:\n  telemetry_path: /ui/style.css\n",
+            "web.telemetry_path",
+        ),
+        (
+            "web:\n  telemetry_path: /api/v1/runs\n",
+            "web.telemetry_path",
+        ),
         ("web:\n  telemetry_path: /\n", "web.telemetry_path"),
         ("web:\n  telemetry_path: '/{x}'\n", "web.telemetry_path"),
         ("web:\n  telemetry_path: '/*x'\n", "web.telemetry_path"),
@@ -226,18 +232,32 @@ fn configs_that_once_aborted_at_start_are_refused_by_check_config_too() {
         ("run_idle_timeout: 500000000000y\n", "run_idle_timeout"),
         ("rescan_interval: 500000000000y\n", "rescan_interval"),
         ("poll_interval: 500000000000y\n", "poll_interval"),
-        ("attribution:\n  interval: 500000000000y\n", "attribution.interval"),
+        (
+            "attribution:\n  interval: 500000000000y\n",
+            "attribution.interval",
+        ),
         ("gpu:\n  interval: 500000000000y\n", "gpu.interval"),
         ("host:\n  interval: 500000000000y\n", "host.interval"),
-        ("web:\n  read_header_timeout: 500000000000y\n", "web.read_header_timeout"),
-        ("web:\n  read_header_timeout: 1ns\n", "web.read_header_timeout"),
+        (
+            "web:\n  read_header_timeout: 500000000000y\n",
+            "web.read_header_timeout",
+        ),
+        (
+            "web:\n  read_header_timeout: 1ns\n",
+            "web.read_header_timeout",
+        ),
         ("web:\n  max_requests: 0\n", "web.max_requests"),
     ] {
         refused_alike(yaml, key);
     }
     // A flag is named as the flag.
     let out = run_within(
-        &["--web.telemetry-path", "/healthz", "--web.listen-address", "127.0.0.1:0"],
+        &[
+            "--web.telemetry-path",
+            "/healthz",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
         Duration::from_secs(10),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -256,7 +276,11 @@ fn a_fifo_or_a_device_as_a_config_file_is_refused_not_read() {
         (vec!["--config", fifo], "--config", "FIFO"),
         (vec!["--config", "/dev/zero"], "--config", "device"),
         (vec!["--web.config.file", fifo], "--web.config.file", "FIFO"),
-        (vec!["--web.config.file", "/dev/zero"], "--web.config.file", "device"),
+        (
+            vec!["--web.config.file", "/dev/zero"],
+            "--web.config.file",
+            "device",
+        ),
         (vec!["check-config", fifo], "--config", "FIFO"),
     ] {
         let mut all = args.clone();
@@ -277,14 +301,23 @@ fn a_fifo_or_a_device_as_a_config_file_is_refused_not_read() {
     .unwrap();
     let cfg = dir.path().join("c.yml");
     std::fs::write(&cfg, format!("web:\n  config_file: {}\n", web.display())).unwrap();
-    let out = run_within(&["check-config", cfg.to_str().unwrap()], Duration::from_secs(10));
+    let out = run_within(
+        &["check-config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("tls_server_config.cert_file") && err.contains("FIFO"), "{err}");
+    assert!(
+        err.contains("tls_server_config.cert_file") && err.contains("FIFO"),
+        "{err}"
+    );
     // A config file larger than the bound.
     let big = dir.path().join("big.yml");
     std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
-    let out = run_within(&["check-config", big.to_str().unwrap()], Duration::from_secs(10));
+    let out = run_within(
+        &["check-config", big.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
 }

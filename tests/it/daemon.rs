@@ -176,13 +176,18 @@ fn metrics_are_gzipped_when_asked_and_accept_q_values_count() {
         let h: Vec<(&str, &str)> = enc.map(|e| ("Accept-Encoding", e)).into_iter().collect();
         let (_, head, body) = raw_get(d.port, "/metrics", &h);
         assert!(!head.contains("content-encoding"), "{enc:?}: {head}");
-        assert!(String::from_utf8(body).unwrap().contains("gpu_train_exporter_build_info{"));
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .contains("gpu_train_exporter_build_info{"));
     }
     // q=0 refuses OpenMetrics.
     let (_, head, body) = http_get_with(
         d.port,
         "/metrics",
-        &[("Accept", "application/openmetrics-text;q=0,text/plain;q=0.5")],
+        &[(
+            "Accept",
+            "application/openmetrics-text;q=0,text/plain;q=0.5",
+        )],
     )
     .unwrap();
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -212,7 +217,8 @@ fn sigterm_exits_within_a_second_with_slowloris_clients_and_a_blocked_reader() {
     let slow: Vec<std::net::TcpStream> = (0..50)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             s
         })
         .collect();

@@ -61,17 +61,34 @@ fn sighup_reloads_logs_and_rules_and_keeps_unchanged_runs() {
         d.stderr()
     );
     let m = d.scrape();
-    assert_eq!(value(&m, "training_records_total", &[("run", "a")]), Some(2.0));
-    assert_eq!(value(&m, "training_records_total", &[("run", "b")]), None, "{m}");
-    assert_eq!(value(&m, "training_records_total", &[("run", "c")]), Some(1.0));
+    assert_eq!(
+        value(&m, "training_records_total", &[("run", "a")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&m, "training_records_total", &[("run", "b")]),
+        None,
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "training_records_total", &[("run", "c")]),
+        Some(1.0)
+    );
     assert!(d.stderr().contains("logs removed"), "{}", d.stderr());
 
     // A broken config is refused: the daemon goes on with the running one.
     std::fs::write(&cfg, "logs: [\n").unwrap();
     d.signal(1);
-    assert!(d.wait_log("configuration reload refused", 1, T), "{}", d.stderr());
+    assert!(
+        d.wait_log("configuration reload refused", 1, T),
+        "{}",
+        d.stderr()
+    );
     append(&c, "rollout 8 reward=0.5\n");
-    assert_eq!(d.wait_value("rollout_reward", &[("run", "c")], 0.5, T), Some(0.5));
+    assert_eq!(
+        d.wait_value("rollout_reward", &[("run", "c")], 0.5, T),
+        Some(0.5)
+    );
     assert!(d.child_alive());
 
     // SIGUSR1 and SIGUSR2 are logged and ignored.

@@ -274,12 +274,20 @@ fn bad_web_config_exits_2_naming_the_key() {
     let slow = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$31$", 1);
     let web = pki.write_web_config(&format!("basic_auth_users:\n  alice: '{slow}'\n"));
     let out = harness::run_within(
-        &["--web.config.file", &web, "--web.listen-address", "127.0.0.1:0"],
+        &[
+            "--web.config.file",
+            &web,
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
         Duration::from_secs(10),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("basic_auth_users.alice") && err.contains("cost 31"), "{err}");
+    assert!(
+        err.contains("basic_auth_users.alice") && err.contains("cost 31"),
+        "{err}"
+    );
     // check-config validates the web config a config file points to.
     let web = pki.write_web_config("basic_auth_users:\n  bob: hunter2\n");
     let cfg = pki.dir.path().join("config.yml");
@@ -434,7 +442,11 @@ fn at_the_connection_cap_the_idlest_connection_makes_room() {
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1), "{took:?}");
     let mut buf = [0u8; 16];
-    assert_eq!(idle[0].read(&mut buf).unwrap_or(0), 0, "the oldest idle one is closed");
+    assert_eq!(
+        idle[0].read(&mut buf).unwrap_or(0),
+        0,
+        "the oldest idle one is closed"
+    );
     for s in &mut idle[2..] {
         assert_eq!(keep_alive_get(s, "/healthz", None).unwrap(), 200);
     }

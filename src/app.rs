@@ -201,7 +201,7 @@ pub type Reload = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// How long the background threads get to stop once the server has. A thread blocked in a
 /// read (a FIFO, a hung NFS server, NVML) is left to the process exit.
-const THREADS_STOP: Duration = Duration::from_millis(300);
+const THREADS_STOP: Duration = Duration::from_millis(400);
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration through
 /// `reload`. Shutdown takes at most about a second, whatever the clients and the threads do.
@@ -281,31 +281,47 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     });
     // Tasks still running (a request past the drain) are dropped; a bcrypt check or a
     // render on a blocking thread is not waited for.
-    rt.shutdown_timeout(Duration::from_millis(100));
+    rt.shutdown_timeout(Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
-    let (done, stopped) = std::sync::mpsc::channel();
-    let stopper = std::thread::Builder::new()
-        .name("stop".into())
-        .spawn(move || {
-            let _ = tailer.join();
-            if let Some(a) = attribution {
-                a.stop();
-            }
-            if let Ok(mut state) = Arc::try_unwrap(state) {
-                if let Some(g) = state.gpu.take() {
-                    g.stop();
-                }
-                if let Some(h) = state.host.take() {
-                    h.stop();
-                }
-            }
-            let _ = done.send(());
-        });
-    if stopper.is_ok() && stopped.recv_timeout(THREADS_STOP).is_err() {
-        tracing::warn!(
-            "a background thread did not stop within {THREADS_STOP:?} (blocked in a read?); \
-             exiting without it"
-        );
+    // Each part stops on a thread of its own, all at once, and is waited for until a
+    // deadline: one blocked part neither delays the others nor the exit.
+    let (done, stopped) = std::sync::mpsc::channel::<()>();
+    let mut parts: Vec<Box<dyn FnOnce() + Send>> = vec![Box::new(move || {
+        let _ = tailer.join();
+    })];
+    if let Some(a) = attribution {
+        parts.push(Box::new(move || a.stop()));
+    }
+    if let Ok(mut state) = Arc::try_unwrap(state) {
+        if let Some(g) = state.gpu.take() {
+            parts.push(Box::new(move || g.stop()));
+        }
+        if let Some(h) = state.host.take() {
+            parts.push(Box::new(move || h.stop()));
+        }
+    }
+    let mut waiting = 0;
+    for part in parts {
+        let done = done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stop".into())
+            .spawn(move || {
+                part();
+                let _ = done.send(());
+            });
+        waiting += usize::from(spawned.is_ok());
+    }
+    let deadline = std::time::Instant::now() + THREADS_STOP;
+    while waiting > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if stopped.recv_timeout(left).is_err() {
+            tracing::warn!(
+                "a background thread did not stop within {THREADS_STOP:?} (blocked in a read?); \
+                 exiting without it"
+            );
+            break;
+        }
+        waiting -= 1;
     }
     tracing::info!("stopped");
     result

@@ -207,12 +207,6 @@ fn sigterm_exits_within_a_second_with_slowloris_clients_and_a_blocked_reader() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let glob = format!("{}/*.log", dir.path().display());
     let mut d = Daemon::start(&["--log", &glob]);
-    d.wait_value(
-        "training_loss",
-        &[("run", "train")],
-        2.5,
-        Duration::from_secs(10),
-    );
     // Slowloris clients: half a request each, never finished (the header timeout is 10 s).
     let slow: Vec<std::net::TcpStream> = (0..50)
         .map(|_| {

@@ -1441,6 +1441,41 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_gives_its_request_slot_back() {
+        use axum::routing::get;
+        use std::io::Write as _;
+        let limits = Limits {
+            max_requests: 2,
+            header_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let web = Web::new(&WebConfig::default(), limits);
+        // Larger than the loopback socket buffers on both sides: the send stalls.
+        let router = Router::new().route("/huge", get(|| async { "x".repeat(48 << 20) }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, web.clone(), async {
+            let _ = stopped.await;
+        }));
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client
+            .write_all(b"GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        until(|| web.requests.available_permits() == 1).await;
+        let start = Instant::now();
+        // The client reads nothing: after MIN_SEND_TIMEOUT without progress, the slot is back.
+        while web.requests.available_permits() < 2 {
+            assert!(start.elapsed() < MIN_SEND_TIMEOUT * 2, "slot still held");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(start.elapsed() >= MIN_SEND_TIMEOUT - Duration::from_secs(1));
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        drop(client);
+    }
+
     #[test]
     fn headers_and_users_accepted() {
         let hash = bcrypt::hash("secret", 4).unwrap();

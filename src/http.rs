@@ -30,8 +30,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The gzip level of `/metrics`: the fastest, which still makes the exposition about ten
-/// times smaller.
+/// The gzip level of `/metrics`: the fastest. On 64 runs × 512 keys of random values
+/// (2.8 MB) it gives 477 KB in 50 ms where level 6 gives 444 KB in 90 ms (`gzip -1`/`-6`).
 const GZIP_LEVEL: u32 = 1;
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -57,7 +57,7 @@ pub enum Command {
 }
 
 /// Daemon flags. Every one is optional so that the file's value stands unless a flag is given.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
     /// YAML config file.
     #[arg(long, value_name = "FILE")]
@@ -77,9 +77,13 @@ pub struct Flags {
     /// Web config file (exporter-toolkit format): TLS, basic auth, response headers.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
-    /// Most connections served at once; more wait to be accepted [default: 128].
+    /// Most connections open at once; at the cap the connection idle longest is closed to
+    /// make room [default: 1024].
     #[arg(long = "web.max-connections", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most requests handled at once; more wait up to 1s, then get 503 [default: 40].
+    #[arg(long = "web.max-requests", value_name = "N")]
+    pub max_requests: Option<usize>,
     /// Deadline for a client's TLS handshake and request headers [default: 10s].
     #[arg(long = "web.read-header-timeout", value_name = "DURATION")]
     pub read_header_timeout: Option<String>,
@@ -204,6 +208,7 @@ pub struct WebFile {
     /// Path of the web config file (TLS, basic auth); relative to this file's directory.
     pub config_file: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_requests: Option<usize>,
     pub read_header_timeout: Option<String>,
 }
 
@@ -261,12 +266,69 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads a small regular file whole. A FIFO, a device or a directory is refused before it is
+/// opened (opening a FIFO blocks until a writer comes; `/dev/zero` never ends), and so is a
+/// file larger than `limit`. The file is opened non-blocking and checked again, so a path
+/// swapped for a FIFO in between cannot hang the caller either.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let check = |m: &std::fs::Metadata| -> std::io::Result<()> {
+        let t = m.file_type();
+        let what = if t.is_file() {
+            if m.len() > limit {
+                return Err(std::io::Error::other(format!(
+                    "is larger than {} KiB",
+                    limit >> 10
+                )));
+            }
+            return Ok(());
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        Err(std::io::Error::other(format!(
+            "is not a regular file ({what})"
+        )))
+    };
+    check(&std::fs::metadata(path)?)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    check(&f.metadata()?)?;
+    let mut out = Vec::new();
+    f.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "is larger than {} KiB",
+            limit >> 10
+        )));
+    }
+    Ok(out)
+}
+
+/// Reads a small regular text file; errors name `key` (the flag or key that gave the path).
+pub(crate) fn read_text(path: &Path, key: &str, limit: u64) -> Result<String, ConfigError> {
+    let bytes =
+        read_regular(path, limit).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    String::from_utf8(bytes)
+        .map_err(|_| invalid(key, format!("{}: is not UTF-8 text", path.display())))
+}
+
 /// Reads and parses a config file (no validation of values yet).
 pub fn read_file(path: &Path) -> Result<File, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let text = read_text(path, "--config", MAX_CONFIG_BYTES)?;
     parse_file(&text).map_err(|message| ConfigError::File {
         path: path.display().to_string(),
         message,
@@ -320,13 +382,13 @@ impl Config {
     /// [`Config::build`], with a relative `web.config_file` taken from `base`.
     pub fn build_in(flags: &Flags, file: File, base: &Path) -> Result<Config, ConfigError> {
         let web_file = match (&flags.web_config_file, &file.web.config_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(p)) => Some(base.join(p)),
+            (Some(p), _) => Some((p.clone(), "--web.config.file")),
+            (None, Some(p)) => Some((base.join(p), "web.config_file")),
             (None, None) => None,
         };
         let mut c = Config::build(flags, file)?;
-        if let Some(p) = web_file {
-            c.web = crate::web::load(&p)?;
+        if let Some((p, key)) = web_file {
+            c.web = crate::web::load(&p, key)?;
         }
         Ok(c)
     }
@@ -350,21 +412,13 @@ impl Config {
             .clone()
             .or(file.web.telemetry_path)
             .unwrap_or_else(|| "/metrics".into());
-        if !telemetry_path.starts_with('/')
-            || telemetry_path.len() < 2
-            || telemetry_path.starts_with("/api/")
-        {
+        if let Err(m) = check_telemetry_path(&telemetry_path) {
             let key = if flags.telemetry_path.is_some() {
                 "--web.telemetry-path"
             } else {
                 "web.telemetry_path"
             };
-            return Err(invalid(
-                key,
-                format!(
-                    "{telemetry_path:?} must be a path such as /metrics (not / nor under /api/)"
-                ),
-            ));
+            return Err(invalid(key, format!("{telemetry_path:?} {m}")));
         }
 
         let log_level = flags
@@ -450,7 +504,7 @@ impl Config {
             file.run_idle_timeout.as_deref(),
             "run_idle_timeout",
             "1h",
-            ANY,
+            secs(1)..=YEAR,
         )?;
         let rescan = duration(
             flags.rescan_interval.as_deref(),
@@ -458,7 +512,7 @@ impl Config {
             file.rescan_interval.as_deref(),
             "rescan_interval",
             "5s",
-            at_least(Duration::from_millis(100)),
+            millis(100)..=HOUR,
         )?;
         let poll = duration(
             flags.poll_interval.as_deref(),
@@ -466,30 +520,30 @@ impl Config {
             file.poll_interval.as_deref(),
             "poll_interval",
             "250ms",
-            Duration::from_millis(10)..=Duration::from_secs(60),
+            millis(10)..=secs(60),
         )?;
 
-        let max_connections = flags
-            .max_connections
-            .or(file.web.max_connections)
-            .unwrap_or(WebLimits::default().max_connections);
-        if !(1..=65536).contains(&max_connections) {
-            return Err(invalid(
-                if flags.max_connections.is_some() {
-                    "--web.max-connections"
-                } else {
-                    "web.max_connections"
-                },
-                "must be between 1 and 65536",
-            ));
-        }
+        let max_connections = count(
+            flags.max_connections,
+            "--web.max-connections",
+            file.web.max_connections,
+            "web.max_connections",
+            WebLimits::default().max_connections,
+        )?;
+        let max_requests = count(
+            flags.max_requests,
+            "--web.max-requests",
+            file.web.max_requests,
+            "web.max_requests",
+            WebLimits::default().max_requests,
+        )?;
         let header_timeout = duration(
             flags.read_header_timeout.as_deref(),
             "--web.read-header-timeout",
             file.web.read_header_timeout.as_deref(),
             "web.read_header_timeout",
             "10s",
-            ANY,
+            millis(100)..=secs(600),
         )?;
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
         let attribution_interval = duration(
@@ -498,7 +552,7 @@ impl Config {
             file.attribution.interval.as_deref(),
             "attribution.interval",
             "5s",
-            at_least(Duration::from_millis(100)),
+            millis(100)..=HOUR,
         )?;
         let (run_from_env, env_key) = if flags.run_from_env.is_empty() {
             (
@@ -538,7 +592,7 @@ impl Config {
             file.gpu.interval.as_deref(),
             "gpu.interval",
             "1s",
-            at_least(Duration::from_millis(10)),
+            millis(10)..=HOUR,
         )?;
         let library = match (&flags.nvml_library, &file.gpu.nvml_library) {
             (Some(p), _) if p.as_os_str().is_empty() => {
@@ -561,7 +615,7 @@ impl Config {
             file.host.interval.as_deref(),
             "host.interval",
             "5s",
-            at_least(Duration::from_millis(100)),
+            millis(100)..=HOUR,
         )?;
         let host = (!flags.no_host && file.host.enabled != Some(false)).then_some(HostOptions {
             interval: host_interval,
@@ -571,6 +625,7 @@ impl Config {
             web: WebConfig::default(),
             web_limits: WebLimits {
                 max_connections,
+                max_requests,
                 header_timeout,
                 ..WebLimits::default()
             },
@@ -623,11 +678,77 @@ fn source(
     Ok(Source { run, path, format })
 }
 
-/// Any duration above zero.
-const ANY: RangeInclusive<Duration> = Duration::from_nanos(1)..=Duration::MAX;
+const HOUR: Duration = Duration::from_secs(3600);
+/// humantime's year (365.25 days), so that the bound reads `1year`.
+const YEAR: Duration = Duration::from_secs(31_557_600);
 
-fn at_least(min: Duration) -> RangeInclusive<Duration> {
-    min..=Duration::MAX
+const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Paths the daemon serves besides the metrics (the live page and the probe), and the
+/// prefixes under which it serves more.
+const RESERVED_PATHS: [&str; 4] = ["/", "/healthz", "/ui/app.js", "/ui/style.css"];
+const RESERVED_PREFIXES: [&str; 2] = ["/api", "/ui"];
+
+/// Whether `p` can be the telemetry path: segments of letters, digits, `-`, `.`, `_` and
+/// `~` between single slashes (no route syntax such as `{x}` or `*x`), and none of the
+/// daemon's other routes.
+fn check_telemetry_path(p: &str) -> Result<(), String> {
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err("must start with / (a path such as /metrics)".into());
+    };
+    if p.len() > 256 {
+        return Err("is longer than 256 bytes".into());
+    }
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+    };
+    if !rest.split('/').all(segment_ok) {
+        return Err(
+            "must be a path such as /metrics: letters, digits, '-', '.', '_' and '~' between \
+             single slashes"
+                .into(),
+        );
+    }
+    let taken = RESERVED_PATHS.contains(&p)
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|r| p == *r || p.strip_prefix(r).is_some_and(|t| t.starts_with('/')));
+    if taken {
+        return Err(
+            "is taken by the live page, its API or /healthz (/, /healthz, /ui/..., /api/...)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The flag's count, else the file's, else `default`: between 1 and 65536.
+fn count(
+    flag: Option<usize>,
+    flag_key: &str,
+    file: Option<usize>,
+    file_key: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    let (n, key) = match (flag, file) {
+        (Some(n), _) => (n, flag_key),
+        (None, Some(n)) => (n, file_key),
+        (None, None) => (default, file_key),
+    };
+    if !(1..=65536).contains(&n) {
+        return Err(invalid(key, "must be between 1 and 65536"));
+    }
+    Ok(n)
 }
 
 /// The flag's duration, else the file's, else `default`, within `range`. Errors name the key
@@ -659,12 +780,7 @@ fn duration(
             humantime::format_duration(*range.start()),
             humantime::format_duration(*range.end()),
         );
-        let message = if *range.end() == Duration::MAX {
-            format!("must be at least {lo}")
-        } else {
-            format!("must be between {lo} and {hi}")
-        };
-        return Err(invalid(key, message));
+        return Err(invalid(key, format!("must be between {lo} and {hi}")));
     }
     Ok(d)
 }
@@ -773,11 +889,104 @@ mod tests {
         let e = Config::build(&flags, File::default())
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "--tail.rescan-interval: must be at least 100ms");
+        assert_eq!(e, "--tail.rescan-interval: must be between 100ms and 1h");
         let e = build("poll_interval: 2m\n").unwrap_err();
         assert_eq!(e, "poll_interval: must be between 10ms and 1m");
         let e = build("attribution:\n  interval: 1ms\n").unwrap_err();
-        assert_eq!(e, "attribution.interval: must be at least 100ms");
+        assert_eq!(e, "attribution.interval: must be between 100ms and 1h");
+    }
+
+    fn with_path(p: &str) -> Result<Config, String> {
+        let flags = Flags {
+            telemetry_path: Some(p.into()),
+            ..Flags::default()
+        };
+        Config::build(&flags, File::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn telemetry_paths_that_clash_or_break_the_router_are_refused() {
+        let long = format!("/{}", "a".repeat(300));
+        for p in [
+            "/",
+            "/healthz",
+            "/ui/app.js",
+            "/ui/style.css",
+            "/ui",
+            "/ui/x",
+            "/api",
+            "/api/",
+            "/api/v1/runs",
+            "/api/v1/gpus",
+            "/{x}",
+            "/{*x}",
+            "/:x",
+            "/*x",
+            "/a//b",
+            "/a/",
+            "metrics",
+            "",
+            "/a b",
+            "/./x",
+            "/..",
+            "/\u{e9}",
+            "/m?x",
+            &long,
+        ] {
+            let e = with_path(p).unwrap_err();
+            assert!(e.starts_with("--web.telemetry-path"), "{p:?}: {e}");
+        }
+        for p in [
+            "/metrics",
+            "/prom",
+            "/a/b.c",
+            "/healthz2",
+            "/apix",
+            "/x-y_z~1",
+        ] {
+            assert!(with_path(p).is_ok(), "{p}");
+        }
+        // Whatever is accepted builds the router (whose route table panics on a clash).
+        let alphabet = ['/', 'a', '{', '}', '*', ':', '.', '%'];
+        let mut paths = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        for p in paths.iter().map(|p| format!("/{p}")) {
+            if let Ok(c) = with_path(&p) {
+                let state = Arc::new(crate::app::AppState::new(&c));
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::http::app(state)
+                }));
+                assert!(built.is_ok(), "{p:?} accepted but the router panics");
+            }
+        }
+    }
+
+    #[test]
+    fn every_duration_is_bounded_above_and_below() {
+        for key in [
+            "run_idle_timeout",
+            "rescan_interval",
+            "poll_interval",
+            "attribution.interval",
+            "gpu.interval",
+            "host.interval",
+            "web.read_header_timeout",
+        ] {
+            let yaml = match key.split_once('.') {
+                Some((a, b)) => format!("{a}:\n  {b}: 500000000000y\n"),
+                None => format!("{key}: 500000000000y\n"),
+            };
+            let e = build(&yaml).unwrap_err();
+            assert!(e.starts_with(&format!("{key}: must be between")), "{e}");
+        }
+        let e = build("web:\n  read_header_timeout: 1ns\n").unwrap_err();
+        assert_eq!(e, "web.read_header_timeout: must be between 100ms and 10m");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! The pipeline, one module each:
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
 //! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
-//! [`http`] serves it, behind [`web`] (TLS, auth, connection limits). [`config`] validates
-//! flags and the file; [`app`] wires it all.
+//! [`http`] serves it, behind [`web`] (TLS, auth, bounds on requests and bcrypt work).
+//! [`config`] validates flags and the file; [`app`] wires it all and reloads on SIGHUP.
 //! [`attribution`] finds the processes that hold each run's log open. Beside the logs,
 //! [`collector`] samples the GPUs (NVML) and the host in the background.
 

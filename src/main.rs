@@ -12,10 +12,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => {
-            let base = file.parent().unwrap_or(std::path::Path::new("."));
-            match config::read_file(&file)
-                .and_then(|f| Config::build_in(&Flags::default(), f, base))
-            {
+            // Exactly what the daemon checks at start with `--config FILE`.
+            let flags = Flags {
+                config: Some(file.clone()),
+                ..Flags::default()
+            };
+            match Config::from_flags(&flags) {
                 Ok(c) => {
                     println!(
                         "{}: ok ({} log source(s), {} rule(s))",
@@ -59,7 +61,8 @@ fn main() -> ExitCode {
                 Err(e) => return config_error(e),
             };
             init_logging(&config.log_level);
-            match app::run(config) {
+            let flags = cli.flags;
+            match app::run(config, Box::new(move || Config::from_flags(&flags))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -18,14 +18,6 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// Picks the dialect from an `Accept` header, as Prometheus negotiates it.
-    pub fn from_accept(accept: Option<&str>) -> Dialect {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Dialect::OpenMetrics,
-            _ => Dialect::Text,
-        }
-    }
-
     pub fn content_type(self) -> &'static str {
         match self {
             Dialect::Text => "text/plain; version=0.0.4; charset=utf-8",
@@ -448,13 +440,6 @@ mod tests {
         e.sample("x_total", &[], 1.0);
         e.finish();
         assert_eq!(s, "# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n");
-        assert_eq!(
-            Dialect::from_accept(Some(
-                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
-            )),
-            Dialect::OpenMetrics
-        );
-        assert_eq!(Dialect::from_accept(None), Dialect::Text);
     }
 
     #[test]

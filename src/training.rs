@@ -465,6 +465,30 @@ impl Runs {
         self
     }
 
+    /// Replaces the user rules while running (a config reload). A rule defined exactly as
+    /// before keeps its series in every run; a changed or removed rule's series are dropped.
+    pub fn set_rules(&mut self, rules: Arc<Vec<Rule>>) {
+        let same = |a: &Rule, b: &Rule| format!("{a:?}") == format!("{b:?}");
+        let moved: Vec<Option<usize>> = self
+            .rules
+            .iter()
+            .map(|old| rules.iter().position(|new| same(old, new)))
+            .collect();
+        for (name, r) in self.runs.iter_mut() {
+            let values = std::mem::take(&mut r.state.rule_values);
+            r.state.rule_values = values
+                .into_iter()
+                .filter_map(|((i, labels), v)| {
+                    Some(((moved.get(i).copied().flatten()?, labels), v))
+                })
+                .collect();
+            r.rules = (0..rules.len())
+                .filter(|&i| rules[i].applies_to(name))
+                .collect();
+        }
+        self.rules = rules;
+    }
+
     /// The runs with the label each is exported under: its name, or the run name its writer's
     /// environment gave. When two runs of this node would share a label, the first (by name)
     /// keeps it and the others are `ENV/NAME`.
@@ -590,7 +614,7 @@ impl tail::Sink for Runs {
     fn forget(&mut self, run: &str) {
         tracing::info!(
             run,
-            "log gone past the idle limit; dropping the run's series"
+            "log gone past the idle limit or no longer configured; dropping the run's series"
         );
         self.runs.remove(run);
     }

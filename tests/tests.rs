@@ -62,3 +62,6 @@ mod faults;
 // the fuzz targets of fuzz/ on stable: corpus plus seeded mutations, bounded in time
 #[path = "it/fuzz.rs"]
 mod fuzz;
+// SIGHUP reloads logs, rules and the web config; a bad config is refused; USR1/USR2 ignored
+#[path = "it/reload.rs"]
+mod reload;

@@ -14,6 +14,7 @@ pub mod follow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use follow::{FileEvent, Follower};
@@ -70,6 +71,8 @@ impl Default for TailOptions {
 
 struct Tracked {
     run: String,
+    /// The source that found it: a reload that keeps the source keeps the file.
+    source: Source,
     follower: Follower,
     next: Instant,
     delay: Duration,
@@ -86,7 +89,12 @@ pub struct Tailer {
     files: BTreeMap<PathBuf, Tracked>,
     refused: std::collections::BTreeSet<PathBuf>,
     last_scan: Option<Instant>,
+    /// New sources handed in while running (a config reload), taken at the next poll.
+    pending: SourcesSlot,
 }
+
+/// Where a running tailer's new sources are put: see [`Tailer::sources_slot`].
+pub type SourcesSlot = Arc<Mutex<Option<Vec<Source>>>>;
 
 impl Tailer {
     pub fn new(sources: Vec<Source>, opts: TailOptions) -> Self {
@@ -96,7 +104,34 @@ impl Tailer {
             files: BTreeMap::new(),
             refused: Default::default(),
             last_scan: None,
+            pending: Default::default(),
         }
+    }
+
+    /// A slot through which another thread gives this tailer new sources: they replace the
+    /// current ones (as [`Tailer::set_sources`]) at its next poll.
+    pub fn sources_slot(&self) -> SourcesSlot {
+        self.pending.clone()
+    }
+
+    /// Replaces the sources. Files found by a source that is still configured go on as they
+    /// were; the others stop being followed and their runs are forgotten. The next poll
+    /// scans the new sources.
+    pub fn set_sources(&mut self, sources: Vec<Source>, sink: &mut dyn Sink) {
+        let gone: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, t)| !sources.contains(&t.source))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in gone {
+            if let Some(t) = self.files.remove(&p) {
+                sink.forget(&t.run);
+            }
+        }
+        self.sources = sources;
+        self.refused.clear();
+        self.last_scan = None;
     }
 
     /// Number of files followed.
@@ -130,6 +165,7 @@ impl Tailer {
                     path,
                     Tracked {
                         run,
+                        source: src.clone(),
                         follower,
                         next: now,
                         delay: self.opts.active_delay,
@@ -143,6 +179,14 @@ impl Tailer {
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
     pub fn poll_once(&mut self, sink: &mut dyn Sink) -> Instant {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(sources) = pending {
+            self.set_sources(sources, sink);
+        }
         let now = Instant::now();
         if self
             .last_scan

@@ -190,3 +190,134 @@ fn parse_of_a_missing_file_fails_cleanly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/train.log"));
 }
+
+/// Runs `check-config FILE` and the daemon with `--config FILE`: both must exit 2 with one
+/// message naming `key`, within seconds.
+fn refused_alike(yaml: &str, key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        vec!["check-config", cfg],
+        vec!["--config", cfg, "--web.listen-address", "127.0.0.1:0"],
+    ] {
+        let out = run_within(&args, Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml} {args:?}: {err}");
+        assert!(err.contains(key), "{yaml} {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn configs_that_once_aborted_at_start_are_refused_by_check_config_too() {
+    for (yaml, key) in [
+        // the telemetry path on another route, or in route syntax
+        ("web:\n  telemetry_path: /healthz\n", "web.telemetry_path"),
+        ("web:\n  telemetry_path: /ui/app.js\n", "web.telemetry_path"),
+        (
+            "web:\n  telemetry_path: /ui/style.css\n",
+            "web.telemetry_path",
+        ),
+        (
+            "web:\n  telemetry_path: /api/v1/runs\n",
+            "web.telemetry_path",
+        ),
+        ("web:\n  telemetry_path: /\n", "web.telemetry_path"),
+        ("web:\n  telemetry_path: '/{x}'\n", "web.telemetry_path"),
+        ("web:\n  telemetry_path: '/*x'\n", "web.telemetry_path"),
+        ("web:\n  telemetry_path: /a//b\n", "web.telemetry_path"),
+        // durations that overflow an Instant, or too short to mean anything
+        ("run_idle_timeout: 500000000000y\n", "run_idle_timeout"),
+        ("rescan_interval: 500000000000y\n", "rescan_interval"),
+        ("poll_interval: 500000000000y\n", "poll_interval"),
+        (
+            "attribution:\n  interval: 500000000000y\n",
+            "attribution.interval",
+        ),
+        ("gpu:\n  interval: 500000000000y\n", "gpu.interval"),
+        ("host:\n  interval: 500000000000y\n", "host.interval"),
+        (
+            "web:\n  read_header_timeout: 500000000000y\n",
+            "web.read_header_timeout",
+        ),
+        (
+            "web:\n  read_header_timeout: 1ns\n",
+            "web.read_header_timeout",
+        ),
+        ("web:\n  max_requests: 0\n", "web.max_requests"),
+    ] {
+        refused_alike(yaml, key);
+    }
+    // A flag is named as the flag.
+    let out = run_within(
+        &[
+            "--web.telemetry-path",
+            "/healthz",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--web.telemetry-path"));
+}
+
+#[test]
+fn a_fifo_or_a_device_as_a_config_file_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let fifo = fifo.to_str().unwrap();
+    let listen = ["--web.listen-address", "127.0.0.1:0"];
+    for (args, key, why) in [
+        (vec!["--config", fifo], "--config", "FIFO"),
+        (vec!["--config", "/dev/zero"], "--config", "device"),
+        (vec!["--web.config.file", fifo], "--web.config.file", "FIFO"),
+        (
+            vec!["--web.config.file", "/dev/zero"],
+            "--web.config.file",
+            "device",
+        ),
+        (vec!["check-config", fifo], "--config", "FIFO"),
+    ] {
+        let mut all = args.clone();
+        if args[0] != "check-config" {
+            all.extend_from_slice(&listen);
+        }
+        let out = run_within(&all, Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(key) && err.contains(why), "{args:?}: {err}");
+    }
+    // The web config's own files, through a config file's web.config_file.
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: {fifo}\n  key_file: /dev/zero\n"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, format!("web:\n  config_file: {}\n", web.display())).unwrap();
+    let out = run_within(
+        &["check-config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tls_server_config.cert_file") && err.contains("FIFO"),
+        "{err}"
+    );
+    // A config file larger than the bound.
+    let big = dir.path().join("big.yml");
+    std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
+    let out = run_within(
+        &["check-config", big.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
+}

@@ -142,3 +142,88 @@ fn promtool_accepts_the_real_output() {
         "promtool check metrics:\n{report}"
     );
 }
+
+/// A GET with `headers`; the status, the head and the raw body bytes.
+fn raw_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(get_request(path, headers).as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
+#[test]
+fn metrics_are_gzipped_when_asked_and_accept_q_values_count() {
+    use std::io::Read;
+    let d = Daemon::start(&[]);
+    // Prometheus asks for gzip.
+    let (status, head, body) = raw_get(d.port, "/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("gpu_train_exporter_build_info{"), "{text}");
+    // Not asked, or refused with q=0: plain.
+    for enc in [None, Some("gzip;q=0"), Some("identity")] {
+        let h: Vec<(&str, &str)> = enc.map(|e| ("Accept-Encoding", e)).into_iter().collect();
+        let (_, head, body) = raw_get(d.port, "/metrics", &h);
+        assert!(!head.contains("content-encoding"), "{enc:?}: {head}");
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .contains("gpu_train_exporter_build_info{"));
+    }
+    // q=0 refuses OpenMetrics.
+    let (_, head, body) = http_get_with(
+        d.port,
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;q=0,text/plain;q=0.5",
+        )],
+    )
+    .unwrap();
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(!body.contains("# EOF"));
+}
+
+#[test]
+fn sigterm_exits_within_a_second_with_slowloris_clients_and_a_blocked_reader() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    append(&log, "{'loss': 2.5}\n");
+    // A FIFO the glob matches: opening it blocks until a writer comes (the tailer once sat
+    // there forever, and shutdown waited on the tailer).
+    let fifo = dir.path().join("pipe.log");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let glob = format!("{}/*.log", dir.path().display());
+    let mut d = Daemon::start(&["--log", &glob]);
+    // Slowloris clients: half a request each, never finished (the header timeout is 10 s).
+    let slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // One of them is surely accepted: a full request after them is answered.
+    assert_eq!(d.get("/healthz").0, 200);
+    d.signal(15);
+    let (status, took) = d
+        .wait_exit(Duration::from_secs(15))
+        .expect("the daemon exits on SIGTERM");
+    eprintln!("SIGTERM with 50 slowloris clients and a FIFO log: exited in {took:?}");
+    assert!(status.success(), "{status:?}: {}", d.stderr());
+    assert!(took < Duration::from_secs(1), "exited after {took:?}");
+    drop(slow);
+}

@@ -519,6 +519,7 @@ fn systemd_unit_verifies_and_rates_at_most_2_5() {
         "\nCapabilityBoundingSet=\n",
         "PrivateDevices=no",
         "DeviceAllow=/dev/nvidiactl r",
+        "\nExecReload=/bin/kill -HUP $MAINPID\n",
     ] {
         assert!(unit.contains(key), "{key}");
     }

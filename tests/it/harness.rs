@@ -29,6 +29,29 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().expect("run binary")
 }
 
+/// Runs the binary to completion, killed (and the test failed) if it takes over `limit`.
+pub fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run binary");
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    panic!(
+        "{args:?} still running after {limit:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -169,6 +192,28 @@ impl Daemon {
             last.is_some_and(|v| v == want || (v.is_nan() && want.is_nan()))
         });
         last
+    }
+
+    /// Sends signal `sig` (a number: 1 SIGHUP, 10 SIGUSR1, 12 SIGUSR2, 15 SIGTERM).
+    pub fn signal(&self, sig: i32) {
+        unsafe_kill(self.child.id(), sig);
+    }
+
+    /// Waits up to `limit` for the process to exit; its status and how long that took.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some((s, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// Waits until the daemon's stderr contains `needle` `n` times or more.
+    pub fn wait_log(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        wait_for(timeout, || self.stderr().matches(needle).count() >= n)
     }
 
     /// Sends SIGTERM and waits for the exit status.

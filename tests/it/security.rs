@@ -156,7 +156,7 @@ fn tls_scrape_with_basic_auth_and_headers() {
     assert_eq!(status, 401, "no credentials: {head}");
     assert!(
         head.to_ascii_lowercase()
-            .contains("www-authenticate: basic"),
+            .contains("www-authenticate: basic realm=\"gpu-train-exporter\""),
         "{head}"
     );
     let wrong = basic("prometheus", "guess");
@@ -190,18 +190,17 @@ fn tls_scrape_with_basic_auth_and_headers() {
 }
 
 #[test]
-fn plain_http_to_the_tls_port_fails_cleanly() {
+fn plain_http_to_the_tls_port_gets_a_readable_400() {
     let pki = pki();
     let web =
         pki.write_web_config("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n");
     let client = pki.client(false);
     let mut d = start_tls_with(&web, client.clone(), &["--web.read-header-timeout", "1s"]);
     for _ in 0..3 {
-        // An error (the connection closed) is also clean.
-        if let Ok((status, body)) = http_get(d.port, "/metrics") {
-            assert_ne!(status, 200, "plain HTTP served metrics on the TLS port");
-            assert!(!body.contains("gpu_train_exporter_build_info"));
-        }
+        // As Go's net/http: a 400 that says what is wrong, not a TLS alert.
+        let (status, body) = http_get(d.port, "/metrics").unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("speaks TLS"), "{body}");
     }
     // Garbage that is neither TLS nor HTTP.
     let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
@@ -271,6 +270,24 @@ fn bad_web_config_exits_2_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
         assert!(err.contains(key), "{yaml}: {err}");
     }
+    // A bcrypt cost no sane config uses: refused at load, never computed while serving.
+    let slow = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$31$", 1);
+    let web = pki.write_web_config(&format!("basic_auth_users:\n  alice: '{slow}'\n"));
+    let out = harness::run_within(
+        &[
+            "--web.config.file",
+            &web,
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("basic_auth_users.alice") && err.contains("cost 31"),
+        "{err}"
+    );
     // check-config validates the web config a config file points to.
     let web = pki.write_web_config("basic_auth_users:\n  bob: hunter2\n");
     let cfg = pki.dir.path().join("config.yml");
@@ -338,30 +355,221 @@ fn slowloris_connections_are_closed_by_the_header_timeout() {
     assert_eq!(d.get("/healthz").0, 200);
 }
 
-#[test]
-fn connections_are_bounded_and_idle_ones_do_not_starve_scrapes() {
-    let d = Daemon::start(&[
-        "--web.max-connections",
-        "2",
-        "--web.read-header-timeout",
-        "1s",
-    ]);
-    let hold: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(("127.0.0.1", d.port)).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    // Both slots are taken: a scrape waits until the header timeout frees one.
+/// Reads one HTTP/1.1 response with a Content-Length from a keep-alive connection.
+fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn keep_alive_get(s: &mut TcpStream, path: &str, auth: Option<&str>) -> std::io::Result<u16> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    read_response(s).map(|(status, _)| status)
+}
+
+/// A well-behaved client: a fresh connection, one GET; its status and how long it took.
+fn timed_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Duration) {
     let start = Instant::now();
-    let (status, body) = http_get(d.port, "/metrics").unwrap();
-    let waited = start.elapsed();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(get_request(path, headers).as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let status = match s.read_to_end(&mut raw) {
+        Ok(_) => parse_response(&raw).0,
+        Err(_) => 0,
+    };
+    (status, start.elapsed())
+}
+
+/// Scrapes `/metrics` and `/healthz` `rounds` times during a flood; each must succeed
+/// within 1 s. Returns the slowest.
+fn scrapes_within_a_second(port: u16, headers: &[(&str, &str)], rounds: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..rounds {
+        for path in ["/metrics", "/healthz"] {
+            let (status, took) = timed_get(port, path, headers);
+            assert_eq!(status, 200, "{path} during the flood ({took:?})");
+            assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+            worst = worst.max(took);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    worst
+}
+
+#[test]
+fn at_the_connection_cap_the_idlest_connection_makes_room() {
+    let d = Daemon::start(&["--web.max-connections", "4"]);
+    // Four keep-alive connections, each past one request (so each is surely accepted).
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(keep_alive_get(&mut s, "/healthz", None).unwrap(), 200);
+            std::thread::sleep(Duration::from_millis(20));
+            s
+        })
+        .collect();
+    // A fifth client is served at once: the connection idle longest is closed for it.
+    let (status, took) = timed_get(d.port, "/metrics", &[]);
     assert_eq!(status, 200);
-    assert!(body.contains("gpu_train_exporter_build_info"));
-    assert!(
-        waited >= Duration::from_millis(500),
-        "served at once although both connection slots were held ({waited:?})"
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        idle[0].read(&mut buf).unwrap_or(0),
+        0,
+        "the oldest idle one is closed"
     );
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
-    drop(hold);
+    for s in &mut idle[2..] {
+        assert_eq!(keep_alive_get(s, "/healthz", None).unwrap(), 200);
+    }
+}
+
+#[test]
+fn keep_alive_clients_do_not_starve_a_scrape() {
+    // 128 keep-alive clients each sending a request every second (inside the header
+    // timeout, so none is closed for idling): they once held every connection slot.
+    let d = Daemon::start(&[]);
+    let port = d.port;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..128)
+                .map(|_| {
+                    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s
+                })
+                .collect();
+            let mut served = 0;
+            let end = Instant::now() + Duration::from_secs(8);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                let round = Instant::now();
+                for s in &mut conns {
+                    if keep_alive_get(s, "/metrics", None).is_ok_and(|st| st == 200) {
+                        served += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
+            }
+            served
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let worst = scrapes_within_a_second(port, &[], 5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = flood.join().unwrap();
+    eprintln!("128 keep-alive clients: slowest scrape {worst:?}; flood served {served}");
+    assert!(served >= 128, "the flood itself was served: {served}");
+}
+
+#[test]
+fn a_slowloris_flood_does_not_starve_a_scrape() {
+    // 600 connections that send half their headers and stop (the header timeout is 10 s).
+    let d = Daemon::start(&[]);
+    let mut flood: Vec<TcpStream> = (0..600)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let worst = scrapes_within_a_second(d.port, &[], 5);
+    // The flood is still connected (the header timeout has not passed): a byte more goes in.
+    let alive = flood
+        .iter_mut()
+        .map(|s| s.write_all(b"x").is_ok())
+        .filter(|ok| *ok)
+        .count();
+    eprintln!("600 slowloris connections: slowest scrape {worst:?}; {alive} still open");
+    assert!(alive >= 590, "{alive}");
+}
+
+#[test]
+fn a_wrong_password_flood_does_not_delay_an_authenticated_scrape() {
+    let pki = pki();
+    let hash = bcrypt::hash("s3cret", 10).unwrap();
+    let web = pki.write_web_config(&format!("basic_auth_users:\n  prometheus: '{hash}'\n"));
+    let d = Daemon::start_ready(&["--web.config.file", &web], &[], |port| {
+        http_get(port, "/healthz").is_ok_and(|(s, _)| s == 200)
+    });
+    let right = basic("prometheus", "s3cret");
+    // Prometheus has scraped before: its credentials are verified and cached.
+    let (status, _) = timed_get(d.port, "/metrics", &[("Authorization", &right)]);
+    assert_eq!(status, 200);
+    // 200 clients sending wrong passwords, each asking again as soon as it is answered.
+    let port = d.port;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let wrong = basic("prometheus", "guess");
+            let send = || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                s.write_all(get_request("/metrics", &[("Authorization", &wrong)]).as_bytes())
+                    .ok()?;
+                Some(s)
+            };
+            let mut conns: Vec<Option<TcpStream>> = (0..200).map(|_| send()).collect();
+            let mut answers = std::collections::BTreeMap::new();
+            let end = Instant::now() + Duration::from_secs(10);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                for c in conns.iter_mut() {
+                    if let Some(s) = c {
+                        let mut raw = Vec::new();
+                        let _ = s.read_to_end(&mut raw);
+                        *answers.entry(parse_response(&raw).0).or_insert(0) += 1;
+                    }
+                    *c = send();
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+            answers
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let auth = [("Authorization", right.as_str())];
+    let worst = scrapes_within_a_second(d.port, &auth, 5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = flood.join().unwrap();
+    eprintln!("200 wrong-password clients: slowest authenticated scrape {worst:?}; flood answers {answers:?}");
+    assert!(answers.get(&401).is_some_and(|n| *n > 0), "{answers:?}");
+    assert!(
+        answers.keys().all(|s| [401, 429].contains(s)),
+        "the flood got only 401 or 429: {answers:?}"
+    );
 }
 
 #[test]

@@ -253,6 +253,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("serving HTTP")
     });
     stop.store(true, Ordering::Relaxed);
+    tailer.thread().unpark(); // ends its sleep at once
     let _ = tailer.join();
     if let Some(a) = attribution {
         a.stop();
@@ -339,8 +340,8 @@ pub fn parse_files(
 ) -> anyhow::Result<String> {
     for f in files {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
-        if meta.is_dir() {
-            anyhow::bail!("cannot read {}: is a directory", f.display());
+        if let Some(why) = tail::follow::not_regular(&meta) {
+            anyhow::bail!("cannot read {}: {why}", f.display());
         }
     }
     let sources: Vec<Source> = files
@@ -349,6 +350,8 @@ pub fn parse_files(
             run: Some(f.display().to_string()),
             path: f.display().to_string(),
             format,
+            // named on the command line: wherever it leads
+            follow_symlinks_outside: true,
         })
         .collect();
     let mut runs = Runs::new(limits, usize::MAX).with_rules(rules);

@@ -55,6 +55,7 @@ fn tailer(pattern: &str, run: Option<&str>) -> Tailer {
             run: run.map(String::from),
             path: pattern.to_string(),
             format: Format::Auto,
+            ..Source::default()
         }],
         opts(),
     )
@@ -126,7 +127,10 @@ fn copytruncate_starts_again_from_the_beginning() {
     );
     t.poll_once(&mut c);
     assert_eq!(lines(&c, "r"), ["one", "two", "x"]);
-    assert!(c.events.iter().any(|(_, e)| *e == FileEvent::Truncated));
+    assert!(c
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, FileEvent::Truncated { .. })));
 }
 
 #[test]
@@ -155,6 +159,7 @@ fn deleted_file_is_forgotten_after_the_retention() {
             run: Some("r".into()),
             path: p.display().to_string(),
             format: Format::Auto,
+            ..Source::default()
         }],
         TailOptions {
             forget_after: Duration::from_millis(50),

@@ -101,8 +101,8 @@ struct Tracked {
     missing_since: Option<Instant>,
 }
 
-/// One scan: each source's expansion (`None`: the pattern does not compile).
-type Scan = Vec<Option<discover::Expansion>>;
+/// One source's expansion, by index (`None`: the pattern does not compile).
+type Expanded = (usize, Option<discover::Expansion>);
 
 /// Follows every file of every source.
 pub struct Tailer {
@@ -111,29 +111,32 @@ pub struct Tailer {
     files: BTreeMap<PathBuf, Tracked>,
     /// Which followed path has each open file.
     owners: HashMap<FileId, PathBuf>,
-    /// Paths the sink refused, among those the last scan matched.
-    refused: BTreeSet<PathBuf>,
-    /// A run was forgotten since the last scan: the sink may take a refused path now.
-    retry_refused: bool,
+    /// Per source.
+    scan_state: Vec<ScanState>,
     last_scan: Option<Instant>,
-    scans: u64,
-    /// Sources whose scan hit the entry bound (warned once).
-    bounded: Vec<bool>,
+}
+
+#[derive(Default)]
+struct ScanState {
+    scanned: bool,
+    /// Paths the sink refused, among those the last expansion matched.
+    refused: BTreeSet<PathBuf>,
+    /// A run was forgotten since: the sink may take a refused path now.
+    retry_refused: bool,
+    /// An expansion hit the entry bound (warned once).
+    bounded: bool,
 }
 
 impl Tailer {
     pub fn new(sources: Vec<Source>, opts: TailOptions) -> Self {
-        let n = sources.len();
+        let scan_state = sources.iter().map(|_| ScanState::default()).collect();
         Tailer {
             sources: Arc::new(sources),
             opts,
             files: BTreeMap::new(),
             owners: HashMap::new(),
-            refused: BTreeSet::new(),
-            retry_refused: false,
+            scan_state,
             last_scan: None,
-            scans: 0,
-            bounded: vec![false; n],
         }
     }
 
@@ -144,7 +147,7 @@ impl Tailer {
 
     /// Number of refused paths remembered (each matched by the last scan).
     pub fn refused_count(&self) -> usize {
-        self.refused.len()
+        self.scan_state.iter().map(|s| s.refused.len()).sum()
     }
 
     /// Expands the globs and starts following new files.
@@ -153,8 +156,11 @@ impl Tailer {
     }
 
     fn scan_at(&mut self, sink: &mut dyn Sink, now: Instant) {
-        let scan = expand_all(&self.sources, self.opts.max_scan_entries, &AtomicBool::new(false));
-        self.apply_scan(sink, scan, now);
+        let never = AtomicBool::new(false);
+        for i in 0..self.sources.len() {
+            let exp = discover::expand(&self.sources[i].path, self.opts.max_scan_entries, &never);
+            self.apply_expansion(sink, i, exp.ok(), now);
+        }
     }
 
     fn scan_due(&self, now: Instant) -> bool {
@@ -162,68 +168,74 @@ impl Tailer {
             .is_none_or(|t| now.duration_since(t) >= self.opts.rescan)
     }
 
-    /// Starts following what a scan found and is not followed yet.
-    fn apply_scan(&mut self, sink: &mut dyn Sink, scan: Scan, now: Instant) {
+    /// Starts following what the expansion of source `i` found and is not followed yet
+    /// (`None`: the pattern does not compile, which config validation rules out).
+    fn apply_expansion(
+        &mut self,
+        sink: &mut dyn Sink,
+        i: usize,
+        exp: Option<discover::Expansion>,
+        now: Instant,
+    ) {
         self.last_scan = Some(now);
-        self.scans += 1;
-        let retry = std::mem::take(&mut self.retry_refused);
+        let Some(exp) = exp else {
+            return;
+        };
+        let src = &self.sources[i];
+        let state = &mut self.scan_state[i];
+        if !std::mem::replace(&mut state.scanned, true) && exp.found.iter().all(|f| f.id.is_none())
+        {
+            tracing::warn!(path = %src.path, "no file matches this log path yet; it is followed when one appears");
+        }
+        if exp.truncated && !std::mem::replace(&mut state.bounded, true) {
+            tracing::warn!(path = %src.path, max_entries = self.opts.max_scan_entries, "a scan of this glob stopped at its bound of directory entries; files past it are not found");
+        }
+        let retry = std::mem::take(&mut state.retry_refused);
+        let old_refused = std::mem::take(&mut state.refused);
         let mut taken: HashSet<FileId> = self
             .files
             .values()
             .filter_map(|t| t.follower.id().or(t.found_id))
             .collect();
-        let mut refused = BTreeSet::new();
-        for (i, (src, exp)) in self.sources.iter().zip(scan).enumerate() {
-            let Some(exp) = exp else {
-                continue; // validated at config load
-            };
-            if self.scans == 1 && exp.found.iter().all(|f| f.id.is_none()) {
-                tracing::warn!(path = %src.path, "no file matches this log path yet; it is followed when one appears");
+        let mut found = exp.found;
+        // a path without symbolic links names the run before one through a link
+        found.sort_by(|a, b| (a.via_link, &a.path).cmp(&(b.via_link, &b.path)));
+        for f in found {
+            if self.files.contains_key(&f.path) {
+                continue;
             }
-            if exp.truncated && !std::mem::replace(&mut self.bounded[i], true) {
-                tracing::warn!(path = %src.path, max_entries = self.opts.max_scan_entries, "a scan of this glob stopped at its bound of directory entries; files past it are not found");
+            if f.id.is_some_and(|id| taken.contains(&id)) {
+                continue; // another path to a file followed already
             }
-            let mut found = exp.found;
-            // a path without symbolic links names the run before one through a link
-            found.sort_by(|a, b| (a.via_link, &a.path).cmp(&(b.via_link, &b.path)));
-            for f in found {
-                if self.files.contains_key(&f.path) {
-                    continue;
-                }
-                if f.id.is_some_and(|id| taken.contains(&id)) {
-                    continue; // another path to a file followed already
-                }
-                if self.refused.contains(&f.path) && !retry {
-                    refused.insert(f.path);
-                    continue;
-                }
-                let run = discover::run_name(src.run.as_deref(), &src.path, &f.path);
-                if !sink.open(&run, &f.path, src.format) {
-                    refused.insert(f.path);
-                    continue;
-                }
-                if let Some(id) = f.id {
-                    taken.insert(id);
-                }
-                let mut follower = Follower::new(&f.path, self.opts.max_line_bytes);
-                if !src.follow_symlinks_outside {
-                    follower = follower.confined_to(discover::base_dir(&src.path));
-                }
-                self.files.insert(
-                    f.path,
-                    Tracked {
-                        run,
-                        follower,
-                        found_id: f.id,
-                        next: now,
-                        delay: self.opts.active_delay,
-                        catching_up: true,
-                        missing_since: None,
-                    },
-                );
+            if old_refused.contains(&f.path) && !retry {
+                state.refused.insert(f.path);
+                continue;
             }
+            let run = discover::run_name(src.run.as_deref(), &src.path, &f.path);
+            if !sink.open(&run, &f.path, src.format) {
+                state.refused.insert(f.path);
+                continue;
+            }
+            if let Some(id) = f.id {
+                taken.insert(id);
+            }
+            let mut follower = Follower::new(&f.path, self.opts.max_line_bytes);
+            if !src.follow_symlinks_outside {
+                follower = follower.confined_to(discover::base_dir(&src.path));
+            }
+            self.files.insert(
+                f.path,
+                Tracked {
+                    run,
+                    follower,
+                    found_id: f.id,
+                    next: now,
+                    delay: self.opts.active_delay,
+                    catching_up: true,
+                    missing_since: None,
+                },
+            );
         }
-        self.refused = refused;
     }
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
@@ -287,7 +299,9 @@ impl Tailer {
             if let Some(t) = self.files.remove(&p) {
                 self.owners.retain(|_, owner| *owner != p);
                 sink.forget(&t.run);
-                self.retry_refused = true;
+                for s in &mut self.scan_state {
+                    s.retry_refused = true;
+                }
             }
         }
         self.files.values().map(|t| t.next).min()
@@ -301,8 +315,8 @@ impl Tailer {
             let now = Instant::now();
             match &scanner {
                 Some(s) => {
-                    if let Ok(scan) = s.results.try_recv() {
-                        self.apply_scan(sink, scan, now);
+                    while let Ok((i, exp)) = s.results.try_recv() {
+                        self.apply_expansion(sink, i, exp, now);
                     }
                 }
                 // no thread to be had: scan here
@@ -344,17 +358,11 @@ impl Tailer {
     }
 }
 
-fn expand_all(sources: &[Source], limit: usize, stop: &AtomicBool) -> Scan {
-    sources
-        .iter()
-        .map(|s| discover::expand(&s.path, limit, stop).ok())
-        .collect()
-}
-
 /// The scanner thread of [`Tailer::run`]: expands every glob each rescan interval and hands
-/// the result over, waking the tailer. Dropping it stops it, mid-walk too.
+/// each expansion over as soon as it is done, waking the tailer. Dropping it stops it,
+/// mid-walk too.
 struct Scanner {
-    results: mpsc::Receiver<Scan>,
+    results: mpsc::Receiver<Expanded>,
     stop: Arc<AtomicBool>,
     /// Dropped with the scanner: ends its wait between scans at once.
     _wake: mpsc::Sender<()>,
@@ -362,7 +370,7 @@ struct Scanner {
 
 impl Scanner {
     fn spawn(sources: &Arc<Vec<Source>>, opts: TailOptions) -> Option<Scanner> {
-        let (tx, results) = mpsc::sync_channel(1);
+        let (tx, results) = mpsc::sync_channel(sources.len().max(1));
         let (wake, woken) = mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let tailer = std::thread::current();
@@ -370,11 +378,13 @@ impl Scanner {
         std::thread::Builder::new()
             .name("tail-scan".into())
             .spawn(move || loop {
-                let scan = expand_all(&sources, opts.max_scan_entries, &flag);
-                if flag.load(Ordering::Relaxed) || tx.send(scan).is_err() {
-                    return;
+                for (i, src) in sources.iter().enumerate() {
+                    let exp = discover::expand(&src.path, opts.max_scan_entries, &flag);
+                    if flag.load(Ordering::Relaxed) || tx.send((i, exp.ok())).is_err() {
+                        return;
+                    }
+                    tailer.unpark();
                 }
-                tailer.unpark();
                 if woken.recv_timeout(opts.rescan) != Err(mpsc::RecvTimeoutError::Timeout) {
                     return;
                 }

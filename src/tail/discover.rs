@@ -170,7 +170,16 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
             }
             let path = dir.join(name);
             if let Ok(m) = fs::symlink_metadata(&path) {
-                consider(path, m.file_type().is_symlink(), m.is_dir(), i, last, via, out, &mut stack);
+                consider(
+                    path,
+                    m.file_type().is_symlink(),
+                    m.is_dir(),
+                    i,
+                    last,
+                    via,
+                    out,
+                    &mut stack,
+                );
             }
             continue;
         }
@@ -202,7 +211,16 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
             match &comps[i] {
                 Comp::Wild(pat) => {
                     if pat.matches_with(&name.to_string_lossy(), opts) {
-                        consider(path, kind.is_symlink(), kind.is_dir(), i, last, via, out, &mut stack);
+                        consider(
+                            path,
+                            kind.is_symlink(),
+                            kind.is_dir(),
+                            i,
+                            last,
+                            via,
+                            out,
+                            &mut stack,
+                        );
                     }
                 }
                 Comp::Any => {
@@ -210,7 +228,16 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
                         stack.push((path, i, via));
                     } else if last {
                         // a trailing `**`: every file below
-                        consider(path, kind.is_symlink(), false, i, true, via, out, &mut stack);
+                        consider(
+                            path,
+                            kind.is_symlink(),
+                            false,
+                            i,
+                            true,
+                            via,
+                            out,
+                            &mut stack,
+                        );
                     }
                 }
                 Comp::Literal(_) => unreachable!("handled above"),

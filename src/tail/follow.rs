@@ -35,7 +35,9 @@ pub enum FileEvent {
     /// from its beginning. `repeated`: another truncation of this file was reported less
     /// than [`TRUNCATION_LOG_INTERVAL`] before, so the sink need not log this one (Lightning
     /// rewrites its metrics.csv at every flush; a hostile writer can truncate in a loop).
-    Truncated { repeated: bool },
+    Truncated {
+        repeated: bool,
+    },
     /// The path no longer exists (or now names a file that another path already follows).
     Deleted,
     /// The path cannot be read (permission denied, a directory, not a regular file, a

@@ -323,7 +323,9 @@ impl Tailer {
                 None if self.scan_due(now) => self.scan_at(sink, now),
                 None => {}
             }
-            let next = self.poll_files(sink, stop).unwrap_or(now + self.opts.max_delay);
+            let next = self
+                .poll_files(sink, stop)
+                .unwrap_or(now + self.opts.max_delay);
             let wait = next
                 .saturating_duration_since(Instant::now())
                 .min(self.opts.max_delay);

@@ -304,7 +304,11 @@ fn source(run: Option<&str>, pattern: &str, outside: bool) -> Source {
 
 /// Runs `f` on a thread and returns its result, or panics if it takes longer than `limit`
 /// (a tailer blocked in `open(2)` or in an endless walk fails the test instead of hanging it).
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -316,7 +320,10 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T 
 }
 
 fn mkfifo(p: &Path) {
-    let st = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
     assert!(st.success(), "mkfifo {}", p.display());
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(
         &std::fs::metadata(p).unwrap().file_type()
@@ -358,7 +365,12 @@ fn a_fifo_matched_by_a_glob_is_refused_not_opened() {
     assert_eq!(lines(&c, "train"), ["a", "b"]);
     assert!(lines(&c, "0-pipe").is_empty());
     let e = errors(&c, "0-pipe");
-    assert_eq!(e.len(), 1, "one error reported for the FIFO: {:?}", c.events);
+    assert_eq!(
+        e.len(),
+        1,
+        "one error reported for the FIFO: {:?}",
+        c.events
+    );
     assert!(e[0].contains("FIFO"), "{e:?}");
 }
 
@@ -382,12 +394,18 @@ impl Drop for FifoUnblocker {
 fn a_symlink_to_dev_zero_or_a_block_device_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.log")).unwrap();
-    let block = ["/dev/loop0", "/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/zram0"]
-        .into_iter()
-        .find(|p| {
-            std::fs::metadata(p)
-                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
-        });
+    let block = [
+        "/dev/loop0",
+        "/dev/vda",
+        "/dev/sda",
+        "/dev/nvme0n1",
+        "/dev/zram0",
+    ]
+    .into_iter()
+    .find(|p| {
+        std::fs::metadata(p)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+    });
     if let Some(b) = block {
         std::os::unix::fs::symlink(b, dir.path().join("disk.log")).unwrap();
     } else {
@@ -396,7 +414,11 @@ fn a_symlink_to_dev_zero_or_a_block_device_is_refused() {
     let sock = std::os::unix::net::UnixListener::bind(dir.path().join("sock.log")).unwrap();
     append(&dir.path().join("train.log"), "a\n");
     let t = Tailer::new(
-        vec![source(None, &format!("{}/*.log", dir.path().display()), true)],
+        vec![source(
+            None,
+            &format!("{}/*.log", dir.path().display()),
+            true,
+        )],
         opts(),
     );
     let (_, c) = polls(t, 5, "polling a link to /dev/zero");
@@ -477,13 +499,21 @@ fn the_drain_of_a_deleted_file_is_budgeted_while_its_writer_goes_on() {
         n += 1;
         assert!(n <= 64, "the drain did not end: {read} bytes in {n} polls");
         let p = f.poll(&mut c, budget);
-        assert!(p.bytes <= budget + 64 * 1024, "one poll read {} bytes", p.bytes);
+        assert!(
+            p.bytes <= budget + 64 * 1024,
+            "one poll read {} bytes",
+            p.bytes
+        );
         read += p.bytes;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert!(n > 1, "4 MiB drained over several polls");
-    assert_eq!(64 * block.len() as u64, read, "the drain ends at the size at deletion");
+    assert_eq!(
+        64 * block.len() as u64,
+        read,
+        "the drain ends at the size at deletion"
+    );
     assert!(at_deletion > 0);
     assert_eq!(c.0, 65 * (block.len() as u64 / 17));
     assert!(f.is_missing());
@@ -525,7 +555,12 @@ fn double_star_does_not_descend_a_loop_link() {
     std::os::unix::fs::symlink("..", dir.path().join("a/up")).unwrap();
     let t = tailer(&format!("{}/**/*.log", dir.path().display()), None);
     let (t, c) = polls(t, 2, "a ** glob over loop links");
-    assert_eq!(t.file_count(), 1, "{:?}", c.lines.keys().collect::<Vec<_>>());
+    assert_eq!(
+        t.file_count(),
+        1,
+        "{:?}",
+        c.lines.keys().collect::<Vec<_>>()
+    );
     assert_eq!(lines(&c, "a/b/train.log"), ["x"]);
 }
 
@@ -590,7 +625,11 @@ fn run_follows_files_while_a_scan_walks_and_stops_within_100ms() {
     let mut t = Tailer::new(
         vec![
             source(Some("r"), log.to_str().unwrap(), false),
-            source(None, &format!("{}/*/*/*/*/*/*/*/x.log", tree.display()), false),
+            source(
+                None,
+                &format!("{}/*/*/*/*/*/*/*/x.log", tree.display()),
+                false,
+            ),
         ],
         TailOptions {
             rescan: Duration::from_millis(100),
@@ -642,7 +681,10 @@ fn a_file_reached_through_a_symlinked_directory_is_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let wandb = dir.path().join("wandb");
     std::fs::create_dir_all(wandb.join("run-20260101_000000-a/files")).unwrap();
-    append(&wandb.join("run-20260101_000000-a/files/output.log"), "a1\n");
+    append(
+        &wandb.join("run-20260101_000000-a/files/output.log"),
+        "a1\n",
+    );
     std::os::unix::fs::symlink("run-20260101_000000-a", wandb.join("latest-run")).unwrap();
     let mut t = tailer(&format!("{}/*/files/output.log", wandb.display()), None);
     let mut c = Collect::default();
@@ -656,10 +698,16 @@ fn a_file_reached_through_a_symlinked_directory_is_one_run() {
     assert_eq!(lines(&c, "run-20260101_000000-a"), ["a1"]);
     // the next run
     std::fs::create_dir_all(wandb.join("run-20260102_000000-b/files")).unwrap();
-    append(&wandb.join("run-20260102_000000-b/files/output.log"), "b1\n");
+    append(
+        &wandb.join("run-20260102_000000-b/files/output.log"),
+        "b1\n",
+    );
     std::fs::remove_file(wandb.join("latest-run")).unwrap();
     std::os::unix::fs::symlink("run-20260102_000000-b", wandb.join("latest-run")).unwrap();
-    append(&wandb.join("run-20260101_000000-a/files/output.log"), "a2\n");
+    append(
+        &wandb.join("run-20260101_000000-a/files/output.log"),
+        "a2\n",
+    );
     t.poll_once(&mut c);
     t.poll_once(&mut c);
     assert_eq!(t.file_count(), 2);
@@ -686,7 +734,11 @@ fn a_run_refused_at_max_runs_is_taken_when_a_slot_frees() {
     append(&dir.path().join("a.log"), "{\"loss\": 1}\n");
     append(&dir.path().join("b.log"), "{\"loss\": 2}\n{\"loss\": 3}\n");
     let mut t = Tailer::new(
-        vec![source(None, &format!("{}/*.log", dir.path().display()), false)],
+        vec![source(
+            None,
+            &format!("{}/*.log", dir.path().display()),
+            false,
+        )],
         TailOptions {
             forget_after: Duration::from_millis(50),
             ..opts()
@@ -729,14 +781,20 @@ fn a_run_refused_for_its_name_is_taken_when_the_name_frees() {
     );
     let mut runs = Runs::new(Limits::default(), 10);
     t.poll_once(&mut runs);
-    assert_eq!(runs.runs["r/x"].state.path, d1.join("x.log").to_string_lossy());
+    assert_eq!(
+        runs.runs["r/x"].state.path,
+        d1.join("x.log").to_string_lossy()
+    );
     std::fs::remove_file(d1.join("x.log")).unwrap();
     t.poll_once(&mut runs);
     std::thread::sleep(Duration::from_millis(80));
     t.poll_once(&mut runs); // r/x is forgotten
     t.poll_once(&mut runs); // d2/x.log is offered again
     t.poll_once(&mut runs);
-    assert_eq!(runs.runs["r/x"].state.path, d2.join("x.log").to_string_lossy());
+    assert_eq!(
+        runs.runs["r/x"].state.path,
+        d2.join("x.log").to_string_lossy()
+    );
     assert_eq!(runs.runs["r/x"].state.lines, 1);
 }
 

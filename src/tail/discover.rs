@@ -98,7 +98,9 @@ fn compile(pattern: &str) -> Result<(PathBuf, Vec<Comp>), glob::PatternError> {
         if comps.is_empty() && !has_wildcard(text) {
             base.push(s);
         } else if text == "**" {
-            comps.push(Comp::Any);
+            if !matches!(comps.last(), Some(Comp::Any)) {
+                comps.push(Comp::Any); // `**/**` is `**`
+            }
         } else if has_wildcard(text) {
             comps.push(Comp::Wild(glob::Pattern::new(text)?));
         } else {
@@ -163,23 +165,18 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
     // (directory, index of the component its entries are matched against, via a link)
     let mut stack = vec![(base, 0usize, false)];
     while let Some((dir, i, via)) = stack.pop() {
-        let last = i + 1 == comps.len();
+        let mut walk = Walk {
+            comps,
+            out: &mut *out,
+            stack: &mut stack,
+        };
         if let Comp::Literal(name) = &comps[i] {
-            if !out.count(limit, stop) {
+            if !walk.out.count(limit, stop) {
                 return;
             }
             let path = dir.join(name);
             if let Ok(m) = fs::symlink_metadata(&path) {
-                consider(
-                    path,
-                    m.file_type().is_symlink(),
-                    m.is_dir(),
-                    i,
-                    last,
-                    via,
-                    out,
-                    &mut stack,
-                );
+                walk.matched(path, m.file_type().is_symlink(), m.is_dir(), i, via);
             }
             continue;
         }
@@ -191,12 +188,9 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
         let Ok(read) = read else {
             continue;
         };
-        if matches!(comps[i], Comp::Any) && !last {
-            // `**` standing for no directory at all
-            stack.push((dir.clone(), i + 1, via));
-        }
+        let last = i + 1 == comps.len();
         for entry in read {
-            if !out.count(limit, stop) {
+            if !walk.out.count(limit, stop) {
                 return;
             }
             let Ok(entry) = entry else {
@@ -206,38 +200,35 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
+            let (link, is_dir) = (kind.is_symlink(), kind.is_dir());
             let name = entry.file_name();
             let path = dir.join(&name);
             match &comps[i] {
                 Comp::Wild(pat) => {
                     if pat.matches_with(&name.to_string_lossy(), opts) {
-                        consider(
-                            path,
-                            kind.is_symlink(),
-                            kind.is_dir(),
-                            i,
-                            last,
-                            via,
-                            out,
-                            &mut stack,
-                        );
+                        walk.matched(path, link, is_dir, i, via);
+                    }
+                }
+                // a trailing `**`: every file below
+                Comp::Any if last => {
+                    if is_dir {
+                        walk.stack.push((path, i, via));
+                    } else {
+                        walk.matched(path, link, false, i, via);
                     }
                 }
                 Comp::Any => {
-                    if kind.is_dir() {
-                        stack.push((path, i, via));
-                    } else if last {
-                        // a trailing `**`: every file below
-                        consider(
-                            path,
-                            kind.is_symlink(),
-                            false,
-                            i,
-                            true,
-                            via,
-                            out,
-                            &mut stack,
-                        );
+                    // `**` standing for no directory: the next component, in the same read
+                    let next = match &comps[i + 1] {
+                        Comp::Wild(pat) => pat.matches_with(&name.to_string_lossy(), opts),
+                        Comp::Literal(lit) => *lit == name,
+                        Comp::Any => false, // merged at compile
+                    };
+                    if next {
+                        walk.matched(path.clone(), link, is_dir, i + 1, via);
+                    }
+                    if is_dir {
+                        walk.stack.push((path, i, via));
                     }
                 }
                 Comp::Literal(_) => unreachable!("handled above"),
@@ -246,41 +237,39 @@ fn walk(base: PathBuf, comps: &[Comp], limit: usize, stop: &AtomicBool, out: &mu
     }
 }
 
-/// A path that matched component `i`: a file found if it is the last, else a directory to
-/// walk (through a link too: the pattern's depth bounds that).
-#[allow(clippy::too_many_arguments)]
-fn consider(
-    path: PathBuf,
-    link: bool,
-    dir: bool,
-    i: usize,
-    last: bool,
-    via: bool,
-    out: &mut Expansion,
-    stack: &mut Vec<(PathBuf, usize, bool)>,
-) {
-    let target = if link { fs::metadata(&path).ok() } else { None };
-    let is_dir = target.as_ref().map_or(dir && !link, |m| m.is_dir());
-    if !last {
-        if is_dir {
-            stack.push((path, i + 1, via || link));
+struct Walk<'a> {
+    comps: &'a [Comp],
+    out: &'a mut Expansion,
+    stack: &'a mut Vec<(PathBuf, usize, bool)>,
+}
+
+impl Walk<'_> {
+    /// `path` matched component `i`: a file found if it is the last, else a directory to
+    /// walk (through a link too: the pattern's depth bounds that).
+    fn matched(&mut self, path: PathBuf, link: bool, dir: bool, i: usize, via: bool) {
+        let target = if link { fs::metadata(&path).ok() } else { None };
+        let is_dir = target.as_ref().map_or(dir && !link, |m| m.is_dir());
+        if i + 1 < self.comps.len() {
+            if is_dir {
+                self.stack.push((path, i + 1, via || link));
+            }
+            return;
         }
-        return;
+        if is_dir {
+            return;
+        }
+        let id = match target {
+            Some(m) => Some((m.dev(), m.ino())),
+            // a dangling link is followed until it resolves
+            None if link => None,
+            None => fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())),
+        };
+        self.out.found.push(Found {
+            path,
+            id,
+            via_link: via || link,
+        });
     }
-    if is_dir {
-        return;
-    }
-    let id = match target {
-        Some(m) => Some((m.dev(), m.ino())),
-        // a dangling link is followed until it resolves
-        None if link => None,
-        None => fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())),
-    };
-    out.found.push(Found {
-        path,
-        id,
-        via_link: via || link,
-    });
 }
 
 /// The run name for `path` matched by `pattern`, with `prefix` (the `RUN` of `RUN=GLOB`).
@@ -352,6 +341,90 @@ fn wildcard_part(pattern: &str, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without symbolic links, the walk finds what the `glob` crate finds.
+    #[test]
+    fn expands_like_the_glob_crate_on_a_tree_without_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "a.log",
+            "x/b.log",
+            "x/y/c.log",
+            "x/y/z/d.log",
+            "ab/x/e.log",
+            "ab/f.txt",
+            "b/x/g.log",
+            ".hidden/h.log",
+            "x/y/b1.log",
+        ] {
+            let p = d.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, "").unwrap();
+        }
+        let never = AtomicBool::new(false);
+        for pat in [
+            "**/*.log",
+            "**/x/*.log",
+            "*/*.log",
+            "a*/**/*.log",
+            "**/b?.log",
+            "[ab]/*/*.log",
+            "x/**/**/*.log",
+            "**/y/**/d.log",
+            "x/*",
+        ] {
+            let pattern = format!("{}/{pat}", d.display());
+            let mut want: Vec<PathBuf> = glob::glob(&pattern)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|p| !p.is_dir())
+                .collect();
+            want.sort();
+            want.dedup();
+            let got: Vec<PathBuf> = expand(&pattern, MAX_SCAN_ENTRIES, &never)
+                .unwrap()
+                .found
+                .into_iter()
+                .map(|f| f.path)
+                .collect();
+            assert!(!want.is_empty(), "{pat}");
+            assert_eq!(got, want, "{pat}");
+        }
+    }
+
+    /// The `glob` crate's trailing `**` matches directories only, so no log; here it
+    /// matches every file below.
+    #[test]
+    fn a_trailing_double_star_matches_every_file_below() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("x/y")).unwrap();
+        fs::write(dir.path().join("a.log"), "").unwrap();
+        fs::write(dir.path().join("x/y/b.log"), "").unwrap();
+        let pattern = format!("{}/**", dir.path().display());
+        let got: Vec<PathBuf> = expand(&pattern, MAX_SCAN_ENTRIES, &AtomicBool::new(false))
+            .unwrap()
+            .found
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(
+            got,
+            [dir.path().join("a.log"), dir.path().join("x/y/b.log")]
+        );
+    }
+
+    #[test]
+    fn base_dir_is_the_path_before_the_first_wildcard() {
+        assert_eq!(
+            base_dir("/data/output/*/logging.jsonl"),
+            Path::new("/data/output")
+        );
+        assert_eq!(base_dir("/data/run-*.log"), Path::new("/data"));
+        assert_eq!(base_dir("/data/logs/train.log"), Path::new("/data/logs"));
+        assert_eq!(base_dir("*.log"), Path::new("."));
+        assert_eq!(base_dir("train.log"), Path::new("."));
+    }
 
     #[test]
     fn names_runs_after_the_wildcard() {

@@ -283,6 +283,8 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     // render on a blocking thread is not waited for.
     rt.shutdown_timeout(Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
+    // ends the tailer's sleep at once
+    tailer.thread().unpark();
     // Each part stops on a thread of its own, all at once, and is waited for until a
     // deadline: one blocked part neither delays the others nor the exit.
     let (done, stopped) = std::sync::mpsc::channel::<()>();
@@ -539,8 +541,8 @@ pub fn parse_files(
 ) -> anyhow::Result<String> {
     for f in files {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
-        if meta.is_dir() {
-            anyhow::bail!("cannot read {}: is a directory", f.display());
+        if let Some(why) = tail::follow::not_regular(&meta) {
+            anyhow::bail!("cannot read {}: {why}", f.display());
         }
     }
     let sources: Vec<Source> = files
@@ -549,6 +551,8 @@ pub fn parse_files(
             run: Some(f.display().to_string()),
             path: f.display().to_string(),
             format,
+            // named on the command line: wherever it leads
+            follow_symlinks_outside: true,
         })
         .collect();
     let mut runs = Runs::new(limits, usize::MAX).with_rules(rules);

@@ -218,6 +218,9 @@ pub struct LogFile {
     pub path: String,
     pub run: Option<String>,
     pub format: Option<String>,
+    /// Follow symbolic links that lead out of the path's base directory.
+    #[serde(default)]
+    pub follow_symlinks_outside: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -446,12 +449,10 @@ impl Config {
                     .map_err(|m| invalid(format!("logs[{i}].format"), m))?,
                 None => Format::Auto,
             };
-            sources.push(source(
-                l.run.clone(),
-                l.path.clone(),
-                format,
-                &format!("logs[{i}]"),
-            )?);
+            sources.push(Source {
+                follow_symlinks_outside: l.follow_symlinks_outside,
+                ..source(l.run.clone(), l.path.clone(), format, &format!("logs[{i}]"))?
+            });
         }
         for (i, raw) in flags.logs.iter().enumerate() {
             let (run, path) = match raw.split_once('=') {
@@ -649,6 +650,7 @@ impl Config {
                 forget_after: idle,
                 active_delay: poll,
                 max_delay: (poll * 4).max(Duration::from_secs(1)),
+                ..TailOptions::default()
             },
         })
     }
@@ -664,7 +666,7 @@ fn source(
         return Err(invalid(format!("{key}.path"), "is empty"));
     }
     if crate::tail::discover::has_wildcard(&path) {
-        glob::Pattern::new(&path)
+        crate::tail::discover::check(&path)
             .map_err(|e| invalid(format!("{key}.path"), format!("invalid glob {path:?}: {e}")))?;
     }
     if let Some(r) = &run {
@@ -675,7 +677,12 @@ fn source(
             ));
         }
     }
-    Ok(Source { run, path, format })
+    Ok(Source {
+        run,
+        path,
+        format,
+        follow_symlinks_outside: false,
+    })
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

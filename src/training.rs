@@ -603,9 +603,11 @@ impl tail::Sink for Runs {
                 r.parser.file_changed(true);
                 tracing::info!(run, path = %r.state.path, "log file rotated")
             }
-            FileEvent::Truncated => {
+            FileEvent::Truncated { repeated } => {
                 r.parser.file_changed(false);
-                tracing::info!(run, path = %r.state.path, "log file truncated")
+                if !repeated {
+                    tracing::info!(run, path = %r.state.path, "log file truncated")
+                }
             }
             FileEvent::Opened => {}
         }

@@ -59,6 +59,9 @@ mod soak;
 // 1,000 connections, GPU lost and NVML hanging
 #[path = "it/faults.rs"]
 mod faults;
+// hostile log directories: a FIFO, /dev/zero, symlink loops and links out, truncation loops
+#[path = "it/hostile_paths.rs"]
+mod hostile_paths;
 // the fuzz targets of fuzz/ on stable: corpus plus seeded mutations, bounded in time
 #[path = "it/fuzz.rs"]
 mod fuzz;

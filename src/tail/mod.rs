@@ -5,28 +5,41 @@
 //! idle, and at once again while a burst exceeds one poll's budget. Polls due close together
 //! share one wake-up: on virtual machines a wake-up costs more CPU than parsing a hundred
 //! lines, so batching is what keeps following a busy log near 1 µs of CPU per line. It
-//! re-scans the globs every few seconds for new runs and forgets files that stay deleted.
-//! Tests drive it with [`Tailer::poll_once`] instead of sleeping.
+//! forgets files that stay deleted.
+//!
+//! The globs are expanded again every few seconds for new runs, in [`Tailer::run`] by a
+//! scanner thread of its own: a walk of a huge or slow tree never holds up the polling of
+//! the files already followed, and each walk is bounded ([`discover`]). A file is keyed by
+//! device and inode, not by path: reached by two paths (a symlinked run directory), it is
+//! followed once, under the first path found (a path without symbolic links first). A file
+//! the sink refused (run limit, name taken) is offered again at the next scan after a run
+//! was forgotten; the refused set holds only paths the last scan matched. The stop flag is
+//! seen between two files' polls, and a sleep ends at [`std::thread::Thread::unpark`].
+//! Tests drive it with [`Tailer::poll_once`], which scans inline, instead of sleeping.
 
 pub mod discover;
 pub mod follow;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
 
 use crate::parse::Format;
 
 /// One configured source: a path or glob, with an optional run-name prefix and a format.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Source {
     pub run: Option<String>,
     pub path: String,
     pub format: Format,
+    /// Follow files whose symbolic links lead out of the pattern's base directory
+    /// ([`discover::base_dir`]); refused by default.
+    pub follow_symlinks_outside: bool,
 }
 
 /// Receives lines per run.
@@ -52,10 +65,15 @@ pub struct TailOptions {
     pub active_delay: Duration,
     /// Longest interval for an idle file.
     pub max_delay: Duration,
+    /// Directory entries one expansion of one glob reads at most.
+    pub max_scan_entries: usize,
 }
 
 /// Polls due within this much of the earliest one are taken in the same wake-up.
 const COALESCE: Duration = Duration::from_millis(50);
+
+/// Bytes one poll reads from one file at most.
+const POLL_BUDGET: u64 = 256 * 1024;
 
 impl Default for TailOptions {
     fn default() -> Self {
@@ -65,6 +83,7 @@ impl Default for TailOptions {
             forget_after: Duration::from_secs(3600),
             active_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(1),
+            max_scan_entries: discover::MAX_SCAN_ENTRIES,
         }
     }
 }
@@ -74,6 +93,8 @@ struct Tracked {
     /// The source that found it: a reload that keeps the source keeps the file.
     source: Source,
     follower: Follower,
+    /// The file the scan found at the path, until the follower opens one.
+    found_id: Option<FileId>,
     next: Instant,
     delay: Duration,
     /// Until the first end of file, lines are stamped with the file's mtime, not now:
@@ -82,12 +103,18 @@ struct Tracked {
     missing_since: Option<Instant>,
 }
 
+/// One source's expansion, by index (`None`: the pattern does not compile).
+type Expanded = (usize, Option<discover::Expansion>);
+
 /// Follows every file of every source.
 pub struct Tailer {
-    sources: Vec<Source>,
+    sources: Arc<Vec<Source>>,
     opts: TailOptions,
     files: BTreeMap<PathBuf, Tracked>,
-    refused: std::collections::BTreeSet<PathBuf>,
+    /// Which followed path has each open file.
+    owners: HashMap<FileId, PathBuf>,
+    /// Per source.
+    scan_state: Vec<ScanState>,
     last_scan: Option<Instant>,
     /// New sources handed in while running (a config reload), taken at the next poll.
     pending: SourcesSlot,
@@ -96,13 +123,26 @@ pub struct Tailer {
 /// Where a running tailer's new sources are put: see [`Tailer::sources_slot`].
 pub type SourcesSlot = Arc<Mutex<Option<Vec<Source>>>>;
 
+#[derive(Default)]
+struct ScanState {
+    scanned: bool,
+    /// Paths the sink refused, among those the last expansion matched.
+    refused: BTreeSet<PathBuf>,
+    /// A run was forgotten since: the sink may take a refused path now.
+    retry_refused: bool,
+    /// An expansion hit the entry bound (warned once).
+    bounded: bool,
+}
+
 impl Tailer {
     pub fn new(sources: Vec<Source>, opts: TailOptions) -> Self {
+        let scan_state = sources.iter().map(|_| ScanState::default()).collect();
         Tailer {
-            sources,
+            sources: Arc::new(sources),
             opts,
             files: BTreeMap::new(),
-            refused: Default::default(),
+            owners: HashMap::new(),
+            scan_state,
             last_scan: None,
             pending: Default::default(),
         }
@@ -126,17 +166,39 @@ impl Tailer {
             .collect();
         for p in gone {
             if let Some(t) = self.files.remove(&p) {
+                self.owners.retain(|_, owner| *owner != p);
                 sink.forget(&t.run);
             }
         }
-        self.sources = sources;
-        self.refused.clear();
+        self.scan_state = sources.iter().map(|_| ScanState::default()).collect();
+        self.sources = Arc::new(sources);
         self.last_scan = None;
+    }
+
+    /// New sources put in the slot since the last call (a reload), applied.
+    fn take_pending(&mut self, sink: &mut dyn Sink) -> bool {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match pending {
+            Some(sources) => {
+                self.set_sources(sources, sink);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Number of files followed.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// Number of refused paths remembered (each matched by the last scan).
+    pub fn refused_count(&self) -> usize {
+        self.scan_state.iter().map(|s| s.refused.len()).sum()
     }
 
     /// Expands the globs and starts following new files.
@@ -145,61 +207,130 @@ impl Tailer {
     }
 
     fn scan_at(&mut self, sink: &mut dyn Sink, now: Instant) {
+        let never = AtomicBool::new(false);
+        for i in 0..self.sources.len() {
+            let exp = discover::expand(&self.sources[i].path, self.opts.max_scan_entries, &never);
+            self.apply_expansion(sink, i, exp.ok(), now);
+        }
+    }
+
+    fn scan_due(&self, now: Instant) -> bool {
+        self.last_scan
+            .is_none_or(|t| now.duration_since(t) >= self.opts.rescan)
+    }
+
+    /// Starts following what the expansion of source `i` found and is not followed yet
+    /// (`None`: the pattern does not compile, which config validation rules out).
+    fn apply_expansion(
+        &mut self,
+        sink: &mut dyn Sink,
+        i: usize,
+        exp: Option<discover::Expansion>,
+        now: Instant,
+    ) {
         self.last_scan = Some(now);
-        for src in &self.sources {
-            let paths = match discover::expand(&src.path) {
-                Ok(p) => p,
-                Err(_) => continue, // validated at config load
-            };
-            for path in paths {
-                if self.files.contains_key(&path) || self.refused.contains(&path) {
-                    continue;
-                }
-                let run = discover::run_name(src.run.as_deref(), &src.path, &path);
-                if !sink.open(&run, &path, src.format) {
-                    self.refused.insert(path);
-                    continue;
-                }
-                let follower = Follower::new(&path, self.opts.max_line_bytes);
-                self.files.insert(
-                    path,
-                    Tracked {
-                        run,
-                        source: src.clone(),
-                        follower,
-                        next: now,
-                        delay: self.opts.active_delay,
-                        catching_up: true,
-                        missing_since: None,
-                    },
-                );
+        let Some(exp) = exp else {
+            return;
+        };
+        let src = &self.sources[i];
+        let state = &mut self.scan_state[i];
+        if !std::mem::replace(&mut state.scanned, true) && exp.found.iter().all(|f| f.id.is_none())
+        {
+            tracing::warn!(path = %src.path, "no file matches this log path yet; it is followed when one appears");
+        }
+        if exp.truncated && !std::mem::replace(&mut state.bounded, true) {
+            tracing::warn!(path = %src.path, max_entries = self.opts.max_scan_entries, "a scan of this glob stopped at its bound of directory entries; files past it are not found");
+        }
+        let retry = std::mem::take(&mut state.retry_refused);
+        let old_refused = std::mem::take(&mut state.refused);
+        let mut taken: HashSet<FileId> = self
+            .files
+            .values()
+            .filter_map(|t| t.follower.id().or(t.found_id))
+            .collect();
+        let mut found = exp.found;
+        // a path without symbolic links names the run before one through a link
+        found.sort_by(|a, b| (a.via_link, &a.path).cmp(&(b.via_link, &b.path)));
+        for f in found {
+            if self.files.contains_key(&f.path) {
+                continue;
             }
+            if f.id.is_some_and(|id| taken.contains(&id)) {
+                continue; // another path to a file followed already
+            }
+            if old_refused.contains(&f.path) && !retry {
+                state.refused.insert(f.path);
+                continue;
+            }
+            let run = discover::run_name(src.run.as_deref(), &src.path, &f.path);
+            if !sink.open(&run, &f.path, src.format) {
+                state.refused.insert(f.path);
+                continue;
+            }
+            if let Some(id) = f.id {
+                taken.insert(id);
+            }
+            let mut follower = Follower::new(&f.path, self.opts.max_line_bytes);
+            if !src.follow_symlinks_outside {
+                follower = follower.confined_to(discover::base_dir(&src.path));
+            }
+            self.files.insert(
+                f.path,
+                Tracked {
+                    run,
+                    source: src.clone(),
+                    follower,
+                    found_id: f.id,
+                    next: now,
+                    delay: self.opts.active_delay,
+                    catching_up: true,
+                    missing_since: None,
+                },
+            );
         }
     }
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
     pub fn poll_once(&mut self, sink: &mut dyn Sink) -> Instant {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(sources) = pending {
-            self.set_sources(sources, sink);
-        }
+        self.take_pending(sink);
         let now = Instant::now();
-        if self
-            .last_scan
-            .is_none_or(|t| now.duration_since(t) >= self.opts.rescan)
-        {
+        if self.scan_due(now) {
             self.scan_at(sink, now);
         }
+        let next_scan = self.last_scan.map(|t| t + self.opts.rescan).unwrap_or(now);
+        self.poll_files(sink, &AtomicBool::new(false))
+            .map_or(next_scan, |n| n.min(next_scan))
+    }
+
+    /// Polls every file that is due, until `stop`. Returns when the next poll is due.
+    fn poll_files(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) -> Option<Instant> {
+        let now = Instant::now();
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if t.next > now + COALESCE {
                 continue;
             }
-            let polled = poll_file(t, sink, 256 * 1024);
+            let before = t.follower.id();
+            let polled = {
+                let owners = &self.owners;
+                let taken = |id| owners.get(&id).is_some_and(|p| p != path);
+                poll_file(t, sink, POLL_BUDGET, &taken)
+            };
+            let after = t.follower.id();
+            if before != after {
+                if let Some(b) = before {
+                    if self.owners.get(&b) == Some(path) {
+                        self.owners.remove(&b);
+                    }
+                }
+                if let Some(a) = after {
+                    self.owners.insert(a, path.clone());
+                    t.found_id = None;
+                }
+            }
             if t.follower.is_missing() {
                 let since = *t.missing_since.get_or_insert(now);
                 if now.duration_since(since) >= self.opts.forget_after {
@@ -219,27 +350,44 @@ impl Tailer {
         }
         for p in forget {
             if let Some(t) = self.files.remove(&p) {
+                self.owners.retain(|_, owner| *owner != p);
                 sink.forget(&t.run);
+                for s in &mut self.scan_state {
+                    s.retry_refused = true;
+                }
             }
         }
-        let next_scan = self.last_scan.map(|t| t + self.opts.rescan).unwrap_or(now);
-        self.files
-            .values()
-            .map(|t| t.next)
-            .min()
-            .unwrap_or(next_scan)
-            .min(next_scan)
+        self.files.values().map(|t| t.next).min()
     }
 
-    /// Follows until `stop` is set.
+    /// Follows until `stop` is set, the globs expanded by a scanner thread. A sleep lasts at
+    /// most the longest poll interval; unpark this thread to end it at once.
     pub fn run(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) {
+        let mut scanner = Scanner::spawn(&self.sources, self.opts);
         while !stop.load(Ordering::Relaxed) {
-            let next = self.poll_once(sink);
+            if self.take_pending(sink) {
+                // the old scanner's expansions index the old sources: start afresh
+                scanner = Scanner::spawn(&self.sources, self.opts);
+            }
+            let now = Instant::now();
+            match &scanner {
+                Some(s) => {
+                    while let Ok((i, exp)) = s.results.try_recv() {
+                        self.apply_expansion(sink, i, exp, now);
+                    }
+                }
+                // no thread to be had: scan here
+                None if self.scan_due(now) => self.scan_at(sink, now),
+                None => {}
+            }
+            let next = self
+                .poll_files(sink, stop)
+                .unwrap_or(now + self.opts.max_delay);
             let wait = next
                 .saturating_duration_since(Instant::now())
                 .min(self.opts.max_delay);
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
+            if !wait.is_zero() && !stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(wait);
             }
         }
     }
@@ -248,8 +396,17 @@ impl Tailer {
     pub fn read_to_end(&mut self, sink: &mut dyn Sink) {
         self.scan(sink);
         for t in self.files.values_mut() {
+            // to the size the file has now: a file written faster than it is read ends too
+            let size = std::fs::metadata(t.follower.path()).map_or(0, |m| m.len());
+            let mut left = size.saturating_add(POLL_BUDGET);
             // until a read finds nothing: a short read is not proof of the end on every filesystem
-            while poll_file(t, sink, u64::MAX).bytes > 0 {}
+            loop {
+                let bytes = poll_file(t, sink, POLL_BUDGET, &|_| false).bytes;
+                left = left.saturating_sub(bytes);
+                if bytes == 0 || left == 0 {
+                    break;
+                }
+            }
             let mut adapter = Adapter {
                 run: &t.run,
                 sink,
@@ -260,7 +417,58 @@ impl Tailer {
     }
 }
 
-fn poll_file(t: &mut Tracked, sink: &mut dyn Sink, budget: u64) -> follow::Polled {
+/// The scanner thread of [`Tailer::run`]: expands every glob each rescan interval and hands
+/// each expansion over as soon as it is done, waking the tailer. Dropping it stops it,
+/// mid-walk too.
+struct Scanner {
+    results: mpsc::Receiver<Expanded>,
+    stop: Arc<AtomicBool>,
+    /// Dropped with the scanner: ends its wait between scans at once.
+    _wake: mpsc::Sender<()>,
+}
+
+impl Scanner {
+    fn spawn(sources: &Arc<Vec<Source>>, opts: TailOptions) -> Option<Scanner> {
+        let (tx, results) = mpsc::sync_channel(sources.len().max(1));
+        let (wake, woken) = mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tailer = std::thread::current();
+        let (sources, flag) = (sources.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("tail-scan".into())
+            .spawn(move || loop {
+                for (i, src) in sources.iter().enumerate() {
+                    let exp = discover::expand(&src.path, opts.max_scan_entries, &flag);
+                    if flag.load(Ordering::Relaxed) || tx.send((i, exp.ok())).is_err() {
+                        return;
+                    }
+                    tailer.unpark();
+                }
+                if woken.recv_timeout(opts.rescan) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+            })
+            .ok()?;
+        Some(Scanner {
+            results,
+            stop,
+            _wake: wake,
+        })
+    }
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn poll_file(
+    t: &mut Tracked,
+    sink: &mut dyn Sink,
+    budget: u64,
+    taken: &dyn Fn(FileId) -> bool,
+) -> follow::Polled {
     let now = unix_now();
     let time = if t.catching_up {
         std::fs::metadata(t.follower.path())
@@ -277,7 +485,7 @@ fn poll_file(t: &mut Tracked, sink: &mut dyn Sink, budget: u64) -> follow::Polle
         sink,
         time,
     };
-    let polled = t.follower.poll(&mut adapter, budget);
+    let polled = t.follower.poll_unless(&mut adapter, budget, taken);
     if !polled.more {
         t.catching_up = false;
     }

@@ -320,6 +320,20 @@ mod tests {
             .stdout(file)
             .spawn()
             .unwrap();
+        // `spawn` returns once exec has begun; the kernel sets the new environment up a
+        // moment later, so wait for it (a positive witness) before scanning.
+        let environ = format!("/proc/{}/environ", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read(&environ)
+            .map(|b| b.windows(15).any(|w| w == b"SLURM_JOB_ID=77"))
+            .unwrap_or(false)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child never showed its environment"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let s = Scanner::new("/proc", vec!["SLURM_JOB_ID".into()]);
         let scan = s.scan(&[log.clone(), other.clone()]).unwrap();
         child.kill().unwrap();

@@ -285,7 +285,12 @@ impl LineParser {
     }
 
     fn mapping<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
-        let quote = text[1..].trim_start().as_bytes().first().copied();
+        // `text[0]` is `{`; the key's quote is the first character after any whitespace,
+        // Unicode's included (`{\u{a0}'loss': ...` looks like a record and is reported as a
+        // malformed one), so what follows it is sliced from `after`, never from `text` by a
+        // byte count
+        let after = text[1..].trim_start();
+        let quote = after.as_bytes().first().copied();
         let format = match (self.format, quote) {
             (Format::Jsonl, _) => "jsonl",
             (Format::Hf, _) => "hf",
@@ -296,10 +301,8 @@ impl LineParser {
         };
         if !text.ends_with('}') {
             // a record cut short (a crash mid-write) or a multi-line dump
-            return (text.len() > 2
-                && matches!(quote, Some(b'"') | Some(b'\''))
-                && text[2..].contains(':'))
-            .then_some(Event::Malformed("record does not end with '}'"));
+            return (matches!(quote, Some(b'"') | Some(b'\'')) && after[1..].contains(':'))
+                .then_some(Event::Malformed("record does not end with '}'"));
         }
         let mut pairs = Vec::with_capacity(self.pairs_buf);
         if let Err(e) = mapping::scan(text, &mut pairs) {
@@ -387,6 +390,49 @@ mod tests {
         assert_eq!(p.parse(&h), None);
         let row = clean(b"1,2,3");
         assert!(matches!(p.parse(&row), Some(Event::Malformed(_))));
+    }
+
+    /// Every non-ASCII space `char::is_whitespace` knows of: each is more than one byte.
+    const UNICODE_SPACES: &[char] = &[
+        '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}',
+        '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}', '\u{200a}', '\u{2028}',
+        '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+    ];
+
+    #[test]
+    fn unicode_space_after_the_brace_is_not_sliced_into() {
+        // `{\xc2\xa0"` aborted the daemon: the quote was looked for after a Unicode trim,
+        // then the text sliced two bytes in, inside the space
+        for &sp in UNICODE_SPACES {
+            assert!(sp.is_whitespace() && sp.len_utf8() > 1, "{sp:?}");
+            let cut = [
+                format!("{{{sp}\""),
+                format!("{{{sp}'"),
+                format!("{{{sp}{sp}\""),
+            ];
+            let partial = [
+                format!("{{{sp}'loss': 0.5,"),
+                format!("[rank0]: {{{sp}'loss': 0.5,"),
+                format!("{{{sp}\"loss\": 0.5,"),
+            ];
+            let whole = [
+                format!("{{{sp}'loss': 0.5}}"),
+                format!("[rank0]: {{{sp}\"loss\": 0.5}}"),
+            ];
+            for f in Format::ALL {
+                for l in cut.iter().chain(&partial).chain(&whole) {
+                    let c = clean(l.as_bytes());
+                    let _ = LineParser::new(*f).parse(&c);
+                }
+            }
+            for l in &cut {
+                assert_eq!(parse(l), None, "{l:?}");
+            }
+            // looks like a record cut short, or one the scanner cannot read: counted
+            for l in partial.iter().chain(&whole) {
+                assert!(matches!(parse(l), Some(Event::Malformed(_))), "{l:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,14 +1,24 @@
 //! The `gpu-train-exporter` binary: flags → [`Config`] → [`app::run`]. Configuration errors
 //! exit with code 2 and one message naming the key; runtime errors exit with 1.
+//!
+//! Panics: the release profile unwinds, and the first thing `main` does is install
+//! [`guard::abort_on_panic_outside_parsers`]. A panic in a parser unwinds to the
+//! [`guard::contain`] around it: that line is counted in `training_parse_errors_total`, the
+//! run's first such failure is logged, and the daemon goes on. A panic anywhere else (the
+//! server, the tailer, the collectors, a run's state) prints its message and aborts the
+//! process, as with `panic = "abort"`: a daemon with a dead thread serves stale data, while
+//! an exit is seen and restarted by the supervisor.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use gpu_train_exporter::app;
 use gpu_train_exporter::config::{self, Cli, Command, Config, Flags};
+use gpu_train_exporter::parse::guard;
 use gpu_train_exporter::training::Limits;
 
 fn main() -> ExitCode {
+    guard::abort_on_panic_outside_parsers();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => {

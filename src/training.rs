@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
 use crate::history::Series;
+use crate::parse::guard;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
 use crate::tail::{self, FileEvent};
@@ -444,8 +445,22 @@ pub struct Run {
     /// Read errors on the run's file (permission denied, a directory ...).
     pub read_errors: u64,
     warned_keys: bool,
+    /// A parser panicked on a line of this run's file (logged once).
+    warned_panic: bool,
     /// Indexes of the user rules scoped to this run.
     rules: Vec<usize>,
+}
+
+impl Run {
+    /// A parser panicked on a line of this run: the line counts as a parse error; the run's
+    /// first such failure is logged.
+    fn parser_failed(&mut self, run: &str, panic: guard::ParserPanic) {
+        self.state.parse_errors += 1;
+        if !self.warned_panic {
+            self.warned_panic = true;
+            tracing::error!(run, path = %self.state.path, error = %panic, "a parser failed on a line of this log: the line is skipped and counted in training_parse_errors_total (further failures in this run are counted, not logged)");
+        }
+    }
 }
 
 impl Runs {
@@ -548,6 +563,7 @@ impl tail::Sink for Runs {
                 parser: LineParser::new(format),
                 read_errors: 0,
                 warned_keys: false,
+                warned_panic: false,
                 rules: (0..self.rules.len())
                     .filter(|&i| self.rules[i].applies_to(run))
                     .collect(),
@@ -565,15 +581,30 @@ impl tail::Sink for Runs {
             r.state.skip(SkipReason::Binary);
             return;
         }
-        let cleaned = clean(line);
+        #[cfg(feature = "fault-injection")]
+        crate::parse::guard::fault::outside(line);
+        // the parsers' work on the line, contained: a panic in one costs this line alone
+        let cleaned = match guard::contain(|| clean(line)) {
+            Ok(c) => c,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
+        let (rules, parser) = (&self.rules, &mut r.parser);
+        let parsed = guard::contain(|| {
+            let hits: Vec<_> = (r.rules.iter())
+                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
+                .collect();
+            (hits, parser.parse(&cleaned))
+        });
+        let (hits, event) = match parsed {
+            Ok(parsed) => parsed,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
         let mut dropped = 0;
-        for &i in &r.rules {
-            let rule = &self.rules[i];
-            if let Some((labels, v)) = rule.apply(&cleaned.text) {
-                dropped += r.state.rule_match(i, rule.kind, &labels, v, &self.limits);
-            }
+        for (i, (labels, v)) in hits {
+            let kind = self.rules[i].kind;
+            dropped += r.state.rule_match(i, kind, &labels, v, &self.limits);
         }
-        if let Some(event) = r.parser.parse(&cleaned) {
+        if let Some(event) = event {
             dropped += r.state.apply(event, time, &self.limits);
         }
         if dropped > 0 && !r.warned_keys {

@@ -68,3 +68,6 @@ mod fuzz;
 // SIGHUP reloads logs, rules and the web config; a bad config is refused; USR1/USR2 ignored
 #[path = "it/reload.rs"]
 mod reload;
+// lines that once killed the daemon; a parser's panic costs one line, any other aborts
+#[path = "it/parser_panics.rs"]
+mod parser_panics;

@@ -4,11 +4,12 @@
 //! [`dict`], [`megatron`], [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]);
 //! [`LineParser`] picks the format per line by cheap prefix checks (or uses the one the config
 //! forces). [`rules`] holds the users' regex rules. Nothing here knows about files, metrics or
-//! time.
+//! time. [`guard`] contains a parser's panic to the line it was reading.
 
 pub mod clean;
 pub mod deepspeed;
 pub mod dict;
+pub mod guard;
 pub mod lightning;
 pub mod mapping;
 pub mod megatron;
@@ -213,6 +214,8 @@ impl LineParser {
     /// Parses one cleaned line.
     pub fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
         let text: &'a str = &line.text;
+        #[cfg(feature = "fault-injection")]
+        guard::fault::parser(text);
         let first = *text.as_bytes().first()?;
         let format = match self.format {
             Format::Auto => self.detect(text),

@@ -96,6 +96,10 @@ pub struct Flags {
     /// Most distinct keys per run [default: 512].
     #[arg(long = "limits.max-keys-per-run", value_name = "N")]
     pub max_keys_per_run: Option<usize>,
+    /// Bytes the live page's history may hold, all runs together; past it every series is
+    /// decimated evenly [default: 33554432 (32 MiB)].
+    #[arg(long = "limits.history-bytes", value_name = "BYTES")]
+    pub history_bytes: Option<usize>,
     /// A run with no record for this long is no longer active [default: 1h].
     #[arg(long = "run.idle-timeout", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
@@ -229,6 +233,7 @@ pub struct LimitsFile {
     pub max_runs: Option<usize>,
     pub max_keys_per_run: Option<usize>,
     pub max_line_bytes: Option<usize>,
+    pub history_bytes: Option<usize>,
 }
 
 /// The validated configuration.
@@ -499,6 +504,20 @@ impl Config {
                 "must be between 1024 and 67108864",
             ));
         }
+        let history_bytes = flags
+            .history_bytes
+            .or(file.limits.history_bytes)
+            .unwrap_or(Limits::default().history_bytes);
+        if !(1 << 20..=1 << 30).contains(&history_bytes) {
+            return Err(invalid(
+                if flags.history_bytes.is_some() {
+                    "--limits.history-bytes"
+                } else {
+                    "limits.history_bytes"
+                },
+                "must be between 1048576 (1 MiB) and 1073741824 (1 GiB)",
+            ));
+        }
         let idle = duration(
             flags.idle_timeout.as_deref(),
             "--run.idle-timeout",
@@ -641,6 +660,7 @@ impl Config {
             limits: Limits {
                 max_keys_per_run: max_keys,
                 idle_seconds: idle.as_secs_f64(),
+                history_bytes,
                 ..Limits::default()
             },
             max_runs,

@@ -5,9 +5,37 @@
 //! point (and its first non-finite value, as a marker). When the buckets are full, adjacent
 //! pairs merge and the stride doubles, so the whole run stays evenly covered. Up to
 //! `2 * MAX_BUCKETS` records the series is exact.
+//!
+//! Memory is bounded globally, not only per series: the owner of all the series (the runs)
+//! gives each the same bucket cap, [`fair_buckets`] of a byte budget, and lowers it with
+//! [`Series::limit`] as series are added, so that many runs decimate evenly instead of
+//! growing without bound. [`Series::bytes`] is what a series is accounted.
 
 /// Buckets per series; each yields at most two points.
 pub const MAX_BUCKETS: usize = 1000;
+
+/// The fewest buckets the budget decimates a series to (64 points). When the budget cannot
+/// give every series this many, no new series is started.
+pub const MIN_BUCKETS: usize = 32;
+
+/// Bytes of one bucket.
+pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
+
+/// Bytes a series is accounted besides its buckets, for a key of `key_len` bytes: the key,
+/// the map entry holding it and the allocator's headers.
+pub fn series_overhead(key_len: usize) -> usize {
+    key_len + std::mem::size_of::<String>() + std::mem::size_of::<Series>() + 48
+}
+
+/// The buckets each of `series` series may hold when they share `budget` bytes, of which
+/// `overhead` go to their [`series_overhead`]: at most [`MAX_BUCKETS`], and 0 when not even
+/// one bucket each fits.
+pub fn fair_buckets(budget: usize, series: usize, overhead: usize) -> usize {
+    if series == 0 {
+        return MAX_BUCKETS;
+    }
+    (budget.saturating_sub(overhead) / series / BUCKET_BYTES).min(MAX_BUCKETS)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bucket {
@@ -52,7 +80,7 @@ impl Bucket {
     }
 
     fn merge(&mut self, o: &Bucket) {
-        self.count += o.count;
+        self.count = self.count.saturating_add(o.count);
         if self.nonfinite.is_none() {
             self.nonfinite = o.nonfinite;
         }
@@ -89,35 +117,65 @@ impl Series {
         }
     }
 
-    /// Adds one record's value at step `x`.
+    /// Adds one record's value at step `x`, keeping at most [`MAX_BUCKETS`] buckets.
     pub fn push(&mut self, x: f64, y: f64) {
+        self.push_within(x, y, MAX_BUCKETS);
+    }
+
+    /// Adds one record's value at step `x`, keeping at most `cap` buckets (at least 2).
+    /// Returns the bytes the series grew by: its buckets are allocated as needed, doubling,
+    /// never past `cap`.
+    pub fn push_within(&mut self, x: f64, y: f64, cap: usize) -> usize {
+        let cap = cap.clamp(2, MAX_BUCKETS);
         let (x, y) = (x as f32, y as f32);
-        match self.buckets.last_mut() {
-            Some(b) if b.count < self.stride => b.add(x, y),
-            _ => {
-                if self.buckets.len() >= MAX_BUCKETS {
-                    self.compact();
-                    return self.push(x as f64, y as f64);
-                }
-                self.buckets.push(Bucket::new(x, y));
+        if let Some(b) = self.buckets.last_mut() {
+            if b.count < self.stride {
+                b.add(x, y);
+                return 0;
             }
+        }
+        while self.buckets.len() >= cap {
+            self.compact();
+            if let Some(b) = self.buckets.last_mut() {
+                if b.count < self.stride {
+                    b.add(x, y);
+                    return 0;
+                }
+            }
+        }
+        let before = self.buckets.capacity();
+        if self.buckets.len() == before {
+            let len = self.buckets.len();
+            self.buckets.reserve_exact(len.max(4).min(cap - len));
+        }
+        self.buckets.push(Bucket::new(x, y));
+        (self.buckets.capacity() - before) * BUCKET_BYTES
+    }
+
+    /// Decimates the series to at most `cap` buckets (at least 2) and releases what it held
+    /// beyond them.
+    pub fn limit(&mut self, cap: usize) {
+        let cap = cap.clamp(2, MAX_BUCKETS);
+        while self.buckets.len() > cap {
+            self.compact();
+        }
+        if self.buckets.capacity() > cap {
+            self.buckets.shrink_to(cap);
         }
     }
 
+    /// Merges neighbouring buckets in place: half the buckets, twice the stride.
     fn compact(&mut self) {
-        let merged: Vec<Bucket> = self
-            .buckets
-            .chunks(2)
-            .map(|pair| {
-                let mut b = pair[0];
-                if let Some(o) = pair.get(1) {
-                    b.merge(o);
-                }
-                b
-            })
-            .collect();
-        self.buckets = merged;
-        self.stride *= 2;
+        let n = self.buckets.len();
+        for i in 0..n.div_ceil(2) {
+            let mut b = self.buckets[2 * i];
+            if let Some(o) = self.buckets.get(2 * i + 1) {
+                b.merge(o);
+            }
+            self.buckets[i] = b;
+        }
+        self.buckets.truncate(n.div_ceil(2));
+        self.stride = self.stride.saturating_mul(2);
     }
 
     /// Records per bucket.
@@ -151,9 +209,19 @@ impl Series {
             .collect()
     }
 
-    /// Approximate heap bytes held.
+    /// Buckets in use.
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Heap bytes of the buckets.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+        self.buckets.capacity() * BUCKET_BYTES
+    }
+
+    /// Bytes accounted to the series stored under `key`: its buckets and its overhead.
+    pub fn bytes(&self, key: &str) -> usize {
+        self.heap_bytes() + series_overhead(key.len())
     }
 }
 

@@ -12,14 +12,15 @@ use std::sync::Mutex;
 use std::sync::Arc;
 
 use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
-use crate::history::Series;
+use crate::history::{self, Series};
 use crate::parse::guard;
 use crate::parse::rules::{Rule, RuleKind};
-use crate::parse::{clean, Event, Format, LineParser, Progress, Record};
+use crate::parse::{clean, Event, Format, LineParser, Progress, Record, RecordCap};
 use crate::tail::{self, FileEvent};
 
 /// Keys beyond the well-known ones whose history is kept per run (the live page's small
-/// charts): bounds memory at about 20 KB per key for a run of any length.
+/// charts). A key's history holds at most 36 KB for a run of any length, less when the
+/// global budget ([`Limits::history_bytes`]) is shared by many runs.
 pub const MAX_HISTORY_OTHER_KEYS: usize = 16;
 
 /// Limits applied to what logs can create.
@@ -30,6 +31,9 @@ pub struct Limits {
     pub max_key_bytes: usize,
     /// A run is active while its last activity is younger than this (seconds).
     pub idle_seconds: f64,
+    /// Bytes the page's history may hold, all runs together: past it every series is
+    /// decimated evenly (see [`crate::history`]).
+    pub history_bytes: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +42,7 @@ impl Default for Limits {
             max_keys_per_run: 512,
             max_key_bytes: 128,
             idle_seconds: 3600.0,
+            history_bytes: 32 << 20,
         }
     }
 }
@@ -165,6 +170,13 @@ pub struct RunState {
     /// [`MAX_HISTORY_OTHER_KEYS`] others.
     pub history: BTreeMap<String, Series>,
     history_other: usize,
+    /// Bytes accounted to `history` ([`Series::bytes`]), and the part that is overhead.
+    history_bytes: usize,
+    history_overhead: usize,
+    /// Buckets each series may hold and series that may still be started: set by the owner
+    /// of all runs from the global budget (unbounded for a run on its own).
+    history_cap: usize,
+    history_room: usize,
     step_from_records: bool,
     rate_from_records: bool,
     bar_total: Option<u64>,
@@ -198,6 +210,10 @@ impl RunState {
             gpu_memory_bytes: None,
             history: BTreeMap::new(),
             history_other: 0,
+            history_bytes: 0,
+            history_overhead: 0,
+            history_cap: history::MAX_BUCKETS,
+            history_room: usize::MAX,
             step_from_records: false,
             rate_from_records: false,
             bar_total: None,
@@ -341,7 +357,11 @@ impl RunState {
 
     fn remember(&mut self, key: &str, x: f64, v: f64) {
         if let Some(s) = self.history.get_mut(key) {
-            s.push(x, v);
+            self.history_bytes += s.push_within(x, v, self.history_cap);
+            return;
+        }
+        if self.history_room == 0 {
+            // the budget is spread as thin as it goes: no new series until runs go
             return;
         }
         if Known::from_key(key).is_none() {
@@ -350,9 +370,28 @@ impl RunState {
             }
             self.history_other += 1;
         }
+        self.history_room -= 1;
         let mut s = Series::new();
-        s.push(x, v);
+        s.push_within(x, v, self.history_cap);
+        self.history_bytes += s.bytes(key);
+        self.history_overhead += history::series_overhead(key.len());
         self.history.insert(key.to_string(), s);
+    }
+
+    /// Bytes accounted to the run's history.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    /// Decimates every series of the run to at most `cap` buckets.
+    fn limit_history(&mut self, cap: usize) {
+        self.history_cap = cap;
+        let mut bytes = 0;
+        for (k, s) in self.history.iter_mut() {
+            s.limit(cap);
+            bytes += s.bytes(k);
+        }
+        self.history_bytes = bytes;
     }
 
     fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
@@ -381,7 +420,8 @@ impl RunState {
             self.set_step(s, now);
         }
         let x = self.step.unwrap_or(self.records as f64);
-        let mut dropped = 0;
+        // what the record's cap left out of its line
+        let mut dropped = r.dropped;
         for (key, v) in r.values {
             if key.len() <= limits.max_key_bytes {
                 self.remember(&key, x, v);
@@ -435,6 +475,12 @@ pub struct Runs {
     pub runs_dropped: u64,
     /// User rules, applied to the cleaned lines of the runs they are scoped to.
     pub rules: Arc<Vec<Rule>>,
+    /// Every run's history together: bytes accounted, the overhead part, series, and the
+    /// buckets each series may hold within `limits.history_bytes`.
+    history_bytes: usize,
+    history_overhead: usize,
+    history_series: usize,
+    history_cap: usize,
 }
 
 /// One run: its state and the parser of its file.
@@ -471,6 +517,89 @@ impl Runs {
             runs: BTreeMap::new(),
             runs_dropped: 0,
             rules: Arc::new(Vec::new()),
+            history_bytes: 0,
+            history_overhead: 0,
+            history_series: 0,
+            history_cap: history::MAX_BUCKETS,
+        }
+    }
+
+    /// Bytes accounted to every run's history: at most `limits.history_bytes` once a line
+    /// has been applied.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    /// Series that may still be started with every series keeping at least
+    /// [`history::MIN_BUCKETS`] buckets within the budget.
+    fn history_room(&self) -> usize {
+        let floor = history::MIN_BUCKETS * history::BUCKET_BYTES;
+        let used = self.history_overhead + self.history_series * floor;
+        let one = floor + history::series_overhead(self.limits.max_key_bytes);
+        self.limits.history_bytes.saturating_sub(used) / one
+    }
+
+    /// Gives every series the same share of the budget: the buckets `history_series` series
+    /// may each hold, every series above it decimated (a run idle for days as much as a
+    /// busy one), the accounted bytes recounted.
+    fn rebalance_history(&mut self) {
+        let cap = history::fair_buckets(
+            self.limits.history_bytes,
+            self.history_series,
+            self.history_overhead,
+        );
+        let lowered = cap < self.history_cap;
+        self.history_cap = cap;
+        if !lowered && self.history_bytes <= self.limits.history_bytes {
+            return;
+        }
+        let mut bytes = 0;
+        for r in self.runs.values_mut() {
+            r.state.limit_history(cap);
+            bytes += r.state.history_bytes;
+        }
+        self.history_bytes = bytes;
+    }
+
+    /// Applies one line to its run.
+    fn line_of(&mut self, run: &str, line: &[u8], time: f64) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        r.state.lines += 1;
+        if clean::looks_binary(line) {
+            r.state.skip(SkipReason::Binary);
+            return;
+        }
+        #[cfg(feature = "fault-injection")]
+        crate::parse::guard::fault::outside(line);
+        // the parsers' work on the line, contained: a panic in one costs this line alone
+        let cleaned = match guard::contain(|| clean(line)) {
+            Ok(c) => c,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
+        let (rules, parser) = (&self.rules, &mut r.parser);
+        let parsed = guard::contain(|| {
+            let hits: Vec<_> = (r.rules.iter())
+                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
+                .collect();
+            (hits, parser.parse(&cleaned))
+        });
+        let (hits, event) = match parsed {
+            Ok(parsed) => parsed,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
+        let mut dropped = 0;
+        for (i, (labels, v)) in hits {
+            let kind = self.rules[i].kind;
+            dropped += r.state.rule_match(i, kind, &labels, v, &self.limits);
+        }
+        if let Some(event) = event {
+            dropped += r.state.apply(event, time, &self.limits);
+        }
+        if dropped > 0 && !r.warned_keys {
+            r.warned_keys = true;
+            tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
         }
     }
 
@@ -560,7 +689,11 @@ impl tail::Sink for Runs {
             run.to_string(),
             Run {
                 state: RunState::new(path.to_string_lossy(), fmt),
-                parser: LineParser::new(format),
+                parser: LineParser::new(format).with_cap(RecordCap {
+                    max_keys: self.limits.max_keys_per_run,
+                    max_key_bytes: self.limits.max_key_bytes,
+                    always: |k| Known::from_key(k).is_some(),
+                }),
                 read_errors: 0,
                 warned_keys: false,
                 warned_panic: false,
@@ -573,43 +706,27 @@ impl tail::Sink for Runs {
     }
 
     fn line(&mut self, run: &str, line: &[u8], time: f64) {
+        let room = self.history_room();
         let Some(r) = self.runs.get_mut(run) else {
             return;
         };
-        r.state.lines += 1;
-        if clean::looks_binary(line) {
-            r.state.skip(SkipReason::Binary);
+        r.state.history_cap = self.history_cap;
+        r.state.history_room = room;
+        let before = (
+            r.state.history_bytes,
+            r.state.history_overhead,
+            r.state.history.len(),
+        );
+        self.line_of(run, line, time);
+        let Some(r) = self.runs.get(run) else {
             return;
-        }
-        #[cfg(feature = "fault-injection")]
-        crate::parse::guard::fault::outside(line);
-        // the parsers' work on the line, contained: a panic in one costs this line alone
-        let cleaned = match guard::contain(|| clean(line)) {
-            Ok(c) => c,
-            Err(panic) => return r.parser_failed(run, panic),
         };
-        let (rules, parser) = (&self.rules, &mut r.parser);
-        let parsed = guard::contain(|| {
-            let hits: Vec<_> = (r.rules.iter())
-                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
-                .collect();
-            (hits, parser.parse(&cleaned))
-        });
-        let (hits, event) = match parsed {
-            Ok(parsed) => parsed,
-            Err(panic) => return r.parser_failed(run, panic),
-        };
-        let mut dropped = 0;
-        for (i, (labels, v)) in hits {
-            let kind = self.rules[i].kind;
-            dropped += r.state.rule_match(i, kind, &labels, v, &self.limits);
-        }
-        if let Some(event) = event {
-            dropped += r.state.apply(event, time, &self.limits);
-        }
-        if dropped > 0 && !r.warned_keys {
-            r.warned_keys = true;
-            tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
+        // a line only grows a run's history; the budget is enforced before the next one
+        self.history_bytes += r.state.history_bytes - before.0;
+        self.history_overhead += r.state.history_overhead - before.1;
+        self.history_series += r.state.history.len() - before.2;
+        if self.history_bytes > self.limits.history_bytes {
+            self.rebalance_history();
         }
     }
 
@@ -649,7 +766,17 @@ impl tail::Sink for Runs {
             run,
             "log gone past the idle limit or no longer configured; dropping the run's series"
         );
-        self.runs.remove(run);
+        if let Some(r) = self.runs.remove(run) {
+            self.history_bytes -= r.state.history_bytes;
+            self.history_overhead -= r.state.history_overhead;
+            self.history_series -= r.state.history.len();
+            // the others' series may grow back into the share it leaves
+            self.history_cap = history::fair_buckets(
+                self.limits.history_bytes,
+                self.history_series,
+                self.history_overhead,
+            );
+        }
     }
 }
 

@@ -7,9 +7,10 @@
 //! `grad_norm`, `epoch`, `*_per_second`, with the step and max steps pulled out.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use super::mapping::{self, Value};
-use super::Record;
+use super::mapping::{self, Malformed, Value};
+use super::{Record, RecordCap};
 
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
 /// (a config dump such as `{'device_map': 'cpu'}` is not a record).
@@ -17,17 +18,60 @@ pub fn record<'a>(
     pairs: Vec<(Cow<'a, str>, Value<'a>)>,
     format: &'static str,
 ) -> Option<Record<'a>> {
-    let mut rec = Record::new(format);
+    let mut b = Builder::new(format, RecordCap::NONE, pairs.len());
     for (key, value) in pairs {
+        b.pair(key, value);
+    }
+    b.finish()
+}
+
+/// Scans the mapping `text` into a record, pair by pair, keeping what `cap` allows:
+/// memory stays within the cap's keys whatever the line holds. `hint` is the values
+/// expected (their first allocation).
+pub fn scan_record<'a>(
+    text: &'a str,
+    format: &'static str,
+    cap: &RecordCap,
+    hint: usize,
+) -> Result<Option<Record<'a>>, Malformed> {
+    let mut b = Builder::new(format, *cap, hint);
+    mapping::scan_each(text, |key, value| b.pair(key, value))?;
+    Ok(b.finish())
+}
+
+/// A record being built from a mapping's pairs, within a [`RecordCap`].
+struct Builder<'a> {
+    rec: Record<'a>,
+    cap: RecordCap,
+    /// Values held of keys the cap does not always keep.
+    others: usize,
+    /// Once the record holds `cap.max_keys` values: the index of each key in it, the
+    /// record's duplicates merged (the last value wins), so that it grows by new keys only.
+    index: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(format: &'static str, cap: RecordCap, hint: usize) -> Self {
+        let mut rec = Record::new(format);
+        rec.values.reserve(hint.min(cap.max_keys).min(64));
+        Builder {
+            rec,
+            cap,
+            others: 0,
+            index: None,
+        }
+    }
+
+    fn pair(&mut self, key: Cow<'a, str>, value: Value<'a>) {
         let num = match &value {
             Value::Num(v) => Some(*v),
             Value::Str(s) => {
                 if key == "global_step/max_steps" {
                     if let Some((a, b)) = s.split_once('/') {
-                        rec.step = a.trim().parse().ok();
-                        rec.max_steps = b.trim().parse().ok();
+                        self.rec.step = a.trim().parse().ok();
+                        self.rec.max_steps = b.trim().parse().ok();
                     }
-                    continue;
+                    return;
                 }
                 mapping::number(s.trim()).or_else(|| {
                     if key.ends_with("time") {
@@ -39,28 +83,71 @@ pub fn record<'a>(
             }
             Value::Other => None,
         };
-        let Some(v) = num else { continue };
+        let Some(v) = num else { return };
         match key.as_ref() {
-            "step" | "global_step" | "current_steps" | "iteration" => rec.step = Some(v),
-            "max_steps" | "total_steps" => rec.max_steps = Some(v),
-            "lr" => rec.push("learning_rate", v),
+            "step" | "global_step" | "current_steps" | "iteration" => self.rec.step = Some(v),
+            "max_steps" | "total_steps" => self.rec.max_steps = Some(v),
+            "lr" => self.value(Cow::Borrowed("learning_rate"), v),
             "train_speed(s/it)" => {
                 if v > 0.0 {
-                    rec.push("steps_per_second", 1.0 / v)
+                    self.value(Cow::Borrowed("steps_per_second"), 1.0 / v)
                 }
             }
-            "train_speed(iter/s)" => rec.push("steps_per_second", v),
+            "train_speed(iter/s)" => self.value(Cow::Borrowed("steps_per_second"), v),
             "train_runtime" => {
-                rec.end_of_training = true;
-                rec.values.push((key, v));
+                self.rec.end_of_training = true;
+                self.value(key, v);
             }
-            _ => rec.values.push((key, v)),
+            _ => self.value(key, v),
         }
     }
-    if rec.values.is_empty() && rec.step.is_none() {
-        return None;
+
+    /// Adds one value within the cap.
+    fn value(&mut self, key: Cow<'a, str>, v: f64) {
+        if key.len() > self.cap.max_key_bytes {
+            self.rec.dropped += 1;
+            return;
+        }
+        if self.index.is_none() && self.rec.values.len() < self.cap.max_keys {
+            self.others += usize::from(!(self.cap.always)(&key));
+            self.rec.values.push((key, v));
+            return;
+        }
+        let index = self.index.get_or_insert_with(|| {
+            // merge the duplicates so far: each key once, where it first came, its last value
+            let values = std::mem::take(&mut self.rec.values);
+            let mut index: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(values.len() * 2);
+            self.others = 0;
+            for (k, v) in values {
+                match index.get(k.as_ref()) {
+                    Some(&i) => self.rec.values[i].1 = v,
+                    None => {
+                        self.others += usize::from(!(self.cap.always)(&k));
+                        index.insert(k.clone(), self.rec.values.len());
+                        self.rec.values.push((k, v));
+                    }
+                }
+            }
+            index
+        });
+        if let Some(&i) = index.get(key.as_ref()) {
+            self.rec.values[i].1 = v;
+        } else if (self.cap.always)(&key) || self.others < self.cap.max_keys {
+            self.others += usize::from(!(self.cap.always)(&key));
+            index.insert(key.clone(), self.rec.values.len());
+            self.rec.values.push((key, v));
+        } else {
+            self.rec.dropped += 1;
+        }
     }
-    Some(rec)
+
+    fn finish(self) -> Option<Record<'a>> {
+        let rec = self.rec;
+        if rec.values.is_empty() && rec.step.is_none() && rec.dropped == 0 {
+            return None;
+        }
+        Some(rec)
+    }
 }
 
 /// Parses printed durations into seconds: `3h 54m 2s`, `41.23s`, `1d 2h`, `0:01:30`,

@@ -4,7 +4,8 @@
 //! Trainers print these two shapes for nearly every record, and both carry tokens that strict
 //! parsers reject (`nan`, `inf`, `None`, bare `NaN`/`Infinity`). Nested values (`log_history`,
 //! `mom=[[...]]`, `tensor(...)`) are skipped whole, never replayed. Pure, no allocation
-//! unless a string holds an escape.
+//! unless a string holds an escape; [`scan_each`] streams the pairs, so a huge line costs
+//! no more than itself.
 
 use std::borrow::Cow;
 
@@ -25,6 +26,16 @@ pub struct Malformed(pub &'static str);
 
 /// Scans `s`, which must be a whole mapping, appending `(key, value)` pairs to `out`.
 pub fn scan<'a>(s: &'a str, out: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> Result<(), Malformed> {
+    scan_each(s, |k, v| out.push((k, v)))
+}
+
+/// Scans `s`, which must be a whole mapping, handing each `(key, value)` pair to `pair` in
+/// order as it is read: nothing is collected, whatever the number of pairs. On an error
+/// the pairs before it have been handed over.
+pub fn scan_each<'a>(
+    s: &'a str,
+    mut pair: impl FnMut(Cow<'a, str>, Value<'a>),
+) -> Result<(), Malformed> {
     let mut p = Parser {
         s,
         b: s.as_bytes(),
@@ -46,7 +57,7 @@ pub fn scan<'a>(s: &'a str, out: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> Result<
         p.expect(b':')?;
         p.ws();
         let value = p.value()?;
-        out.push((key, value));
+        pair(key, value);
         p.ws();
         match p.next() {
             Some(b',') => {

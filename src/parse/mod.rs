@@ -123,6 +123,37 @@ pub struct Record<'a> {
     pub max_steps: Option<f64>,
     /// The end-of-training summary (`train_runtime` ...).
     pub end_of_training: bool,
+    /// Values the line held that its [`RecordCap`] left out (keys past the cap, too long).
+    pub dropped: u64,
+}
+
+/// Bounds what one record keeps of its line, so that a line of millions of pairs costs its
+/// own bytes rather than a list of every pair: the first `max_keys` distinct keys (besides
+/// those `always` keeps) are kept, later new keys are dropped and counted in
+/// [`Record::dropped`]. Below the cap a record is exactly the line's pairs in order.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordCap {
+    /// Distinct keys kept besides the `always` ones.
+    pub max_keys: usize,
+    /// Longer keys are dropped and counted.
+    pub max_key_bytes: usize,
+    /// Keys kept whatever the count (the well-known ones; a small vocabulary).
+    pub always: fn(&str) -> bool,
+}
+
+impl RecordCap {
+    /// No cap.
+    pub const NONE: RecordCap = RecordCap {
+        max_keys: usize::MAX,
+        max_key_bytes: usize::MAX,
+        always: |_| false,
+    };
+}
+
+impl Default for RecordCap {
+    fn default() -> Self {
+        RecordCap::NONE
+    }
 }
 
 impl<'a> Record<'a> {
@@ -133,6 +164,7 @@ impl<'a> Record<'a> {
             step: None,
             max_steps: None,
             end_of_training: false,
+            dropped: 0,
         }
     }
 
@@ -169,6 +201,7 @@ pub enum Event<'a> {
 pub struct LineParser {
     format: Format,
     pairs_buf: usize,
+    cap: RecordCap,
     csv: lightning::Csv,
     last_postfix: String,
 }
@@ -180,6 +213,12 @@ impl LineParser {
             pairs_buf: 16,
             ..LineParser::default()
         }
+    }
+
+    /// Caps what a mapping record keeps of its line (see [`RecordCap`]).
+    pub fn with_cap(mut self, cap: RecordCap) -> Self {
+        self.cap = cap;
+        self
     }
 
     pub fn format(&self) -> Format {
@@ -307,12 +346,16 @@ impl LineParser {
             return (matches!(quote, Some(b'"') | Some(b'\'')) && after[1..].contains(':'))
                 .then_some(Event::Malformed("record does not end with '}'"));
         }
-        let mut pairs = Vec::with_capacity(self.pairs_buf);
-        if let Err(e) = mapping::scan(text, &mut pairs) {
-            return Some(Event::Malformed(e.0));
+        // the pairs go into the record as they are scanned, within the cap: never a list of
+        // every pair of a huge line
+        match dict::scan_record(text, format, &self.cap, self.pairs_buf) {
+            Err(e) => Some(Event::Malformed(e.0)),
+            Ok(r) => {
+                let r = r?;
+                self.pairs_buf = self.pairs_buf.max(r.values.len()).min(64);
+                Some(Event::Record(r))
+            }
         }
-        self.pairs_buf = self.pairs_buf.max(pairs.len()).min(64);
-        dict::record(pairs, format).map(Event::Record)
     }
 }
 

@@ -321,3 +321,25 @@ fn a_fifo_or_a_device_as_a_config_file_is_refused_not_read() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
 }
+
+#[test]
+fn history_budget_out_of_range_exits_2_naming_it() {
+    for yaml in [
+        "limits:\n  history_bytes: 0\n",
+        "limits:\n  history_bytes: 1048575\n",
+        "limits:\n  history_bytes: 1073741825\n",
+    ] {
+        refused_alike(yaml, "limits.history_bytes");
+    }
+    let out = run_within(
+        &[
+            "--limits.history-bytes",
+            "1000",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--limits.history-bytes"));
+}

@@ -294,6 +294,10 @@ impl RunState {
     }
 
     /// Applies a user rule's match. Returns the number of series the key cap dropped.
+    ///
+    /// A counter only goes up: an increment that is not finite or is negative would poison
+    /// it for good (`x + NaN` stays NaN, and a decrease reads as a reset), so it is skipped
+    /// and counted as a parse error, and the counter goes on from its last value.
     pub fn rule_match(
         &mut self,
         rule: usize,
@@ -302,6 +306,10 @@ impl RunState {
         v: f64,
         limits: &Limits,
     ) -> u64 {
+        if kind == RuleKind::Counter && !(v.is_finite() && v >= 0.0) {
+            self.parse_errors += 1;
+            return 0;
+        }
         // a lookup without allocating: label values are compared as strings
         let found = self
             .rule_values
@@ -911,6 +919,29 @@ mod tests {
         // a writer that does not keep the file open appends later: the idle rule again
         feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 13.0);
         assert!(r.active(14.0, &lim));
+    }
+
+    #[test]
+    fn a_counter_rule_skips_nonfinite_and_negative_increments_and_goes_on() {
+        let lim = Limits::default();
+        let mut r = RunState::new("x", "auto");
+        let c = RuleKind::Counter;
+        let at = |r: &RunState| r.rule_values.get(&(0, vec!["a".to_string()])).copied();
+        // a bad first increment creates nothing
+        assert_eq!(r.rule_match(0, c, &["a"], f64::NAN, &lim), 0);
+        assert_eq!(at(&r), None);
+        r.rule_match(0, c, &["a"], 2.0, &lim);
+        for bad in [f64::NAN, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
+            r.rule_match(0, c, &["a"], bad, &lim);
+        }
+        r.rule_match(0, c, &["a"], 3.0, &lim);
+        assert_eq!(at(&r), Some(5.0));
+        assert_eq!(r.parse_errors, 5);
+        // a gauge takes any value, NaN included
+        r.rule_match(1, RuleKind::Gauge, &["a"], -1.0, &lim);
+        r.rule_match(1, RuleKind::Gauge, &["a"], f64::NAN, &lim);
+        assert!(r.rule_values[&(1, vec!["a".to_string()])].is_nan());
+        assert_eq!(r.parse_errors, 5);
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl<'a> Parser<'a> {
         if !escaped {
             return Ok(Cow::Borrowed(raw));
         }
-        Ok(Cow::Owned(unescape(raw)))
+        unescape(raw).map(Cow::Owned)
     }
 
     fn value(&mut self) -> Result<Value<'a>, Malformed> {
@@ -213,7 +213,12 @@ pub fn number(tok: &str) -> Option<f64> {
     tok.parse::<f64>().ok()
 }
 
-fn unescape(raw: &str) -> String {
+/// Decodes a quoted string's escapes: JSON's (`\n`, `\uXXXX`, surrogate pairs for the
+/// characters beyond the Basic Multilingual Plane) and Python's (`\xXX`, `\UXXXXXXXX`).
+/// A `\u`, `\x` or `\U` without its hex digits, a lone surrogate or a code point that is no
+/// character makes the string malformed: guessing would invent a key (`"\u00zz"` once became
+/// the empty key).
+fn unescape(raw: &str) -> Result<String, Malformed> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -225,17 +230,53 @@ fn unescape(raw: &str) -> String {
             Some('n') => out.push('\n'),
             Some('t') => out.push('\t'),
             Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('x') => out.push(char_of(hex(&mut chars, 2)?)?),
+            Some('U') => out.push(char_of(hex(&mut chars, 8)?)?),
             Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-                    out.push(ch);
-                }
+                let u = hex(&mut chars, 4)?;
+                let code = match u {
+                    0xD800..=0xDBFF => {
+                        // a high surrogate: only with the low one that completes it
+                        let rest = chars.as_str();
+                        let low = rest
+                            .strip_prefix("\\u")
+                            .ok_or(Malformed("lone surrogate in a \\u escape"))?;
+                        chars = low.chars();
+                        let l = hex(&mut chars, 4)?;
+                        if !(0xDC00..=0xDFFF).contains(&l) {
+                            return Err(Malformed("lone surrogate in a \\u escape"));
+                        }
+                        0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(Malformed("lone surrogate in a \\u escape")),
+                    _ => u,
+                };
+                out.push(char_of(code)?);
             }
             Some(other) => out.push(other),
             None => {}
         }
     }
-    out
+    Ok(out)
+}
+
+/// The next `n` characters as hexadecimal digits.
+fn hex(chars: &mut std::str::Chars<'_>, n: usize) -> Result<u32, Malformed> {
+    let mut v = 0u32;
+    for _ in 0..n {
+        let d = chars
+            .next()
+            .and_then(|c| c.to_digit(16))
+            .ok_or(Malformed("invalid hex digits in an escape"))?;
+        v = v * 16 + d;
+    }
+    Ok(v)
+}
+
+fn char_of(code: u32) -> Result<char, Malformed> {
+    char::from_u32(code).ok_or(Malformed("escape is not a Unicode character"))
 }
 
 #[cfg(test)]
@@ -279,6 +320,43 @@ mod tests {
         assert_eq!(p[3].1, Value::Str("a\"b".into()));
         assert_eq!(p[4].1, Value::Other);
         assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn escapes_decode_or_make_the_line_malformed() {
+        let key = |s: &str| {
+            let mut v = Vec::new();
+            scan(s, &mut v).map(|()| v[0].0.clone().into_owned())
+        };
+        assert_eq!(key(r#"{"caf\u00e9": 1}"#), Ok("café".into()));
+        assert_eq!(key(r#"{"\u00C9": 1}"#), Ok("É".into()));
+        // a surrogate pair is one character beyond the BMP
+        assert_eq!(key(r#"{"a\ud83d\ude00b": 1}"#), Ok("a😀b".into()));
+        // Python's escapes
+        assert_eq!(key(r"{'\x41\U0001F600': 1}"), Ok("A😀".into()));
+        assert_eq!(key(r#"{"a\"b\\c\/d": 1}"#), Ok(r#"a"b\c/d"#.into()));
+        for bad in [
+            r#"{"\u00zz": 1}"#,
+            r#"{"\u00": 1}"#,
+            r#"{"\u": 1}"#,
+            r#"{"\u00e": 1}"#,
+            r#"{"\u+0ff": 1}"#,
+            // lone surrogates: high without its low, low alone, high then a non-surrogate
+            r#"{"\ud83d": 1}"#,
+            r#"{"\ud83dx": 1}"#,
+            r#"{"\ude00": 1}"#,
+            r#"{"\ud83d\u0041": 1}"#,
+            r#"{"\ud83d\ud83d": 1}"#,
+            r#"{"\ud83d\uzzzz": 1}"#,
+            r"{'\xg1': 1}",
+            r"{'\U00110000': 1}",
+            r"{'\U0000D800': 1}",
+            // in a value or a nested value too
+            r#"{"a": "\u00zz"}"#,
+            r#"{"a": [{"b": "\ud800"}]}"#,
+        ] {
+            assert!(key(bad).is_err(), "{bad}: {:?}", key(bad));
+        }
     }
 
     #[test]

@@ -19,8 +19,16 @@ pub const MAX_PATTERN_BYTES: usize = 1024;
 pub const MAX_PROGRAM_BYTES: usize = 1 << 20;
 /// Most label captures per rule.
 pub const MAX_LABELS: usize = 8;
-/// Name prefixes that belong to the exporter's own families.
-pub const RESERVED_PREFIXES: &[&str] = &["training_", "inference_", "gpu_train_exporter_", "gpu_"];
+/// Name prefixes that belong to the exporter's own families: every family it serves starts
+/// with one (the training state, vLLM's engine statistics, the GPU and host collectors, the
+/// exporter itself), so a rule can never write a second family of the same name.
+pub const RESERVED_PREFIXES: &[&str] = &[
+    "training_",
+    "inference_",
+    "gpu_train_exporter_",
+    "gpu_",
+    "host_",
+];
 
 /// Gauge (the value replaces the last) or counter (the value, or 1, is added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +320,11 @@ mod tests {
         assert_eq!(key(spec("x", r"(?P<v>\w{1000}){1000}")), "pattern");
         assert_eq!(key(spec("training_loss", "(?P<v>.)")), "name");
         assert_eq!(key(spec("gpu_temp", "(?P<v>.)")), "name");
+        // the host collector's families
+        assert_eq!(key(spec("host_load1", "(?P<v>.)")), "name");
+        assert_eq!(key(spec("host_x", "(?P<v>.)")), "name");
+        assert_eq!(key(spec("inference_x", "(?P<v>.)")), "name");
+        assert!(Rule::compile(&spec("hostname_len", "(?P<v>.)")).is_ok());
         assert_eq!(key(spec("1bad", "(?P<v>.)")), "name");
         assert_eq!(key(spec("x_total", "(?P<v>.)")), "name");
         assert_eq!(key(spec("x", "(?P<w>.)")), "value");

@@ -276,22 +276,63 @@ impl Walk<'_> {
 ///
 /// Literal path: the prefix, or the file stem. Glob: the path components that the wildcard
 /// components matched, joined by `/`, with the literal prefix and suffix text of a single
-/// wildcard component cut away (`logs/*.log` names `logs/a.log` `a`).
+/// wildcard component cut away (`logs/*.log` names `logs/a.log` `a`). The part taken from
+/// the path is made [`label_safe`].
 pub fn run_name(prefix: Option<&str>, pattern: &str, path: &Path) -> String {
+    run_name_checked(prefix, pattern, path).0
+}
+
+/// [`run_name`], and whether the part taken from the path had to be altered to be a usable
+/// run name (so that the caller can say so once).
+pub fn run_name_checked(prefix: Option<&str>, pattern: &str, path: &Path) -> (String, bool) {
     let matched = if has_wildcard(pattern) {
         wildcard_part(pattern, path)
     } else {
         None
     };
-    match (prefix, matched) {
-        (Some(p), Some(m)) => format!("{p}/{m}"),
-        (Some(p), None) => p.to_string(),
-        (None, Some(m)) => m,
+    let derived = match (prefix, matched) {
+        (Some(p), None) => return (p.to_string(), false),
+        (_, Some(m)) => m,
         (None, None) => path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string()),
+    };
+    let (safe, altered) = label_safe(derived);
+    match prefix {
+        Some(p) => (format!("{p}/{safe}"), altered),
+        None => (safe, altered),
     }
+}
+
+/// Longest run name taken from a path, in bytes: the bound a configured `run:` has.
+pub const MAX_RUN_NAME_BYTES: usize = 128;
+
+/// Makes a name taken from a file's path a run name such as `run:` must be: at most
+/// [`MAX_RUN_NAME_BYTES`] bytes and no control characters. Anyone who can create a file in a
+/// log directory chooses its name, and it becomes a label value on every series of the run.
+/// A usable name is kept as is (`false`). Otherwise control characters become `_`, the name
+/// is cut to fit, and `~` and 16 hex digits of a hash of the whole name are appended, so that
+/// two names differing only in what was replaced or cut stay two runs (`true`).
+pub fn label_safe(name: String) -> (String, bool) {
+    if name.len() <= MAX_RUN_NAME_BYTES && !name.chars().any(char::is_control) {
+        return (name, false);
+    }
+    // FNV-1a: stable across builds and releases, so a run keeps its name across restarts
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let suffix = format!("~{hash:016x}");
+    let mut out = String::with_capacity(MAX_RUN_NAME_BYTES);
+    for c in name.chars() {
+        let c = if c.is_control() { '_' } else { c };
+        if out.len() + c.len_utf8() + suffix.len() > MAX_RUN_NAME_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out.push_str(&suffix);
+    (out, true)
 }
 
 fn components(p: &Path) -> Vec<String> {
@@ -453,6 +494,44 @@ mod tests {
         assert_eq!(
             run_name(None, "/x/train.log", Path::new("/x/train.log")),
             "train"
+        );
+    }
+
+    #[test]
+    fn names_from_paths_are_bounded_and_free_of_control_characters() {
+        // a usable name is kept as it is, up to the bound
+        let fits = "é".repeat(MAX_RUN_NAME_BYTES / 2);
+        assert_eq!(label_safe(fits.clone()), (fits, false));
+        let long = |c: &str| format!("logs/{}.log", c.repeat(3000));
+        for (pattern, path) in [
+            ("logs/*.log", long("a")),
+            ("logs/*.log", long("é")),
+            ("logs/*.log", "logs/a\nb\x1b[31m.log".to_string()),
+            ("logs/**/x.log", format!("logs/{}/x.log", "d/".repeat(2000))),
+            ("logs/x\ty.log", "logs/x\ty.log".to_string()),
+        ] {
+            let (name, altered) = run_name_checked(None, pattern, Path::new(&path));
+            assert!(altered, "{path:?}");
+            assert!(name.len() <= MAX_RUN_NAME_BYTES, "{name:?}");
+            assert!(!name.chars().any(char::is_control), "{name:?}");
+            // the same path, the same name: stable across scans and restarts
+            assert_eq!(run_name(None, pattern, Path::new(&path)), name);
+            if has_wildcard(pattern) {
+                let (prefixed, _) = run_name_checked(Some("sft"), pattern, Path::new(&path));
+                assert_eq!(prefixed, format!("sft/{name}"));
+            }
+        }
+        let (a, _) = label_safe("a\nb".into());
+        assert!(a.starts_with("a_b~"), "{a}");
+        // names that differ only in what was replaced or cut stay apart
+        assert_ne!(a, label_safe("a\tb".into()).0);
+        assert_ne!(a, label_safe("a_b".into()).0);
+        let cut = |last: char| label_safe(format!("{}{last}", "x".repeat(500))).0;
+        assert_ne!(cut('1'), cut('2'));
+        // a configured name is the config's to validate, and is kept
+        assert_eq!(
+            run_name_checked(Some("sft"), "/x/train.log", Path::new("/x/train.log")),
+            ("sft".to_string(), false)
         );
     }
 }

@@ -262,10 +262,13 @@ impl Tailer {
                 state.refused.insert(f.path);
                 continue;
             }
-            let run = discover::run_name(src.run.as_deref(), &src.path, &f.path);
+            let (run, altered) = discover::run_name_checked(src.run.as_deref(), &src.path, &f.path);
             if !sink.open(&run, &f.path, src.format) {
                 state.refused.insert(f.path);
                 continue;
+            }
+            if altered {
+                tracing::warn!(run, path = %f.path.display(), max_bytes = discover::MAX_RUN_NAME_BYTES, "the file's name holds control characters or is too long for a run name; the run is named with them replaced, cut and a hash of the whole name");
             }
             if let Some(id) = f.id {
                 taken.insert(id);

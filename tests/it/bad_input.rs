@@ -343,3 +343,75 @@ fn history_budget_out_of_range_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--limits.history-bytes"));
 }
+
+#[test]
+fn a_rule_named_like_a_daemon_family_is_refused_by_check_config_and_at_start() {
+    for name in [
+        "host_load1",
+        "host_anything",
+        "gpu_power_watts",
+        "gpu_train_exporter_runs",
+        "training_loss",
+        "inference_x",
+    ] {
+        refused_alike(
+            &format!("rules:\n  - name: {name}\n    pattern: 'x=(?P<v>\\d+)'\n    value: v\n"),
+            "rules[0].name",
+        );
+    }
+    // a name that only looks alike is a user's
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        "rules:\n  - name: hostname_bytes\n    pattern: 'x=(?P<v>\\d+)'\n    value: v\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_invalid_unicode_escape_in_a_key_is_a_malformed_line_not_an_empty_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("esc.log");
+    std::fs::write(
+        &log,
+        concat!(
+            "{\"\\u00zz\": 1}\n",
+            "{\"\\ud83d\": 2}\n",
+            "{\"\\ude00x\": 3}\n",
+            "{\"loss\": 1.5, \"caf\\u00e9\": 4, \"\\ud83d\\ude00\": 5}\n",
+        ),
+    )
+    .unwrap();
+    let out = run(&["parse", log.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let run = ("run", log.to_str().unwrap());
+    // the good record is read, with its escapes decoded
+    assert_eq!(value(&text, "training_loss", &[run]), Some(1.5));
+    assert_eq!(
+        value(&text, "training_metric", &[run, ("key", "café")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(&text, "training_metric", &[run, ("key", "😀")]),
+        Some(5.0)
+    );
+    // the three bad ones are counted, and no key was made up for them
+    assert_eq!(value(&text, "training_records_total", &[run]), Some(1.0));
+    assert_eq!(
+        value(&text, "training_parse_errors_total", &[run]),
+        Some(3.0)
+    );
+    assert_eq!(samples(&text, "training_metric").len(), 2, "{text}");
+}

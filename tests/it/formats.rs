@@ -150,3 +150,99 @@ fn user_rules_checked_by_check_config_and_shown_by_parse() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rules[0].name"));
 }
+
+/// A counter rule fed `nan`, a negative and an infinite increment skips them, counts them as
+/// parse errors and goes on counting.
+#[test]
+fn a_counter_rule_is_not_poisoned_by_nan_or_a_negative_increment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("r.log");
+    std::fs::write(
+        &log,
+        "tokens=5\ntokens=nan\ntokens=-3\ntokens=inf\ntokens=2\n",
+    )
+    .unwrap();
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: tokens_seen_total\n    type: counter\n    pattern: 'tokens=(?P<count>\\S+)'\n    value: count\n",
+    )
+    .unwrap();
+    let l = log.to_str().unwrap();
+    let out = run(&["parse", "--config", config.to_str().unwrap(), l]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        value(&text, "tokens_seen_total", &[("run", l)]),
+        Some(7.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "training_parse_errors_total", &[("run", l)]),
+        Some(3.0)
+    );
+}
+
+/// Every family the daemon serves (training, vLLM, GPU, host, its own) starts with a prefix
+/// that user rules may not take, so a rule can never collide with one.
+#[test]
+fn every_family_the_daemon_serves_has_a_prefix_rules_may_not_take() {
+    use gpu_train_exporter::parse::rules::RESERVED_PREFIXES;
+
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("train.log");
+    std::fs::copy(fixture("transformers/train-diverge.log"), &hf).unwrap();
+    let (mut args, env) = crate::dashboards::daemon_args(dir.path(), &hf);
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: user_rule_total\n    type: counter\n    pattern: 'loss'\n",
+    )
+    .unwrap();
+    for a in [
+        "--log".to_string(),
+        format!("vllm={}", fixture("vllm/serve.log").display()),
+        "--config".to_string(),
+        config.display().to_string(),
+        "--attribution.interval".to_string(),
+        "100ms".to_string(),
+    ] {
+        args.push(a);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = Daemon::start_env(&args, &env);
+    // witnesses of each subsystem (some families need a second sample)
+    let witnesses = [
+        "training_loss",
+        "inference_requests_running",
+        "gpu_power_watts",
+        "gpu_xid_errors_total",
+        "host_memory_used_bytes",
+        "gpu_train_exporter_build_info",
+        "user_rule_total",
+    ];
+    let mut families = std::collections::BTreeSet::new();
+    let all_seen = wait_for(Duration::from_secs(20), || {
+        for l in d.scrape().lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                families.insert(rest.split(' ').next().unwrap().to_string());
+            }
+        }
+        witnesses.iter().all(|w| families.contains(*w))
+    });
+    assert!(all_seen, "{families:?}");
+    let foreign: Vec<&String> = families
+        .iter()
+        .filter(|f| *f != "user_rule_total")
+        .filter(|f| !RESERVED_PREFIXES.iter().any(|p| f.starts_with(p)))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "not reserved for the daemon: {foreign:?}"
+    );
+}

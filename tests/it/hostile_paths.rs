@@ -258,3 +258,58 @@ fn parse_refuses_a_fifo_and_a_device_without_hanging() {
         assert!(err.contains(kind), "{err}");
     }
 }
+
+/// Run names taken from file names get the bounds a configured `run:` has: a 3,000-byte path
+/// and a name with a newline and an escape sequence become short, printable, distinct run
+/// names, each logged once, and the runs are followed.
+#[test]
+fn run_names_from_hostile_file_names_are_bounded_and_printable() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let deep = (0..15).fold(logs.clone(), |p, i| p.join(format!("{i:0>200}")));
+    std::fs::create_dir_all(&deep).unwrap();
+    append(&deep.join("train.log"), &line(3));
+    append(&logs.join("a\nb\x1b[2J.log"), &line(4));
+    append(&logs.join("plain.log"), &line(5));
+    let d = Daemon::start(&["--log", &format!("{}/**/*.log", logs.display())]);
+    let mut m = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            m = d.scrape();
+            crate::harness::samples(&m, "training_step").len() == 3
+        }),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "training_step", &[("run", "plain.log")]),
+        Some(5.0)
+    );
+    let mut steps: Vec<f64> = Vec::new();
+    for (labels, v) in crate::harness::samples(&m, "training_step") {
+        let run = &labels.iter().find(|(k, _)| k == "run").unwrap().1;
+        assert!(run.len() <= 128, "{} bytes: {run:?}", run.len());
+        assert!(!run.chars().any(char::is_control), "{run:?}");
+        steps.push(v);
+    }
+    steps.sort_by(f64::total_cmp);
+    assert_eq!(steps, [3.0, 4.0, 5.0]);
+    assert!(m.contains("run=\"a_b_[2J.log~"), "{m}");
+    let warned = "too long for a run name";
+    assert!(
+        d.wait_log(warned, 2, Duration::from_secs(5)),
+        "{}",
+        d.stderr()
+    );
+    // once per file, not once per scan: a file found later is the witness of a later scan
+    append(&logs.join("later.log"), &line(6));
+    assert_eq!(
+        d.wait_value(
+            "training_step",
+            &[("run", "later.log")],
+            6.0,
+            Duration::from_secs(20),
+        ),
+        Some(6.0)
+    );
+    assert_eq!(d.stderr().matches(warned).count(), 2, "{}", d.stderr());
+}

@@ -16,12 +16,12 @@ use crate::attribution::{GpuProcesses, Scanner};
 use crate::collector::gpu::GpuSnapshot;
 use crate::collector::{self, GpuCollector, HostCollector, Stop, Worker};
 use crate::config::{Config, ConfigError};
-use crate::metrics::{self, Dialect, Encoder, Kind, TrainingView};
+use crate::expose::{self, Dialect, Encoder, Kind, TrainingView};
+use crate::http::server::Web;
 use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::tail::{self, Source, SourcesSlot, TailOptions, Tailer};
 use crate::training::{lock, Limits, Run, Runs};
-use crate::web::Web;
 use std::borrow::Cow;
 
 /// The git revision the binary was built from (`unknown` outside a checkout).
@@ -100,7 +100,7 @@ impl AppState {
                 .iter()
                 .map(|(k, r)| (k.as_ref(), &r.state))
                 .collect();
-            metrics::encode_training(
+            expose::encode_training(
                 &mut enc,
                 &TrainingView {
                     runs: &list,
@@ -269,7 +269,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         );
         let wake = Arc::new(tokio::sync::Notify::new());
         let reloads = tokio::spawn(reload_loop(reloader, wake.clone()));
-        let served = crate::web::serve(
+        let served = crate::http::server::serve(
             listener,
             crate::http::app(state.clone()),
             web,
@@ -565,7 +565,7 @@ pub fn parse_files(
         .iter()
         .map(|(k, r)| (k.as_str(), &r.state))
         .collect();
-    metrics::encode_training(
+    expose::encode_training(
         &mut enc,
         &TrainingView {
             runs: &list,

@@ -2,21 +2,18 @@
 //!
 //! The pipeline, one module each:
 //! [`tail`] finds and follows log files → [`parse`] turns lines into records →
-//! [`training`] keeps each run's latest values → [`metrics`] writes the exposition →
-//! [`http`] serves it, behind [`web`] (TLS, auth, bounds on requests and bcrypt work).
+//! [`training`] keeps each run's latest values → [`expose`] writes the exposition →
+//! [`http`] serves it, behind [`http::server`] (TLS, auth, bounds on requests and bcrypt work).
 //! [`config`] validates flags and the file; [`app`] wires it all and reloads on SIGHUP.
 //! [`attribution`] finds the processes that hold each run's log open. Beside the logs,
 //! [`collector`] samples the GPUs (NVML) and the host in the background.
 
-pub mod api;
 pub mod app;
 pub mod attribution;
 pub mod collector;
 pub mod config;
-pub mod history;
+pub mod expose;
 pub mod http;
-pub mod metrics;
 pub mod parse;
 pub mod tail;
 pub mod training;
-pub mod web;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use sysinfo::System;
 
 use super::HostOptions;
-use crate::metrics::{Encoder, Kind};
+use crate::expose::{Encoder, Kind};
 use crate::training::lock;
 
 /// The latest host values as plain data.

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::metrics::{Encoder, Kind};
+use crate::expose::{Encoder, Kind};
 
 pub mod gpu;
 pub mod host;

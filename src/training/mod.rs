@@ -4,6 +4,8 @@
 //! The tailer feeds parser [`Event`]s into a [`RunState`]; the exposition code reads it. Caps
 //! on keys live here so that a log cannot grow our memory without bound.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 
 use std::path::Path;
@@ -11,8 +13,8 @@ use std::sync::Mutex;
 
 use std::sync::Arc;
 
+use self::history::Series;
 use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
-use crate::history::{self, Series};
 use crate::parse::guard;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record, RecordCap};
@@ -32,7 +34,7 @@ pub struct Limits {
     /// A run is active while its last activity is younger than this (seconds).
     pub idle_seconds: f64,
     /// Bytes the page's history may hold, all runs together: past it every series is
-    /// decimated evenly (see [`crate::history`]).
+    /// decimated evenly (see [`crate::training::history`]).
     pub history_bytes: usize,
 }
 

@@ -3,6 +3,9 @@
 //! live page at `/` (its script and style compiled in: no CDN, no network) and the JSON API
 //! under `/api/v1/`. Handlers see only the shared [`AppState`].
 
+pub mod api;
+pub mod server;
+
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,9 +14,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api;
 use crate::app::AppState;
-use crate::metrics::Dialect;
+use crate::expose::Dialect;
 
 /// The router, with every route the daemon serves.
 pub fn app(state: Arc<AppState>) -> Router {

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::collector::{GpuOptions, HostOptions};
+use crate::http::server::{Limits as WebLimits, WebConfig};
 use crate::parse::rules::{self, Rule, RuleSpec};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
-use crate::web::{Limits as WebLimits, WebConfig};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = ":9842";
@@ -396,7 +396,7 @@ impl Config {
         };
         let mut c = Config::build(flags, file)?;
         if let Some((p, key)) = web_file {
-            c.web = crate::web::load(&p, key)?;
+            c.web = crate::http::server::load(&p, key)?;
         }
         Ok(c)
     }

@@ -35,7 +35,7 @@ use nvml_wrapper::{Device, Nvml};
 use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
 use super::{unix_now, GpuOptions};
-use crate::metrics::{Encoder, Kind};
+use crate::expose::{Encoder, Kind};
 
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
@@ -1164,7 +1164,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Dialect;
+    use crate::expose::Dialect;
 
     fn render(snap: &GpuSnapshot) -> String {
         let mut out = String::new();

@@ -1,7 +1,8 @@
 //! Benchmark of the log pipeline against Debian's `mtail` on the same files, in one run.
 //!
-//! `cargo bench --bench parse` generates a 1,000,000-line Hugging Face console log (metric
-//! dicts among tqdm bars and logging lines, as in the fixtures), a 1,000,000-line ms-swift
+//! `cargo bench --bench parse` generates a 1,000,000-line Hugging Face console log (a
+//! Trainer run under DeepSpeed: `\r`-separated tqdm redraws, metric dicts, engine and logging
+//! lines, nested eval bars), a 1,000,000-line ms-swift
 //! `logging.jsonl` and a 1,000,000-line Megatron-LM log, then measures:
 //! 1. `gpu-train-exporter parse` vs `mtail --one_shot` with an equivalent program: lines/s
 //!    and peak RSS (and RSS on a file 10× shorter, to show it does not grow with length);
@@ -322,38 +323,65 @@ fn scrape(dir: &Path) {
     );
 }
 
-/// A Hugging Face console log: per step a tqdm redraw; every 10 steps a metric dict; now and
-/// then a logging line and a nested evaluation bar — the mix of the fixture logs.
+/// A Hugging Face Trainer run under DeepSpeed, as its console log looks on disk: tqdm
+/// redraws the bar with `\r`, so a physical line holds about two redraws; a metric dict ends
+/// about every fifth line; DeepSpeed's engine prints a `log_dist` step line every 10 steps;
+/// python-logging lines from the Trainer; now and then a nested evaluation bar.
 fn gen_hf(lines: usize) -> String {
-    let mut s = String::with_capacity(lines * 70);
-    let total = lines;
+    let mut s = String::with_capacity(lines * 150);
+    let total = lines * 2;
     let mut n = 0;
     let mut step = 0;
-    while n < lines {
-        step += 1;
+    let bar = |s: &mut String, step: usize| {
+        let pct = step * 100 / total;
+        let fill = "█".repeat(pct / 10);
         s.push_str(&format!(
-            " {:>2}%|█▏        | {step}/{total} [01:02<10:00,  7.{:02}it/s]\n",
-            step * 100 / total,
+            "\r {pct:>3}%|{fill:<10}| {step}/{total} [1:02:{:02}<9:58:00,  1.{:02}s/it]",
+            step % 60,
             step % 100
         ));
-        n += 1;
-        if step % 10 == 0 && n < lines {
+    };
+    while n < lines {
+        // two redraws of the training bar on one physical line
+        step += 1;
+        bar(&mut s, step);
+        step += 1;
+        bar(&mut s, step);
+        if step % 10 == 0 {
             let loss = 2.0 + ((step as f64) * 0.37).sin();
+            // `tqdm.write` clears the bar before the dict, as in the fixture logs
+            s.push_str("\r                                                  \r");
             s.push_str(&format!(
-                "{{'loss': '{loss:.4}', 'grad_norm': '{:.4}', 'learning_rate': '{:.4e}', 'epoch': '{:.4}'}}\n",
+                "{{'loss': '{loss:.4}', 'grad_norm': '{:.4}', 'learning_rate': '{:.4e}', 'epoch': '{:.2}'}}\n",
                 0.5 + loss / 10.0,
                 1e-4 / (1.0 + step as f64 / 1000.0),
                 step as f64 / 1000.0
             ));
-            n += 1;
+        } else {
+            s.push('\n');
         }
-        if step % 25 == 0 && n < lines {
-            s.push_str("[INFO|trainer.py:2345] 2026-11-28 12:00:00,000 >> Saving model checkpoint to /data/out/checkpoint\n");
+        n += 1;
+        if step % 20 == 0 && n < lines {
+            s.push_str(&format!(
+                "[2026-11-28 12:00:00,345] [INFO] [logging.py:96:log_dist] [Rank 0] step={step}, skipped=0, lr=[{:.6e}, {:.6e}], mom=[[0.9, 0.999], [0.9, 0.999]]\n",
+                1e-4 / (1.0 + step as f64 / 1000.0),
+                1e-4 / (1.0 + step as f64 / 1000.0),
+            ));
             n += 1;
         }
         if step % 50 == 0 && n < lines {
-            s.push_str(" 60%|██████    | 3/5 [00:00<00:00, 25.61it/s]\x1b[A\n");
+            s.push_str("[INFO|trainer.py:3984] 2026-11-28 12:00:00,000 >> Saving model checkpoint to /data/out/checkpoint\n");
             n += 1;
+        }
+        if step % 100 == 0 && n < lines {
+            s.push_str("[INFO|trainer.py:4327] 2026-11-28 12:00:01,000 >> ***** Running Evaluation *****\n");
+            s.push_str("\n\r  0%|          | 0/5 [00:00<?, ?it/s]\x1b[A\r 40%|████      | 2/5 [00:00<00:00, 25.61it/s]\x1b[A\r 80%|████████  | 4/5 [00:00<00:00, 20.13it/s]\x1b[A\n");
+            let loss = 2.1 + ((step as f64) * 0.11).sin();
+            s.push_str(&format!(
+                "{{'eval_loss': {loss:.4}, 'eval_runtime': 0.25, 'eval_samples_per_second': 80.0, 'eval_steps_per_second': 20.0, 'epoch': {:.2}}}\n",
+                step as f64 / 1000.0
+            ));
+            n += 4;
         }
     }
     s

@@ -305,6 +305,14 @@ pub fn run_name_checked(prefix: Option<&str>, pattern: &str, path: &Path) -> (St
     }
 }
 
+/// FNV-1a of a name: stable across builds and releases, so a run that needs a hash suffix
+/// keeps the same name across restarts.
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Longest run name taken from a path, in bytes: the bound a configured `run:` has.
 pub const MAX_RUN_NAME_BYTES: usize = 128;
 
@@ -318,11 +326,7 @@ pub fn label_safe(name: String) -> (String, bool) {
     if name.len() <= MAX_RUN_NAME_BYTES && !name.chars().any(char::is_control) {
         return (name, false);
     }
-    // FNV-1a: stable across builds and releases, so a run keeps its name across restarts
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let suffix = format!("~{hash:016x}");
+    let suffix = format!("~{:016x}", name_hash(&name));
     let mut out = String::with_capacity(MAX_RUN_NAME_BYTES);
     for c in name.chars() {
         let c = if c.is_control() { '_' } else { c };

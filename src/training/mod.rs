@@ -644,22 +644,32 @@ impl Runs {
     }
 
     /// The runs with the label each is exported under: its name, or the run name its writer's
-    /// environment gave. When two runs of this node would share a label, the first (by name)
-    /// keeps it and the others are `ENV/NAME`.
+    /// environment gave. Labels are unique in every case: names from paths are unique already
+    /// and are never taken by an environment name; when an environment name is taken (two logs
+    /// whose writers share `SLURM_JOB_ID=77`, or a path-derived run called `77`), the first run
+    /// by name keeps it and each other becomes `77~` and 16 hex digits of a hash of its own
+    /// name ([`unique_label`]), stable across scrapes and restarts.
     pub fn labelled(&self) -> Vec<(std::borrow::Cow<'_, str>, &Run)> {
         use std::borrow::Cow;
-        let mut taken = std::collections::BTreeSet::new();
+        let mut taken: std::collections::BTreeSet<Cow<'_, str>> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.state.env_run.is_none())
+            .map(|(name, _)| Cow::Borrowed(name.as_str()))
+            .collect();
         let mut out = Vec::with_capacity(self.runs.len());
-        for (name, r) in &self.runs {
-            if r.state.env_run.is_none() {
-                taken.insert(name.as_str());
-            }
-        }
         for (name, r) in &self.runs {
             let label = match &r.state.env_run {
                 None => Cow::Borrowed(name.as_str()),
-                Some(env) if taken.insert(env.as_str()) => Cow::Borrowed(env.as_str()),
-                Some(env) => Cow::Owned(format!("{env}/{name}")),
+                Some(env) if !taken.contains(env.as_str()) => {
+                    taken.insert(Cow::Borrowed(env.as_str()));
+                    Cow::Borrowed(env.as_str())
+                }
+                Some(env) => {
+                    let label = unique_label(env, name, |l| taken.contains(l));
+                    taken.insert(Cow::Owned(label.clone()));
+                    Cow::Owned(label)
+                }
             };
             out.push((label, r));
         }
@@ -671,6 +681,28 @@ impl Runs {
     pub fn keys_dropped(&self) -> u64 {
         self.runs.values().map(|r| r.state.keys_dropped).sum()
     }
+}
+
+/// The label for a run named `name` whose environment name `env` is taken: `env~HASH` with
+/// 16 hex digits of a hash of `name` (cut so that it stays within the bound of a run name),
+/// and in the unlikely case that is taken too, a counter after it until `is_taken` says no.
+pub fn unique_label(env: &str, name: &str, is_taken: impl Fn(&str) -> bool) -> String {
+    let suffix = format!("~{:016x}", tail::discover::name_hash(name));
+    let mut base = String::with_capacity(tail::discover::MAX_RUN_NAME_BYTES);
+    for c in env.chars() {
+        if base.len() + c.len_utf8() + suffix.len() > tail::discover::MAX_RUN_NAME_BYTES {
+            break;
+        }
+        base.push(c);
+    }
+    base.push_str(&suffix);
+    let mut label = base.clone();
+    let mut n = 1u64;
+    while is_taken(&label) {
+        n += 1;
+        label = format!("{base}.{n}");
+    }
+    label
 }
 
 impl tail::Sink for Runs {
@@ -890,6 +922,66 @@ mod tests {
         assert_eq!(r.get(Known::Loss), Some(0.422));
         assert_eq!(r.get(Known::Epoch), Some(0.0));
         assert_eq!(r.format, "lightning");
+    }
+
+    #[test]
+    fn labels_from_the_environment_are_unique_in_every_case() {
+        use crate::tail::Sink;
+        let mut runs = Runs::new(Limits::default(), 16);
+        // two logs whose writers share SLURM_JOB_ID=77, path-derived runs called `77` and
+        // `77/b/train.log` (what `ENV/NAME` would have made of the second)
+        for name in [
+            "a/train.log",
+            "b/train.log",
+            "77",
+            "77/b/train.log",
+            "c/train.log",
+        ] {
+            assert!(runs.open(name, Path::new(name), Format::Auto));
+        }
+        let env = |runs: &mut Runs, name: &str, v: &str| {
+            let h = Holder {
+                pid: 1,
+                command: "python".into(),
+                env_run: Some(v.into()),
+            };
+            runs.runs
+                .get_mut(name)
+                .unwrap()
+                .state
+                .set_holders(vec![h], 1.0);
+        };
+        env(&mut runs, "a/train.log", "77");
+        env(&mut runs, "b/train.log", "77");
+        env(&mut runs, "c/train.log", "job");
+        let labels = |runs: &Runs| -> Vec<String> {
+            runs.labelled().iter().map(|(l, _)| l.to_string()).collect()
+        };
+        let first = labels(&runs);
+        let hash = |n: &str| format!("{:016x}", crate::tail::discover::name_hash(n));
+        assert_eq!(
+            first,
+            [
+                "77".to_string(),
+                "77/b/train.log".to_string(),
+                format!("77~{}", hash("a/train.log")),
+                format!("77~{}", hash("b/train.log")),
+                "job".to_string(),
+            ]
+        );
+        // the path-derived `77` keeps its name; no two labels are equal; stable across scrapes
+        let unique: std::collections::BTreeSet<_> = first.iter().collect();
+        assert_eq!(unique.len(), first.len());
+        assert_eq!(labels(&runs), first);
+        // a taken suffixed label makes a counter, never a duplicate
+        let taken = format!("77~{}", hash("x"));
+        let l = unique_label("77", "x", |c| c == taken);
+        assert_eq!(l, format!("{taken}.2"));
+        // a long environment name stays within a run name's bound
+        let long = "j".repeat(128);
+        let l = unique_label(&long, "x", |_| false);
+        assert!(l.len() <= crate::tail::discover::MAX_RUN_NAME_BYTES, "{l}");
+        assert!(l.ends_with(&hash("x")));
     }
 
     #[test]

@@ -158,6 +158,82 @@ fn run_name_from_the_writers_environment() {
 }
 
 #[test]
+fn two_logs_whose_writers_share_a_job_id_get_distinct_run_labels() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    std::fs::write(&a, "{'loss': 2.0, 'step': 7}\n").unwrap();
+    std::fs::write(&b, "{'loss': 3.0, 'step': 9}\n").unwrap();
+    // a third log whose path-derived name is the job id itself
+    let c = dir.path().join("77.log");
+    std::fs::write(&c, "{'loss': 4.0, 'step': 11}\n").unwrap();
+    let (ca, cb) = (
+        launcher(&a, &[("SLURM_JOB_ID", "77")]),
+        launcher(&b, &[("SLURM_JOB_ID", "77")]),
+    );
+    let d = Daemon::start(&[
+        "--log",
+        &format!("{}/*.log", dir.path().display()),
+        "--attribution.interval",
+        "100ms",
+        "--attribution.run-from-env",
+        "SLURM_JOB_ID",
+    ]);
+    // positive witness: both writers' environments were read (two suffixed labels appear)
+    let deadline = std::time::Instant::now() + T;
+    let steps = |m: &str| -> Vec<(String, f64)> {
+        let mut v: Vec<_> = samples(m, "training_step")
+            .into_iter()
+            .map(|(l, v)| {
+                let run = l.iter().find(|(k, _)| k == "run").unwrap().1.clone();
+                (run, v)
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let mut m = d.scrape();
+    while steps(&m)
+        .iter()
+        .filter(|(r, _)| r.starts_with("77~"))
+        .count()
+        < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        m = d.scrape();
+    }
+    let got = steps(&m);
+    // the path-derived run `77` keeps its name; the two job-77 logs each get `77~HASH`
+    assert_eq!(got.len(), 3, "{m}");
+    assert_eq!(got[0], ("77".to_string(), 11.0), "{m}");
+    assert!(
+        got[1].0.starts_with("77~") && got[2].0.starts_with("77~"),
+        "{m}"
+    );
+    assert_ne!(got[1].0, got[2].0, "{m}");
+    let mut by_step: Vec<f64> = got[1..].iter().map(|(_, v)| *v).collect();
+    by_step.sort_by(f64::total_cmp);
+    assert_eq!(by_step, [7.0, 9.0], "{m}");
+    // the same labels on the next scrape, and an exposition Prometheus accepts
+    assert_eq!(steps(&d.scrape()), got);
+    let report = promtool_check_metrics(&m);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
+    // training_run_info keeps each log's own path
+    let paths: Vec<String> = samples(&m, "training_run_info")
+        .into_iter()
+        .filter_map(|(l, _)| l.iter().find(|(k, _)| k == "path").map(|p| p.1.clone()))
+        .collect();
+    for f in [&a, &b, &c] {
+        assert!(paths.contains(&f.display().to_string()), "{m}");
+    }
+    kill_group(ca);
+    kill_group(cb);
+}
+
+#[test]
 fn attribution_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("train.log");

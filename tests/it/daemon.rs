@@ -116,31 +116,8 @@ fn promtool_accepts_the_real_output() {
         100.0,
         Duration::from_secs(10),
     );
-    let body = d.scrape();
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
+    let report = promtool_check_metrics(&d.scrape());
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
 }
 
 /// A GET with `headers`; the status, the head and the raw body bytes.

@@ -401,6 +401,35 @@ pub fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// `promtool check metrics` on an exposition: its complaints, empty when it has none.
+pub fn promtool_check_metrics(body: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        report.trim().to_string()
+    } else {
+        format!("promtool failed ({}): {report}", out.status)
+    }
+}
+
 /// Whether a tool is on PATH. Under `CI=true` a missing tool fails the test instead of
 /// skipping it.
 pub fn require_tool(name: &str) -> bool {

@@ -37,7 +37,7 @@ pub fn mapping(data: &[u8]) {
     let s = text(data);
     let mut out = Vec::new();
     if parse::mapping::scan(&s, &mut out).is_ok() {
-        let _ = dict::record(out, "fuzz");
+        let _ = dict::record(out, Format::Hf);
     }
     for tok in s.split([' ', ',', ':']) {
         let _ = parse::mapping::number(tok);

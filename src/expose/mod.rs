@@ -383,7 +383,11 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
     for (run, r) in runs {
         enc.sample(
             "training_run_info",
-            &[("run", run), ("path", &r.path), ("format", r.format)],
+            &[
+                ("run", run),
+                ("path", &r.path),
+                ("format", r.format.as_str()),
+            ],
             1.0,
         );
     }
@@ -445,7 +449,7 @@ mod tests {
     #[test]
     fn run_processes_and_gpus() {
         use crate::attribution::{GpuProcesses, Holder};
-        let mut r = RunState::new("/l/train.log", "hf");
+        let mut r = RunState::new("/l/train.log", crate::parse::Format::Hf);
         r.set_holders(
             vec![Holder {
                 pid: 7,

@@ -71,7 +71,7 @@ fn run_json(name: &str, r: &RunState, now: f64, limits: &Limits) -> Value {
     json!({
         "run": name,
         "path": r.path,
-        "format": r.format,
+        "format": r.format.as_str(),
         "state": run_state(r, now, limits),
         "active": r.active(now, limits),
         "finished": r.finished,

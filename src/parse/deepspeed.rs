@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::mapping::number;
-use super::Record;
+use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -47,7 +47,7 @@ pub fn parse(text: &str) -> Option<Record<'_>> {
     if let Some(rest) = text.strip_prefix("steps: ") {
         return pipeline(rest);
     }
-    let mut rec = Record::new("deepspeed");
+    let mut rec = Record::new(Format::Deepspeed);
     for item in items(text) {
         let item = item.trim();
         if let Some((key, val)) = item.split_once('=') {
@@ -141,7 +141,7 @@ fn assign<'a>(rec: &mut Record<'a>, key: &'a str, val: &'a str) {
 /// `100 loss: 0.3120 iter time (s): 0.522 samples/sec: 245.1`
 fn pipeline(rest: &str) -> Option<Record<'_>> {
     let (step, rest) = rest.trim_start().split_once(' ')?;
-    let mut rec = Record::new("deepspeed");
+    let mut rec = Record::new(Format::Deepspeed);
     rec.step = Some(step.parse::<u64>().ok()? as f64);
     for (label, key) in [
         ("loss: ", "loss"),

@@ -10,14 +10,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::mapping::{self, Malformed, Value};
-use super::{Record, RecordCap};
+use super::{Format, Record, RecordCap};
 
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
 /// (a config dump such as `{'device_map': 'cpu'}` is not a record).
-pub fn record<'a>(
-    pairs: Vec<(Cow<'a, str>, Value<'a>)>,
-    format: &'static str,
-) -> Option<Record<'a>> {
+pub fn record<'a>(pairs: Vec<(Cow<'a, str>, Value<'a>)>, format: Format) -> Option<Record<'a>> {
     let mut b = Builder::new(format, RecordCap::NONE, pairs.len());
     for (key, value) in pairs {
         b.pair(key, value);
@@ -30,7 +27,7 @@ pub fn record<'a>(
 /// expected (their first allocation).
 pub fn scan_record<'a>(
     text: &'a str,
-    format: &'static str,
+    format: Format,
     cap: &RecordCap,
     hint: usize,
 ) -> Result<Option<Record<'a>>, Malformed> {
@@ -51,7 +48,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(format: &'static str, cap: RecordCap, hint: usize) -> Self {
+    fn new(format: Format, cap: RecordCap, hint: usize) -> Self {
         let mut rec = Record::new(format);
         rec.values.reserve(hint.min(cap.max_keys).min(64));
         Builder {
@@ -199,7 +196,7 @@ mod tests {
     fn rec(line: &str) -> Option<Record<'_>> {
         let mut pairs = Vec::new();
         mapping::scan(line, &mut pairs).unwrap();
-        record(pairs, "hf")
+        record(pairs, Format::Hf)
     }
 
     #[test]

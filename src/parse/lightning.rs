@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use super::mapping::number;
 use super::tqdm::Bar;
-use super::{Event, Record};
+use super::{Event, Format, Record};
 
 fn key_of(k: &str) -> Cow<'static, str> {
     Cow::Borrowed(match k {
@@ -41,7 +41,7 @@ pub fn bar_epoch(bar: &Bar<'_>) -> Option<f64> {
 
 /// A record from the bar's postfix.
 pub fn bar_record<'a>(bar: &Bar<'a>, epoch: f64) -> Option<Record<'a>> {
-    let mut rec = Record::new("lightning");
+    let mut rec = Record::new(Format::Lightning);
     rec.push("epoch", epoch);
     for item in bar.postfix.split(", ") {
         let Some((k, v)) = item.split_once('=') else {
@@ -124,7 +124,7 @@ impl Csv {
             self.skip -= 1;
             return None;
         }
-        let mut rec = Record::new("lightning");
+        let mut rec = Record::new(Format::Lightning);
         for (col, cell) in self.header.iter().zip(text.split(',')) {
             let cell = cell.trim();
             if cell.is_empty() {

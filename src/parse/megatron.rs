@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use super::mapping::number;
-use super::Record;
+use super::{Format, Record};
 
 /// Cheap test for the start of a Megatron line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
@@ -52,7 +52,7 @@ fn iteration(rest: &str) -> Option<Record<'_>> {
     let mut fields = fields(rest);
     let (n, m) = fields.next()?.split_once('/')?;
     let (n, m) = (n.trim_ascii(), m.trim_ascii());
-    let mut rec = Record::new("megatron");
+    let mut rec = Record::new(Format::Megatron);
     rec.step = Some(n.parse::<u64>().ok()? as f64);
     rec.max_steps = m.parse::<u64>().ok().map(|m| m as f64);
     let mut loss_seen = false;
@@ -96,7 +96,7 @@ fn validation(rest: &str) -> Option<Record<'_>> {
     let head = fields.next()?;
     let (n, set) = head.trim().split_once(' ')?;
     let test = set.contains("test");
-    let mut rec = Record::new("megatron");
+    let mut rec = Record::new(Format::Megatron);
     rec.step = Some(n.parse::<u64>().ok()? as f64);
     for field in fields {
         let Some((key, val)) = key_value(field) else {

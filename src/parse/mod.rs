@@ -57,6 +57,12 @@ impl Format {
         Format::Lightning,
     ];
 
+    /// Whether this format's tqdm bars count epochs rather than steps once it has printed
+    /// a record (Lightning's epoch bar).
+    pub fn bars_count_epochs(self) -> bool {
+        matches!(self, Format::Lightning)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Auto => "auto",
@@ -114,8 +120,8 @@ pub(crate) fn percent(s: &str) -> Option<f64> {
 /// A metric record: the values one log line reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record<'a> {
-    /// Which parser produced it (`hf`, `jsonl`, ...), for `training_run_info`.
-    pub format: &'static str,
+    /// Which parser produced it, for `training_run_info`.
+    pub format: Format,
     /// Values by key; the well-known keys are normalised (`loss`, `learning_rate`, ...),
     /// every other key is as printed. Non-finite values are kept.
     pub values: Vec<(Cow<'a, str>, f64)>,
@@ -157,7 +163,7 @@ impl Default for RecordCap {
 }
 
 impl<'a> Record<'a> {
-    pub fn new(format: &'static str) -> Self {
+    pub fn new(format: Format) -> Self {
         Record {
             format,
             values: Vec::new(),
@@ -334,10 +340,10 @@ impl LineParser {
         let after = text[1..].trim_start();
         let quote = after.as_bytes().first().copied();
         let format = match (self.format, quote) {
-            (Format::Jsonl, _) => "jsonl",
-            (Format::Hf, _) => "hf",
-            (_, Some(b'"')) => "jsonl",
-            (_, Some(b'\'')) => "hf",
+            (Format::Jsonl, _) => Format::Jsonl,
+            (Format::Hf, _) => Format::Hf,
+            (_, Some(b'"')) => Format::Jsonl,
+            (_, Some(b'\'')) => Format::Hf,
             // `{}`, `{` alone (a pretty-printed config) or `{foo}`: not a record
             _ => return None,
         };
@@ -373,11 +379,11 @@ mod tests {
     #[test]
     fn detects_dicts_json_and_bars() {
         match parse("{'loss': 0.5}") {
-            Some(Event::Record(r)) => assert_eq!(r.format, "hf"),
+            Some(Event::Record(r)) => assert_eq!(r.format, Format::Hf),
             other => panic!("{other:?}"),
         }
         match parse(r#"{"loss": 0.5}"#) {
-            Some(Event::Record(r)) => assert_eq!(r.format, "jsonl"),
+            Some(Event::Record(r)) => assert_eq!(r.format, Format::Jsonl),
             other => panic!("{other:?}"),
         }
         assert!(

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use super::mapping::number;
-use super::{percent, Record};
+use super::{percent, Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -22,7 +22,7 @@ pub fn detect(text: &str) -> bool {
 /// Parses one torchtitan line; `None` if it is not one.
 pub fn parse(text: &str) -> Option<Record<'_>> {
     let mut toks = text.split_whitespace();
-    let mut rec = Record::new("torchtitan");
+    let mut rec = Record::new(Format::Torchtitan);
     let mut key: Option<&str> = None;
     for tok in toks.by_ref() {
         if let Some(k) = tok.strip_suffix(':') {

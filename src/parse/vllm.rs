@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use super::mapping::number;
-use super::{percent, Record};
+use super::{percent, Format, Record};
 
 /// Cheap test for an engine statistics line.
 pub fn detect(text: &str) -> bool {
@@ -25,7 +25,7 @@ pub fn detect(text: &str) -> bool {
 /// Parses one engine statistics line; `None` if it is not one.
 pub fn parse(text: &str) -> Option<Record<'_>> {
     let start = text.find("Avg prompt throughput:")?;
-    let mut rec = Record::new("vllm");
+    let mut rec = Record::new(Format::Vllm);
     for field in text[start..].split(", ") {
         let Some((key, val)) = field.rsplit_once(": ") else {
             continue;

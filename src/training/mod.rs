@@ -141,7 +141,7 @@ impl SkipReason {
 pub struct RunState {
     pub path: String,
     /// `auto` until the first record, then the format that parsed it.
-    pub format: &'static str,
+    pub format: Format,
     pub step: Option<f64>,
     pub max_steps: Option<f64>,
     pub known: [Option<f64>; KNOWN_COUNT],
@@ -187,7 +187,7 @@ pub struct RunState {
 }
 
 impl RunState {
-    pub fn new(path: impl Into<String>, format: &'static str) -> Self {
+    pub fn new(path: impl Into<String>, format: Format) -> Self {
         RunState {
             path: path.into(),
             format,
@@ -407,10 +407,10 @@ impl RunState {
     fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
         self.records += 1;
         self.last_record = Some(now);
-        if self.format == "auto" {
+        if self.format == Format::Auto {
             self.format = r.format;
         }
-        if r.format == "lightning" && !self.bars_are_epochs {
+        if r.format.bars_count_epochs() && !self.bars_are_epochs {
             // what the epoch bar said before its first postfix was not a step
             self.bars_are_epochs = true;
             if !self.step_from_records {
@@ -722,15 +722,10 @@ impl tail::Sink for Runs {
             return false;
         }
         tracing::info!(run, path = %path.display(), %format, "following log");
-        let fmt = if format == Format::Auto {
-            "auto"
-        } else {
-            format.as_str()
-        };
         self.runs.insert(
             run.to_string(),
             Run {
-                state: RunState::new(path.to_string_lossy(), fmt),
+                state: RunState::new(path.to_string_lossy(), format),
                 parser: LineParser::new(format).with_cap(RecordCap {
                     max_keys: self.limits.max_keys_per_run,
                     max_key_bytes: self.limits.max_key_bytes,
@@ -862,7 +857,7 @@ mod tests {
 
     #[test]
     fn hf_step_comes_from_the_training_bar_not_the_eval_bar() {
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         feed(
             &mut r,
             &[
@@ -875,13 +870,13 @@ mod tests {
         assert_eq!((r.step, r.max_steps), (Some(10.0), Some(300.0)));
         assert_eq!(r.get(Known::Loss), Some(5.951));
         assert_eq!(r.get(Known::StepsPerSecond), Some(2.16));
-        assert_eq!(r.format, "hf");
+        assert_eq!(r.format, Format::Hf);
         assert_eq!(r.last_progress, Some(100.0));
     }
 
     #[test]
     fn filtered_nan_counts_grad_norm() {
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         feed(
             &mut r,
             &["{'loss': '0', 'grad_norm': 'nan', 'learning_rate': '1e-05'}"],
@@ -895,7 +890,7 @@ mod tests {
     #[test]
     fn summary_ends_the_run_and_new_progress_restarts_it() {
         let lim = Limits::default();
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 10.0);
         assert!(r.active(20.0, &lim));
         assert!(!r.active(10.0 + 3600.0, &lim));
@@ -907,7 +902,7 @@ mod tests {
 
     #[test]
     fn lightning_epoch_bars_give_no_step() {
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         feed(
             &mut r,
             &[
@@ -921,7 +916,7 @@ mod tests {
         assert_eq!(r.get(Known::StepsPerSecond), None);
         assert_eq!(r.get(Known::Loss), Some(0.422));
         assert_eq!(r.get(Known::Epoch), Some(0.0));
-        assert_eq!(r.format, "lightning");
+        assert_eq!(r.format, Format::Lightning);
     }
 
     #[test]
@@ -987,7 +982,7 @@ mod tests {
     #[test]
     fn holders_decide_liveness_and_gpus_follow_them() {
         let lim = Limits::default();
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 10.0);
         let h = Holder {
             pid: 42,
@@ -1018,7 +1013,7 @@ mod tests {
     #[test]
     fn a_counter_rule_skips_nonfinite_and_negative_increments_and_goes_on() {
         let lim = Limits::default();
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         let c = RuleKind::Counter;
         let at = |r: &RunState| r.rule_values.get(&(0, vec!["a".to_string()])).copied();
         // a bad first increment creates nothing
@@ -1044,7 +1039,7 @@ mod tests {
             max_keys_per_run: 3,
             ..Limits::default()
         };
-        let mut r = RunState::new("x", "auto");
+        let mut r = RunState::new("x", Format::Auto);
         let mut p = LineParser::new(Format::Auto);
         let line = "{'a': 1, 'b': 2, 'c': 3, 'd': 4, 'e': 5, 'loss': 1}";
         let c = clean(line.as_bytes());

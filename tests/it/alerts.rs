@@ -206,7 +206,7 @@ fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
 fn replay(text: &[u8], tail: usize) -> Vec<Sample> {
     let limits = Limits::default();
     let mut parser = LineParser::new(Format::Auto);
-    let mut state = RunState::new("log", "auto");
+    let mut state = RunState::new("log", gpu_train_exporter::parse::Format::Auto);
     let mut out = Vec::new();
     for raw in text.split(|&b| b == b'\n' || b == b'\r') {
         let cleaned = clean(raw);

@@ -3,7 +3,15 @@
 //!
 //! The values are computed at scrape time from shared state, so there is no registry of
 //! live metric objects to keep in step with runs that come and go. Both formats come from one
-//! writer: they differ only in the counter family name, the content type and `# EOF`.
+//! writer: they differ only in the counter family name, the content type, the escaping of
+//! `"` in HELP text (OpenMetrics escapes it, the text format must not) and `# EOF`.
+//!
+//! The encoder is written here rather than taken from the `prometheus-client` crate on
+//! purpose: that crate (0.25) writes only OpenMetrics, so Prometheus servers that ask for the
+//! text format would get a dialect they did not ask for, and it does not escape label values
+//! or HELP text (prometheus/client_rust issue #151, open since 2023). Our label values and a
+//! rule's HELP come from logs and configs that anyone who writes a log controls, so escaping
+//! is not optional.
 
 use std::fmt::Write as _;
 
@@ -55,7 +63,7 @@ impl<'a> Encoder<'a> {
             Kind::Counter => "counter",
         };
         let _ = write!(self.out, "# HELP {fam} ");
-        escape_help(self.out, help);
+        escape_help(self.out, help, self.dialect);
         let _ = writeln!(self.out, "\n# TYPE {fam} {t}");
     }
 
@@ -118,9 +126,12 @@ fn escape_label(out: &mut String, v: &str) {
     }
 }
 
-fn escape_help(out: &mut String, v: &str) {
+/// HELP text: `\` and newline escaped in both dialects; `"` only in OpenMetrics, whose
+/// grammar escapes it there as in label values (the text format reads `\"` literally).
+fn escape_help(out: &mut String, v: &str, dialect: Dialect) {
     for c in v.chars() {
         match c {
+            '"' if dialect == Dialect::OpenMetrics => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             c => out.push(c),
@@ -444,6 +455,19 @@ mod tests {
         e.sample("x_total", &[], 1.0);
         e.finish();
         assert_eq!(s, "# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n");
+    }
+
+    #[test]
+    fn a_quote_in_help_is_escaped_in_openmetrics_only() {
+        for (dialect, want) in [
+            (Dialect::Text, "# HELP x say \"hi\" \\\\ ok\n"),
+            (Dialect::OpenMetrics, "# HELP x say \\\"hi\\\" \\\\ ok\n"),
+        ] {
+            let mut s = String::new();
+            let mut e = Encoder::new(&mut s, dialect);
+            e.family("x", "say \"hi\" \\ ok", Kind::Gauge);
+            assert!(s.starts_with(want), "{dialect:?}: {s}");
+        }
     }
 
     #[test]

@@ -12,189 +12,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::attribution::{GpuProcesses, Scanner};
-use crate::collector::gpu::GpuSnapshot;
-use crate::collector::{self, GpuCollector, HostCollector, Stop, Worker};
+use crate::collector::{GpuCollector, HostCollector, Worker};
 use crate::config::{Config, ConfigError};
-use crate::expose::{self, Dialect, Encoder, Kind, TrainingView};
+use crate::expose::{self, Dialect, Encoder, TrainingView};
 use crate::http::server::Web;
 use crate::parse::rules::Rule;
 use crate::parse::Format;
+use crate::state::AppState;
 use crate::tail::{self, Source, SourcesSlot, TailOptions, Tailer};
-use crate::training::{lock, Limits, Run, Runs};
-use std::borrow::Cow;
-
-/// The git revision the binary was built from (`unknown` outside a checkout).
-pub const REVISION: &str = env!("GTE_REVISION");
-
-/// State shared by the HTTP handlers.
-pub struct AppState {
-    pub runs: Arc<Mutex<Runs>>,
-    pub telemetry_path: String,
-    /// The GPU collector, when on (`run` starts it).
-    pub gpu: Option<GpuCollector>,
-    /// The host collector, when on (`run` starts it).
-    pub host: Option<HostCollector>,
-}
-
-impl AppState {
-    pub fn new(config: &Config) -> Self {
-        AppState {
-            runs: Arc::new(Mutex::new(
-                Runs::new(config.limits, config.max_runs).with_rules(config.rules.clone()),
-            )),
-            telemetry_path: config.telemetry_path.clone(),
-            gpu: None,
-            host: None,
-        }
-    }
-
-    /// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
-    /// (none when the collector is off or NVML is unavailable), each with its last hour:
-    /// `[minutes relative to now, utilization, memory used / total]`.
-    pub fn gpus_json(&self) -> Vec<serde_json::Value> {
-        let Some(gpu) = &self.gpu else {
-            return Vec::new();
-        };
-        let snap = gpu.snapshot();
-        let now = tail::unix_now();
-        if !snap.nvml_up {
-            return Vec::new();
-        }
-        snap.gpus
-            .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "gpu": g.index,
-                    "name": g.name,
-                    "uuid": g.uuid,
-                    "up": g.up,
-                    "utilization_ratio": g.utilization,
-                    "memory_utilization_ratio": g.memory_utilization,
-                    "memory_used_bytes": g.memory_used_bytes,
-                    "memory_total_bytes": g.memory_total_bytes,
-                    "temperature_celsius": g.temperature_celsius,
-                    "power_watts": g.power_watts,
-                    "history": gpu.history(g.index).into_iter().map(|(t, u, m)| {
-                        serde_json::json!([(t - now) / 60.0, u, m])
-                    }).collect::<Vec<_>>(),
-                })
-            })
-            .collect()
-    }
-
-    /// Renders every metric family.
-    pub fn render(&self, dialect: Dialect) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        let mut enc = Encoder::new(&mut out, dialect);
-        {
-            let mut runs = lock(&self.runs);
-            if let Some(g) = &self.gpu {
-                let gpus = gpu_processes(&g.snapshot());
-                for r in runs.runs.values_mut() {
-                    r.state.set_gpus(&gpus);
-                }
-            }
-            let labelled = runs.labelled();
-            let list: Vec<(&str, &_)> = labelled
-                .iter()
-                .map(|(k, r)| (k.as_ref(), &r.state))
-                .collect();
-            expose::encode_training(
-                &mut enc,
-                &TrainingView {
-                    runs: &list,
-                    limits: &runs.limits,
-                    now: tail::unix_now(),
-                    wall_clock: true,
-                    rules: &runs.rules,
-                },
-            );
-            encode_self(&mut enc, &runs, &labelled);
-        }
-        if let Some(g) = &self.gpu {
-            g.encode(&mut enc);
-        }
-        if let Some(h) = &self.host {
-            h.encode(&mut enc);
-        }
-        collector::encode_self(&mut enc, self.gpu.as_ref(), self.host.as_ref());
-        enc.finish();
-        out
-    }
-}
-
-/// The GPU collector's compute processes as the plain data the run join takes.
-fn gpu_processes(snap: &GpuSnapshot) -> Vec<GpuProcesses> {
-    snap.gpus
-        .iter()
-        .map(|g| GpuProcesses {
-            index: g.index,
-            uuid: g.uuid.clone(),
-            processes: g
-                .processes
-                .iter()
-                .map(|p| (p.pid, p.used_memory_bytes))
-                .collect(),
-        })
-        .collect()
-}
-
-fn encode_self(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Run)]) {
-    enc.family(
-        "gpu_train_exporter_build_info",
-        "Version and git revision of the running exporter.",
-        Kind::Gauge,
-    );
-    enc.sample(
-        "gpu_train_exporter_build_info",
-        &[
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("revision", REVISION),
-        ],
-        1.0,
-    );
-    enc.family(
-        "gpu_train_exporter_runs",
-        "Runs currently followed.",
-        Kind::Gauge,
-    );
-    enc.sample("gpu_train_exporter_runs", &[], runs.runs.len() as f64);
-    enc.family(
-        "gpu_train_exporter_runs_dropped_total",
-        "Log files not followed because the run limit was reached.",
-        Kind::Counter,
-    );
-    enc.sample(
-        "gpu_train_exporter_runs_dropped_total",
-        &[],
-        runs.runs_dropped as f64,
-    );
-    enc.family(
-        "gpu_train_exporter_keys_dropped_total",
-        "Keys not recorded because the per-run key limit or key length limit was reached.",
-        Kind::Counter,
-    );
-    for (name, r) in labelled {
-        enc.sample(
-            "gpu_train_exporter_keys_dropped_total",
-            &[("run", name)],
-            r.state.keys_dropped as f64,
-        );
-    }
-    enc.family(
-        "gpu_train_exporter_log_read_errors_total",
-        "Errors reading a run's log file (permission denied, not a file, I/O).",
-        Kind::Counter,
-    );
-    for (name, r) in labelled {
-        enc.sample(
-            "gpu_train_exporter_log_read_errors_total",
-            &[("run", name)],
-            r.read_errors as f64,
-        );
-    }
-}
+use crate::training::{lock, Limits, Runs};
 
 /// Reads the configuration again, as at start (the same flags): what SIGHUP puts in force.
 pub type Reload = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
@@ -233,8 +59,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let attribution = if config.attribution.enabled {
         let runs = state.runs.clone();
         let settings = config.attribution.clone();
+        let gpus = state.gpu.as_ref().map(GpuCollector::reader);
         Worker::spawn("attribution", move |stop| {
-            attribute_loop(&runs, &settings, stop)
+            crate::attribution::cycle::run(&runs, &settings, gpus.as_ref(), stop)
         })
     } else {
         None
@@ -489,44 +316,6 @@ fn restart_only(running: &Config, new: &Config) -> Vec<&'static str> {
     .filter(|(_, d)| *d)
     .map(|(k, _)| k)
     .collect()
-}
-
-/// Scans /proc every interval for the processes holding each run's log, until `stop`.
-/// The lock is held only to read the paths and to store the result, never during the scan.
-fn attribute_loop(runs: &Mutex<Runs>, settings: &crate::config::Attribution, stop: &Stop) {
-    let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
-    let mut warned = false;
-    loop {
-        let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)
-            .runs
-            .iter()
-            .map(|(n, r)| (n.clone(), PathBuf::from(&r.state.path)))
-            .unzip();
-        match scanner.scan(&paths) {
-            Ok(scan) => {
-                if scan.unreadable > 0 && !warned {
-                    warned = true;
-                    tracing::info!(processes = scan.unreadable, "some processes' open files cannot be read (other users'); their runs fall back to the idle timeout");
-                }
-                let now = tail::unix_now();
-                let mut runs = lock(runs);
-                for (name, holders) in names.iter().zip(scan.holders) {
-                    if let Some(r) = runs.runs.get_mut(name) {
-                        r.state.set_holders(holders, now);
-                    }
-                }
-            }
-            Err(e) => {
-                if !warned {
-                    warned = true;
-                    tracing::warn!(procfs = %settings.procfs.display(), error = %e, "cannot scan procfs; run liveness falls back to the idle timeout");
-                }
-            }
-        }
-        if !stop.sleep_until(std::time::Instant::now() + settings.interval) {
-            return;
-        }
-    }
 }
 
 /// One-shot mode: reads `files` to their end and returns the exposition of what they hold.

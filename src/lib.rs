@@ -15,5 +15,6 @@ pub mod config;
 pub mod expose;
 pub mod http;
 pub mod parse;
+pub mod state;
 pub mod tail;
 pub mod training;

@@ -13,6 +13,8 @@
 //! `CAP_SYS_PTRACE`) are skipped and counted; in Kubernetes the pod needs `hostPID: true` to
 //! see the trainers' processes at all.
 
+pub mod cycle;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

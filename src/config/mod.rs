@@ -985,7 +985,7 @@ mod tests {
         }
         for p in paths.iter().map(|p| format!("/{p}")) {
             if let Ok(c) = with_path(&p) {
-                let state = Arc::new(crate::app::AppState::new(&c));
+                let state = Arc::new(crate::state::AppState::new(&c));
                 let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     crate::http::app(state)
                 }));

@@ -15,6 +15,8 @@
 
 use std::fmt::Write as _;
 
+pub mod exporter;
+
 use crate::parse::rules::{Rule, RuleKind};
 use crate::training::{Known, Limits, RunState, SkipReason};
 

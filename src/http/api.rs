@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tail::unix_now;
 use crate::training::{lock, Known, Limits, RunState};
 
@@ -149,5 +149,39 @@ pub async fn series(
 
 /// `GET /api/v1/gpus`
 pub async fn gpus(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({ "gpus": state.gpus_json() }))
+    Json(json!({ "gpus": gpus_json(&state) }))
+}
+
+/// The GPUs for the live page's JSON API, from the GPU collector's latest snapshot
+/// (none when the collector is off or NVML is unavailable), each with its last hour:
+/// `[minutes relative to now, utilization, memory used / total]`.
+pub fn gpus_json(state: &AppState) -> Vec<serde_json::Value> {
+    let Some(gpu) = &state.gpu else {
+        return Vec::new();
+    };
+    let snap = gpu.snapshot();
+    let now = unix_now();
+    if !snap.nvml_up {
+        return Vec::new();
+    }
+    snap.gpus
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "gpu": g.index,
+                "name": g.name,
+                "uuid": g.uuid,
+                "up": g.up,
+                "utilization_ratio": g.utilization,
+                "memory_utilization_ratio": g.memory_utilization,
+                "memory_used_bytes": g.memory_used_bytes,
+                "memory_total_bytes": g.memory_total_bytes,
+                "temperature_celsius": g.temperature_celsius,
+                "power_watts": g.power_watts,
+                "history": gpu.history(g.index).into_iter().map(|(t, u, m)| {
+                    serde_json::json!([(t - now) / 60.0, u, m])
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }

@@ -14,8 +14,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::app::AppState;
 use crate::expose::Dialect;
+use crate::state::AppState;
 
 /// The router, with every route the daemon serves.
 pub fn app(state: Arc<AppState>) -> Router {

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use gpu_train_exporter::app::AppState;
 use gpu_train_exporter::config::{Config, Flags};
 use gpu_train_exporter::parse::Format;
+use gpu_train_exporter::state::AppState;
 use gpu_train_exporter::tail::Sink;
 use gpu_train_exporter::training::lock;
 use http_body_util::BodyExt;

@@ -248,6 +248,26 @@ impl Shared {
     }
 }
 
+/// Reads the GPU collector's latest snapshot; cloned to the threads that need it.
+#[derive(Clone)]
+pub struct GpuReader {
+    shared: Arc<Shared>,
+}
+
+impl GpuReader {
+    /// The latest snapshot, with the XID counts up to now.
+    pub fn snapshot(&self) -> Arc<GpuSnapshot> {
+        let snap = crate::training::lock(&self.shared.snapshot).clone();
+        let xids = crate::training::lock(&self.shared.xids);
+        if xids.is_empty() {
+            return snap;
+        }
+        let mut s = (*snap).clone();
+        s.xids = xids.clone();
+        Arc::new(s)
+    }
+}
+
 /// The running GPU collector. Dropping it stops its threads.
 pub struct GpuCollector {
     shared: Arc<Shared>,
@@ -276,14 +296,14 @@ impl GpuCollector {
 
     /// The latest snapshot, with the XID counts up to now.
     pub fn snapshot(&self) -> Arc<GpuSnapshot> {
-        let snap = crate::training::lock(&self.shared.snapshot).clone();
-        let xids = crate::training::lock(&self.shared.xids);
-        if xids.is_empty() {
-            return snap;
+        self.reader().snapshot()
+    }
+
+    /// A handle that reads the snapshots, for the threads that join them with runs.
+    pub fn reader(&self) -> GpuReader {
+        GpuReader {
+            shared: self.shared.clone(),
         }
-        let mut s = (*snap).clone();
-        s.xids = xids.clone();
-        Arc::new(s)
     }
 
     /// The last hour of one GPU's utilization and memory, oldest first, a point every

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::collector::{GpuOptions, HostOptions};
-use crate::http::server::{Limits as WebLimits, WebConfig};
+pub mod web;
+
+use self::web::{Limits as WebLimits, WebConfig};
 use crate::parse::rules::{self, Rule, RuleSpec};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
@@ -396,7 +398,7 @@ impl Config {
         };
         let mut c = Config::build(flags, file)?;
         if let Some((p, key)) = web_file {
-            c.web = crate::http::server::load(&p, key)?;
+            c.web = web::load(&p, key)?;
         }
         Ok(c)
     }

@@ -2,8 +2,8 @@
 //!
 //! Each samples in a background thread on its own interval and keeps the latest values as
 //! plain data, so a scrape only formats what is cached and never waits on the hardware. The
-//! rest of the program reads [`gpu::GpuSnapshot`] and [`host::HostSnapshot`]; only `gpu.rs`
-//! sees nvml-wrapper and only `host.rs` sees sysinfo.
+//! rest of the program reads [`gpu::GpuSnapshot`] and [`host::HostSnapshot`]; only
+//! `gpu/nvml.rs` sees nvml-wrapper and only `host.rs` sees sysinfo.
 
 use std::path::PathBuf;
 use std::time::Duration;

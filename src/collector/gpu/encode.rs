@@ -1,0 +1,466 @@
+//! The GPU families of the exposition, written from a [`GpuSnapshot`]: identity and `up`
+//! for every GPU, values only for the GPUs that answer, XID counts, per-process memory and
+//! the time of the last sample. A family with no series is left out.
+
+use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS};
+use crate::expose::{Encoder, Kind};
+
+/// A GPU that answers NVML, with its index as a label value.
+type Up<'a> = (&'a GpuSample, &'a str);
+
+/// Writes the GPU families from a snapshot; nothing when NVML is not up.
+pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
+    if !snap.nvml_up {
+        return;
+    }
+    let idx: Vec<String> = snap.gpus.iter().map(|g| g.index.to_string()).collect();
+    let up: Vec<Up<'_>> = snap
+        .gpus
+        .iter()
+        .zip(&idx)
+        .filter(|(g, _)| g.up)
+        .map(|(g, i)| (g, i.as_str()))
+        .collect();
+    identity(enc, snap, &idx);
+    simple(enc, &up);
+    nvlinks(enc, &up);
+    ecc(enc, &up);
+    remapped_rows(enc, &up);
+    clock_events(enc, &up);
+    xids(enc, snap);
+    processes(enc, &up);
+    last_sample(enc, snap);
+}
+
+/// `gpu_info` and `gpu_up`, for every GPU found, lost ones included.
+fn identity(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
+    let gpus = &snap.gpus;
+    if gpus.is_empty() {
+        return;
+    }
+    enc.family("gpu_info", "Identity of each GPU; always 1.", Kind::Gauge);
+    for (g, i) in gpus.iter().zip(idx) {
+        enc.sample(
+            "gpu_info",
+            &[
+                ("gpu", i),
+                ("uuid", &g.uuid),
+                ("name", &g.name),
+                ("pci_bus_id", &g.pci_bus_id),
+                ("driver_version", &snap.driver_version),
+            ],
+            1.0,
+        );
+    }
+    enc.family(
+        "gpu_up",
+        "1 while the GPU answers NVML, 0 once it is lost (its other series are then absent).",
+        Kind::Gauge,
+    );
+    for (g, i) in gpus.iter().zip(idx) {
+        enc.sample(
+            "gpu_up",
+            &[("gpu", i), ("uuid", &g.uuid)],
+            if g.up { 1.0 } else { 0.0 },
+        );
+    }
+}
+
+type Getter = fn(&GpuSample) -> Option<f64>;
+
+/// The families of one value per GPU, labelled by `gpu` and `uuid` alone.
+const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
+    (
+        "gpu_utilization_ratio",
+        "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",
+        Kind::Gauge,
+        |g| g.utilization,
+    ),
+    (
+        "gpu_memory_utilization_ratio",
+        "Fraction of time device memory was read or written over the last sample period (0-1).",
+        Kind::Gauge,
+        |g| g.memory_utilization,
+    ),
+    (
+        "gpu_memory_used_bytes",
+        "Device memory in use.",
+        Kind::Gauge,
+        |g| g.memory_used_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_memory_free_bytes",
+        "Device memory free.",
+        Kind::Gauge,
+        |g| g.memory_free_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_memory_total_bytes",
+        "Device memory installed.",
+        Kind::Gauge,
+        |g| g.memory_total_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_memory_reserved_bytes",
+        "Device memory reserved by the driver and firmware.",
+        Kind::Gauge,
+        |g| g.memory_reserved_bytes.map(|v| v as f64),
+    ),
+    ("gpu_power_watts", "Power draw.", Kind::Gauge, |g| {
+        g.power_watts
+    }),
+    (
+        "gpu_power_limit_watts",
+        "Enforced power limit.",
+        Kind::Gauge,
+        |g| g.power_limit_watts,
+    ),
+    (
+        "gpu_energy_joules_total",
+        "Energy consumed since the driver was loaded.",
+        Kind::Counter,
+        |g| g.energy_joules,
+    ),
+    (
+        "gpu_temperature_celsius",
+        "GPU core temperature.",
+        Kind::Gauge,
+        |g| g.temperature_celsius,
+    ),
+    (
+        "gpu_sm_clock_hertz",
+        "Current SM clock.",
+        Kind::Gauge,
+        |g| g.sm_clock_hertz,
+    ),
+    (
+        "gpu_memory_clock_hertz",
+        "Current memory clock.",
+        Kind::Gauge,
+        |g| g.memory_clock_hertz,
+    ),
+    (
+        "gpu_pcie_transmit_bytes_total",
+        "Bytes sent over PCIe (NVML cumulative counter; may wrap).",
+        Kind::Counter,
+        |g| g.pcie_transmit_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_pcie_receive_bytes_total",
+        "Bytes received over PCIe (NVML cumulative counter; may wrap).",
+        Kind::Counter,
+        |g| g.pcie_receive_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_remapped_rows_pending",
+        "1 if a row remapping is pending (takes effect at the next GPU reset).",
+        Kind::Gauge,
+        |g| g.remapped_rows.map(|r| if r.pending { 1.0 } else { 0.0 }),
+    ),
+    (
+        "gpu_remapped_rows_failed",
+        "1 if a row remapping has failed.",
+        Kind::Gauge,
+        |g| g.remapped_rows.map(|r| if r.failure { 1.0 } else { 0.0 }),
+    ),
+];
+
+/// The [`SIMPLE`] families.
+fn simple(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    for (name, help, kind, get) in SIMPLE {
+        if up.iter().all(|(g, _)| get(g).is_none()) {
+            continue;
+        }
+        enc.family(name, help, kind);
+        for (g, i) in up {
+            if let Some(v) = get(g) {
+                enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
+            }
+        }
+    }
+}
+
+/// The per-link NVLink data counters, one family per direction.
+fn nvlinks(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    for (name, help, tx) in [
+        (
+            "gpu_nvlink_transmit_bytes_total",
+            "Data bytes sent over each NVLink.",
+            true,
+        ),
+        (
+            "gpu_nvlink_receive_bytes_total",
+            "Data bytes received over each NVLink.",
+            false,
+        ),
+    ] {
+        let get = |l: &NvLinkSample| {
+            if tx {
+                l.transmit_bytes
+            } else {
+                l.receive_bytes
+            }
+        };
+        if !up
+            .iter()
+            .any(|(g, _)| g.nvlinks.iter().any(|l| get(l).is_some()))
+        {
+            continue;
+        }
+        enc.family(name, help, Kind::Counter);
+        let mut link = String::new();
+        for (g, i) in up {
+            for l in &g.nvlinks {
+                if let Some(v) = get(l) {
+                    link.clear();
+                    link.push_str(&l.link.to_string());
+                    enc.sample(
+                        name,
+                        &[("gpu", i), ("uuid", &g.uuid), ("link", &link)],
+                        v as f64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `gpu_ecc_errors_total` by type.
+fn ecc(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    if !up.iter().any(|(g, _)| g.ecc_corrected.is_some()) {
+        return;
+    }
+    enc.family(
+        "gpu_ecc_errors_total",
+        "Memory ECC errors since the driver was loaded (volatile counters), by type.",
+        Kind::Counter,
+    );
+    for (g, i) in up {
+        for (t, v) in [
+            ("corrected", g.ecc_corrected),
+            ("uncorrected", g.ecc_uncorrected),
+        ] {
+            if let Some(v) = v {
+                enc.sample(
+                    "gpu_ecc_errors_total",
+                    &[("gpu", i), ("uuid", &g.uuid), ("type", t)],
+                    v as f64,
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_remapped_rows` by the kind of error.
+fn remapped_rows(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    if !up.iter().any(|(g, _)| g.remapped_rows.is_some()) {
+        return;
+    }
+    enc.family(
+        "gpu_remapped_rows",
+        "Memory rows remapped, by the kind of error that caused it.",
+        Kind::Gauge,
+    );
+    for (g, i) in up {
+        if let Some(r) = g.remapped_rows {
+            for (t, v) in [
+                ("correctable", r.correctable),
+                ("uncorrectable", r.uncorrectable),
+            ] {
+                enc.sample(
+                    "gpu_remapped_rows",
+                    &[("gpu", i), ("uuid", &g.uuid), ("type", t)],
+                    v as f64,
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_clock_event_active`, one series per known reason.
+fn clock_events(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    if !up.iter().any(|(g, _)| g.clock_event_reasons.is_some()) {
+        return;
+    }
+    enc.family(
+        "gpu_clock_event_active",
+        "1 while the clock event (throttle) reason holds the clocks down, by reason.",
+        Kind::Gauge,
+    );
+    for (g, i) in up {
+        if let Some(bits) = g.clock_event_reasons {
+            for (bit, reason) in CLOCK_EVENT_REASONS {
+                enc.sample(
+                    "gpu_clock_event_active",
+                    &[("gpu", i), ("uuid", &g.uuid), ("reason", reason)],
+                    if bits & bit != 0 { 1.0 } else { 0.0 },
+                );
+            }
+        }
+    }
+}
+
+/// The XID counts and last times, lost GPUs included.
+fn xids(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
+    if snap.xids.is_empty() {
+        return;
+    }
+    let uuid_of = |index: u32| snap.gpu(index).map(|g| g.uuid.as_str()).unwrap_or("");
+    for (name, help, counter) in [
+        (
+            "gpu_xid_errors_total",
+            "XID critical errors reported by the driver, by XID code.",
+            true,
+        ),
+        (
+            "gpu_xid_last_timestamp_seconds",
+            "Unix time of the last XID error, by XID code.",
+            false,
+        ),
+    ] {
+        enc.family(
+            name,
+            help,
+            if counter { Kind::Counter } else { Kind::Gauge },
+        );
+        for ((index, xid), c) in &snap.xids {
+            let (i, x) = (index.to_string(), xid.to_string());
+            enc.sample(
+                name,
+                &[("gpu", &i), ("uuid", uuid_of(*index)), ("xid", &x)],
+                if counter {
+                    c.count as f64
+                } else {
+                    c.last_seconds
+                },
+            );
+        }
+    }
+}
+
+/// `gpu_process_memory_used_bytes`, for the processes whose memory NVML can tell.
+fn processes(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    if !up
+        .iter()
+        .any(|(g, _)| g.processes.iter().any(|p| p.used_memory_bytes.is_some()))
+    {
+        return;
+    }
+    enc.family(
+        "gpu_process_memory_used_bytes",
+        "Device memory used by each compute process.",
+        Kind::Gauge,
+    );
+    for (g, i) in up {
+        for p in &g.processes {
+            if let Some(b) = p.used_memory_bytes {
+                let pid = p.pid.to_string();
+                enc.sample(
+                    "gpu_process_memory_used_bytes",
+                    &[
+                        ("gpu", i),
+                        ("uuid", &g.uuid),
+                        ("pid", &pid),
+                        ("command", &p.command),
+                    ],
+                    b as f64,
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_last_sample_timestamp_seconds`, once a cycle has finished.
+fn last_sample(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
+    if let Some(t) = snap.sampled_at {
+        enc.family(
+            "gpu_last_sample_timestamp_seconds",
+            "Unix time the GPU values were last sampled.",
+            Kind::Gauge,
+        );
+        enc.sample("gpu_last_sample_timestamp_seconds", &[], t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::gpu::model::{NvLinkSample, XidCount};
+    use crate::expose::Dialect;
+    use std::collections::BTreeMap;
+
+    fn render(snap: &GpuSnapshot) -> String {
+        let mut out = String::new();
+        let mut enc = Encoder::new(&mut out, Dialect::Text);
+        encode(&mut enc, snap);
+        enc.finish();
+        out.lines()
+            .filter(|l| !l.starts_with("# HELP"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_gpu_keeps_identity_up_and_xids_only() {
+        let mut snap = GpuSnapshot {
+            nvml_up: true,
+            driver_version: "550.54.15".into(),
+            gpus: vec![
+                GpuSample {
+                    index: 0,
+                    uuid: "GPU-a".into(),
+                    name: "H100".into(),
+                    pci_bus_id: "00000000:18:00.0".into(),
+                    up: true,
+                    utilization: Some(0.5),
+                    nvlinks: vec![NvLinkSample {
+                        link: 3,
+                        transmit_bytes: Some(2048),
+                        receive_bytes: None,
+                    }],
+                    ..GpuSample::default()
+                },
+                GpuSample {
+                    index: 1,
+                    uuid: "GPU-b".into(),
+                    up: false,
+                    // A lost GPU's values are never encoded, even if some were set.
+                    utilization: Some(0.9),
+                    ..GpuSample::default()
+                },
+            ],
+            sampled_at: Some(1700000000.5),
+            cycle_seconds: Some(0.001),
+            xids: BTreeMap::new(),
+        };
+        snap.xids.insert(
+            (1, 79),
+            XidCount {
+                count: 2,
+                last_seconds: 1700000000.0,
+            },
+        );
+        assert_eq!(
+            render(&snap),
+            "# TYPE gpu_info gauge
+gpu_info{gpu=\"0\",uuid=\"GPU-a\",name=\"H100\",pci_bus_id=\"00000000:18:00.0\",driver_version=\"550.54.15\"} 1
+gpu_info{gpu=\"1\",uuid=\"GPU-b\",name=\"\",pci_bus_id=\"\",driver_version=\"550.54.15\"} 1
+# TYPE gpu_up gauge
+gpu_up{gpu=\"0\",uuid=\"GPU-a\"} 1
+gpu_up{gpu=\"1\",uuid=\"GPU-b\"} 0
+# TYPE gpu_utilization_ratio gauge
+gpu_utilization_ratio{gpu=\"0\",uuid=\"GPU-a\"} 0.5
+# TYPE gpu_nvlink_transmit_bytes_total counter
+gpu_nvlink_transmit_bytes_total{gpu=\"0\",uuid=\"GPU-a\",link=\"3\"} 2048
+# TYPE gpu_xid_errors_total counter
+gpu_xid_errors_total{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 2
+# TYPE gpu_xid_last_timestamp_seconds gauge
+gpu_xid_last_timestamp_seconds{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 1700000000
+# TYPE gpu_last_sample_timestamp_seconds gauge
+gpu_last_sample_timestamp_seconds 1700000000.5
+"
+        );
+        snap.nvml_up = false;
+        assert_eq!(render(&snap), "");
+    }
+}

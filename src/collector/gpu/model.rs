@@ -1,0 +1,116 @@
+//! What the GPU collector knows, as plain data: one [`GpuSnapshot`] per cycle, with a
+//! [`GpuSample`] per GPU. No NVML type appears here, so the rest of the program (the
+//! encoder, the JSON API, the run join) reads GPUs without knowing NVML.
+
+use std::collections::BTreeMap;
+
+/// One compute process on a GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcess {
+    pub pid: u32,
+    /// From `/proc/PID/comm`, else NVML's process name, else empty.
+    pub command: String,
+    /// `None` when NVML cannot tell (for example inside some containers).
+    pub used_memory_bytes: Option<u64>,
+}
+
+/// One NVLink's cumulative data counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NvLinkSample {
+    pub link: u32,
+    pub transmit_bytes: Option<u64>,
+    pub receive_bytes: Option<u64>,
+}
+
+/// Row remapping state (Ampere and later).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemappedRows {
+    pub correctable: u32,
+    pub uncorrectable: u32,
+    pub pending: bool,
+    pub failure: bool,
+}
+
+/// The latest values of one GPU. Every value is `None` when the GPU does not support it,
+/// when its call failed this cycle, or when the GPU is lost (`up == false`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuSample {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub pci_bus_id: String,
+    pub up: bool,
+    /// 0–1.
+    pub utilization: Option<f64>,
+    /// 0–1: the fraction of time device memory was read or written.
+    pub memory_utilization: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_free_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_reserved_bytes: Option<u64>,
+    pub power_watts: Option<f64>,
+    pub power_limit_watts: Option<f64>,
+    pub energy_joules: Option<f64>,
+    pub temperature_celsius: Option<f64>,
+    pub sm_clock_hertz: Option<f64>,
+    pub memory_clock_hertz: Option<f64>,
+    pub pcie_transmit_bytes: Option<u64>,
+    pub pcie_receive_bytes: Option<u64>,
+    pub nvlinks: Vec<NvLinkSample>,
+    pub ecc_corrected: Option<u64>,
+    pub ecc_uncorrected: Option<u64>,
+    pub remapped_rows: Option<RemappedRows>,
+    /// NVML's clocks event (throttle) reason bits.
+    pub clock_event_reasons: Option<u64>,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// XID errors seen on one GPU for one XID code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct XidCount {
+    pub count: u64,
+    /// Unix time the last one arrived.
+    pub last_seconds: f64,
+}
+
+/// Everything the collector knows, as plain data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuSnapshot {
+    pub nvml_up: bool,
+    pub driver_version: String,
+    pub gpus: Vec<GpuSample>,
+    /// Unix time the last cycle finished.
+    pub sampled_at: Option<f64>,
+    /// How long the last cycle took.
+    pub cycle_seconds: Option<f64>,
+    /// `(gpu index, xid)` → count and last time.
+    pub xids: BTreeMap<(u32, u64), XidCount>,
+}
+
+impl GpuSnapshot {
+    /// The GPU with this NVML index.
+    pub fn gpu(&self, index: u32) -> Option<&GpuSample> {
+        self.gpus.iter().find(|g| g.index == index)
+    }
+}
+
+/// The throttle reasons as NVML numbers them, with their label values.
+pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake"),
+    (0x100, "display_clock_setting"),
+];
+
+/// Seconds between two points of a GPU's last-hour history (the live page's chart).
+pub const HISTORY_STEP_SECONDS: f64 = 10.0;
+/// Points kept per GPU: one hour.
+pub const HISTORY_POINTS: usize = 360;
+
+/// One history point: Unix time, utilization (0–1), memory used / total (0–1).
+pub type HistoryPoint = (f64, Option<f64>, Option<f64>);

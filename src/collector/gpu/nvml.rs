@@ -1,0 +1,693 @@
+//! The NVML calls: the only module of the crate that uses nvml-wrapper. It loads the
+//! library, enumerates the GPUs, samples each into a plain [`GpuSample`], and registers for
+//! XID events; everything it hands out is plain data.
+//!
+//! Each capability is probed on its first call per device: `NotSupported` or a symbol the
+//! library lacks (`FailedToLoadSymbol`) makes that family absent for that GPU, logged once,
+//! and never called again. Any other failure is counted in [`CallErrors`] (exposed as
+//! `gpu_train_exporter_collector_errors_total{call}`) and leaves only that value out. A GPU
+//! that answers `GPU_IS_LOST` reports `up == false` and no other values until it answers
+//! again.
+//!
+//! Per-link NVLink and cumulative PCIe counters are NVML field values read with the raw
+//! `nvmlDeviceGetFieldValues`, because nvml-wrapper's `field_values_for` never sets
+//! `scopeId` and so reads link 0 only.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::Mutex;
+
+use nvml_wrapper::bitmasks::event::EventTypes;
+use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::struct_wrappers::device::ProcessInfo;
+use nvml_wrapper::sys_exports::field_id::{
+    NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
+    NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+};
+use nvml_wrapper::{Device, EventSet, Nvml};
+use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
+
+use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows};
+use super::xid::{EventSource, Wait};
+use crate::training::lock;
+
+/// The NVML functions the collector calls, in the order of [`Call`]. They label
+/// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
+/// exports in step with this list.
+pub const CALLS: [&str; 20] = [
+    "nvmlDeviceGetCount_v2",
+    "nvmlDeviceGetHandleByIndex_v2",
+    "nvmlDeviceGetUUID",
+    "nvmlDeviceGetName",
+    "nvmlDeviceGetPciInfo_v3",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetMemoryInfo_v2",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetEnforcedPowerLimit",
+    "nvmlDeviceGetTotalEnergyConsumption",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetTotalEccErrors",
+    "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlSystemGetProcessName",
+    "nvmlDeviceGetFieldValues",
+    "nvmlDeviceRegisterEvents",
+    "nvmlEventSetWait_v2",
+];
+
+/// Library-level functions called outside the sampling cycle (initialisation, the event
+/// set's lifetime); not sampled per device, so not error labels.
+pub const LIFECYCLE_CALLS: [&str; 5] = [
+    "nvmlInit_v2",
+    "nvmlShutdown",
+    "nvmlSystemGetDriverVersion",
+    "nvmlEventSetCreate",
+    "nvmlEventSetFree",
+];
+
+/// One sampled NVML function (an index into [`CALLS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Count,
+    Handle,
+    Uuid,
+    Name,
+    Pci,
+    Utilization,
+    Memory,
+    Power,
+    PowerLimit,
+    Energy,
+    Temperature,
+    Clock,
+    Ecc,
+    RemappedRows,
+    ClockEvents,
+    Processes,
+    ProcessName,
+    FieldValues,
+    RegisterEvents,
+    EventWait,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        CALLS[self as usize]
+    }
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// Failed calls so far, per NVML function of [`CALLS`]; shared by the sampling and the
+/// XID threads.
+#[derive(Debug, Default)]
+pub(super) struct CallErrors(Mutex<[u64; CALLS.len()]>);
+
+impl CallErrors {
+    fn count(&self, call: Call) {
+        lock(&self.0)[call as usize] += 1;
+    }
+
+    /// Every sampled function with its failures so far, in the order of [`CALLS`].
+    pub(super) fn by_call(&self) -> Vec<(&'static str, u64)> {
+        let e = lock(&self.0);
+        CALLS.iter().zip(e.iter()).map(|(c, n)| (*c, *n)).collect()
+    }
+}
+
+/// A loaded and initialised NVML library.
+pub(super) struct Library {
+    nvml: Nvml,
+    /// The path it was loaded from, for the logs.
+    name: String,
+}
+
+impl Library {
+    /// Loads and initialises NVML from `path` (`None`: nvml-wrapper's default,
+    /// `libnvidia-ml.so.1`); the error is a one-line reason naming the library.
+    pub(super) fn open(path: Option<&Path>) -> Result<Library, String> {
+        let mut builder = Nvml::builder();
+        if let Some(p) = path {
+            builder.lib_path(p.as_os_str());
+        }
+        let name = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "libnvidia-ml.so.1".into());
+        match builder.init() {
+            Ok(nvml) => Ok(Library { nvml, name }),
+            Err(e) => Err(format!(
+                "cannot initialise NVML from {name}: {}",
+                describe(&e)
+            )),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The driver's version, empty if NVML cannot tell.
+    pub(super) fn driver_version(&self) -> String {
+        self.nvml.sys_driver_version().unwrap_or_default()
+    }
+
+    /// Enumerates the GPUs and reads their identity.
+    pub(super) fn discover<'n>(&'n self, errors: &CallErrors) -> Gpus<'n> {
+        Gpus {
+            nvml: &self.nvml,
+            devs: discover(&self.nvml, errors),
+            names: HashMap::new(),
+        }
+    }
+
+    /// Registers every GPU of `targets` for XID events; `None`, logged, when no GPU can
+    /// deliver them.
+    pub(super) fn xid_events<'a>(
+        &'a self,
+        targets: &'a EventTargets,
+        errors: &'a CallErrors,
+    ) -> Option<XidEvents<'a>> {
+        let nvml = &self.nvml;
+        let set = match nvml.create_event_set() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!("XID events not available, gpu_xid_errors_total is left out: {e}");
+                return None;
+            }
+        };
+        let register = match nvml_sym(nvml.lib().nvmlDeviceRegisterEvents.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!("XID events not available, gpu_xid_errors_total is left out: {e}");
+                return None;
+            }
+        };
+        let mut registered = 0;
+        for (index, handle) in &targets.0 {
+            // SAFETY: a live device handle and the live event set; registering events on a
+            // device does not consume the set (unlike nvml-wrapper's `register_events`, which
+            // frees it on failure, losing the GPUs registered before).
+            let r = unsafe {
+                nvml_try(register(
+                    *handle as _,
+                    EventTypes::CRITICAL_XID_ERROR.bits(),
+                    set.handle(),
+                ))
+            };
+            match r {
+                Ok(()) => registered += 1,
+                Err(e @ (NvmlError::NotSupported | NvmlError::GpuLost)) => {
+                    tracing::info!(gpu = index, "no XID events from this GPU: {e}")
+                }
+                Err(e) => {
+                    errors.count(Call::RegisterEvents);
+                    tracing::warn!(gpu = index, "cannot register for XID events: {e}");
+                }
+            }
+        }
+        if registered == 0 {
+            return None;
+        }
+        Some(XidEvents {
+            set,
+            targets,
+            errors,
+        })
+    }
+}
+
+/// The GPUs found, each with what it was found to support.
+pub(super) struct Gpus<'n> {
+    nvml: &'n Nvml,
+    devs: Vec<Dev<'n>>,
+    /// Process commands by PID, for the processes seen in the last cycle.
+    names: HashMap<u32, String>,
+}
+
+impl Gpus<'_> {
+    pub(super) fn len(&self) -> usize {
+        self.devs.len()
+    }
+
+    /// The devices to register for XID events, as data another thread can hold.
+    pub(super) fn event_targets(&self) -> EventTargets {
+        EventTargets(
+            self.devs
+                .iter()
+                .map(|d| (d.identity.index, unsafe { d.device.handle() } as usize))
+                .collect(),
+        )
+    }
+
+    /// One cycle of every GPU.
+    pub(super) fn sample(&mut self, errors: &CallErrors) -> Vec<GpuSample> {
+        let (nvml, names) = (self.nvml, &mut self.names);
+        let gpus: Vec<GpuSample> = self
+            .devs
+            .iter_mut()
+            .map(|d| sample(nvml, d, errors, names))
+            .collect();
+        let live: HashSet<u32> = gpus
+            .iter()
+            .flat_map(|g| g.processes.iter().map(|p| p.pid))
+            .collect();
+        self.names.retain(|pid, _| live.contains(pid));
+        gpus
+    }
+}
+
+/// The NVML index and device handle of each GPU. A handle is kept as an integer, only
+/// passed back to NVML and compared, so that the XID thread may hold it.
+pub(super) struct EventTargets(Vec<(u32, usize)>);
+
+/// An event set registered for XID events on some GPUs.
+pub(super) struct XidEvents<'a> {
+    set: EventSet<'a>,
+    targets: &'a EventTargets,
+    errors: &'a CallErrors,
+}
+
+impl EventSource for XidEvents<'_> {
+    fn wait(&mut self, timeout_ms: u32) -> Wait {
+        match self.set.wait(timeout_ms) {
+            Ok(ev) => {
+                let Some(xid) = ev.event_data.map(|x| match x {
+                    nvml_wrapper::enums::event::XidError::Value(v) => v,
+                    nvml_wrapper::enums::event::XidError::Unknown => 999,
+                }) else {
+                    return Wait::Nothing;
+                };
+                // SAFETY: the handle is only compared, never dereferenced.
+                let h = unsafe { ev.device.handle() } as usize;
+                match self.targets.0.iter().find(|(_, x)| *x == h) {
+                    Some((gpu, _)) => Wait::Xid { gpu: *gpu, xid },
+                    None => Wait::Nothing,
+                }
+            }
+            Err(NvmlError::Timeout) => Wait::Nothing,
+            Err(e) => {
+                self.errors.count(Call::EventWait);
+                Wait::Failed(e.to_string())
+            }
+        }
+    }
+}
+
+/// What one device supports, learnt on first use.
+struct Dev<'n> {
+    device: Device<'n>,
+    identity: GpuSample,
+    /// Bits of [`Call`]s (and of [`Field`]s, shifted) found absent.
+    absent: u32,
+    /// Bits of calls whose failure was already logged.
+    warned: u32,
+    /// Field-value requests still believed supported.
+    fields: Vec<(Field, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    PcieTx,
+    PcieRx,
+    NvLinkTx,
+    NvLinkRx,
+}
+
+impl Field {
+    fn id(self) -> u32 {
+        match self {
+            Field::PcieTx => NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+            Field::PcieRx => NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
+            Field::NvLinkTx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+            Field::NvLinkRx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+        }
+    }
+}
+
+/// A one-line reason for a failed initialisation.
+fn describe(e: &NvmlError) -> String {
+    match e {
+        NvmlError::LibloadingError(e) => format!("cannot load the library ({e})"),
+        NvmlError::DriverNotLoaded => "the NVIDIA driver is not loaded".into(),
+        NvmlError::NoPermission => "permission denied".into(),
+        e => e.to_string(),
+    }
+}
+
+/// Enumerates the GPUs and reads their identity.
+fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
+    let count = match nvml.device_count() {
+        Ok(n) => n,
+        Err(e) => {
+            errors.count(Call::Count);
+            tracing::warn!("GPU metrics absent: cannot count GPUs: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for index in 0..count {
+        let device = match nvml.device_by_index(index) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.count(Call::Handle);
+                tracing::warn!(gpu = index, "GPU left out: cannot get its handle: {e}");
+                continue;
+            }
+        };
+        let mut dev = Dev {
+            device,
+            identity: GpuSample {
+                index,
+                ..GpuSample::default()
+            },
+            absent: 0,
+            warned: 0,
+            fields: Vec::new(),
+        };
+        let mut lost = false;
+        dev.identity.uuid =
+            call(&mut dev, errors, &mut lost, Call::Uuid, |d| d.uuid()).unwrap_or_default();
+        dev.identity.name =
+            call(&mut dev, errors, &mut lost, Call::Name, |d| d.name()).unwrap_or_default();
+        dev.identity.pci_bus_id = call(&mut dev, errors, &mut lost, Call::Pci, |d| d.pci_info())
+            .map(|p| p.bus_id)
+            .unwrap_or_default();
+        let links = call(&mut dev, errors, &mut lost, Call::FieldValues, |d| {
+            let mut v = [request(NVML_FI_DEV_NVLINK_LINK_COUNT, 0)];
+            field_values(nvml, d, &mut v)?;
+            Ok(read_value(&v[0]).unwrap_or(0))
+        })
+        .unwrap_or(0)
+        .min(64) as u32;
+        dev.fields = vec![(Field::PcieTx, 0), (Field::PcieRx, 0)];
+        for l in 0..links {
+            dev.fields.push((Field::NvLinkTx, l));
+            dev.fields.push((Field::NvLinkRx, l));
+        }
+        out.push(dev);
+    }
+    out
+}
+
+/// Makes one call unless its family is known absent or the GPU was lost this cycle.
+fn call<'n, T>(
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    c: Call,
+    f: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
+) -> Option<T> {
+    if *lost || dev.absent & c.bit() != 0 {
+        return None;
+    }
+    match f(&dev.device) {
+        Ok(v) => Some(v),
+        Err(e @ (NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_))) => {
+            dev.absent |= c.bit();
+            tracing::info!(
+                gpu = dev.identity.index,
+                call = c.name(),
+                "not available on this GPU, its series are left out: {e}"
+            );
+            None
+        }
+        Err(NvmlError::GpuLost) => {
+            *lost = true;
+            None
+        }
+        Err(e) => {
+            errors.count(c);
+            if dev.warned & c.bit() == 0 {
+                dev.warned |= c.bit();
+                tracing::warn!(gpu = dev.identity.index, call = c.name(), "NVML call failed (logged once, counted in gpu_train_exporter_collector_errors_total): {e}");
+            }
+            None
+        }
+    }
+}
+
+fn request(field: u32, scope: u32) -> nvmlFieldValue_t {
+    // SAFETY: a plain C struct for which all-zero bytes are valid.
+    let mut v: nvmlFieldValue_t = unsafe { std::mem::zeroed() };
+    v.fieldId = field;
+    v.scopeId = scope;
+    v
+}
+
+/// `nvmlDeviceGetFieldValues` with `scopeId` as set in each request.
+fn field_values(nvml: &Nvml, d: &Device<'_>, v: &mut [nvmlFieldValue_t]) -> Result<(), NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetFieldValues.as_ref())?;
+    // SAFETY: the handle is a live device of this `nvml`, the pointer and count describe
+    // `v`, and NVML writes only inside those entries.
+    unsafe { nvml_try(sym(d.handle(), v.len() as c_int, v.as_mut_ptr())) }
+}
+
+/// A field value as an integer, or the per-field error.
+fn read_value(v: &nvmlFieldValue_t) -> Result<u64, NvmlError> {
+    nvml_try(v.nvmlReturn)?;
+    // SAFETY: `valueType` says which member of the union NVML wrote.
+    unsafe {
+        Ok(match v.valueType {
+            0 => v.value.dVal.max(0.0) as u64,
+            1 => v.value.uiVal as u64,
+            // `c_ulong` is 32 bits on some targets.
+            #[allow(clippy::unnecessary_cast)]
+            2 => v.value.ulVal as u64,
+            3 => v.value.ullVal,
+            4 => v.value.sllVal.max(0) as u64,
+            5 => v.value.siVal.max(0) as u64,
+            6 => v.value.usVal as u64,
+            _ => return Err(NvmlError::UnexpectedVariant(v.valueType)),
+        })
+    }
+}
+
+fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetRemappedRows.as_ref())?;
+    let (mut c, mut u, mut p, mut f) = (0, 0, 0, 0);
+    // SAFETY: a live device handle and four valid out-pointers.
+    unsafe { nvml_try(sym(d.handle(), &mut c, &mut u, &mut p, &mut f))? };
+    Ok(RemappedRows {
+        correctable: c,
+        uncorrectable: u,
+        pending: p != 0,
+        failure: f != 0,
+    })
+}
+
+/// One cycle of one GPU.
+fn sample(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    names: &mut HashMap<u32, String>,
+) -> GpuSample {
+    let mut s = GpuSample {
+        up: true,
+        ..dev.identity.clone()
+    };
+    let mut lost = false;
+    let l = &mut lost;
+    if let Some(u) = call(dev, errors, l, Call::Utilization, |d| d.utilization_rates()) {
+        s.utilization = Some(u.gpu as f64 / 100.0);
+        s.memory_utilization = Some(u.memory as f64 / 100.0);
+    }
+    if let Some(m) = call(dev, errors, l, Call::Memory, |d| d.memory_info()) {
+        s.memory_used_bytes = Some(m.used);
+        s.memory_free_bytes = Some(m.free);
+        s.memory_total_bytes = Some(m.total);
+        s.memory_reserved_bytes = Some(m.reserved);
+    }
+    s.power_watts =
+        call(dev, errors, l, Call::Power, |d| d.power_usage()).map(|mw| mw as f64 / 1000.0);
+    s.power_limit_watts = call(dev, errors, l, Call::PowerLimit, |d| {
+        d.enforced_power_limit()
+    })
+    .map(|mw| mw as f64 / 1000.0);
+    s.energy_joules = call(dev, errors, l, Call::Energy, |d| {
+        d.total_energy_consumption()
+    })
+    .map(|mj| mj as f64 / 1000.0);
+    s.temperature_celsius = call(dev, errors, l, Call::Temperature, |d| {
+        d.temperature(TemperatureSensor::Gpu)
+    })
+    .map(f64::from);
+    if let Some((sm, mem)) = call(dev, errors, l, Call::Clock, |d| {
+        Ok((d.clock_info(Clock::SM)?, d.clock_info(Clock::Memory)?))
+    }) {
+        s.sm_clock_hertz = Some(sm as f64 * 1e6);
+        s.memory_clock_hertz = Some(mem as f64 * 1e6);
+    }
+    if let Some((c, u)) = call(dev, errors, l, Call::Ecc, |d| {
+        Ok((
+            d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)?,
+            d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)?,
+        ))
+    }) {
+        s.ecc_corrected = Some(c);
+        s.ecc_uncorrected = Some(u);
+    }
+    s.remapped_rows = call(dev, errors, l, Call::RemappedRows, |d| {
+        remapped_rows(nvml, d)
+    });
+    s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
+        d.current_throttle_reasons().map(|r| r.bits())
+    });
+    sample_fields(nvml, dev, errors, l, &mut s);
+    if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
+        d.running_compute_processes()
+    }) {
+        s.processes = procs
+            .into_iter()
+            .map(|p: ProcessInfo| GpuProcess {
+                pid: p.pid,
+                command: command(nvml, dev, errors, names, p.pid),
+                used_memory_bytes: match p.used_gpu_memory {
+                    UsedGpuMemory::Used(b) => Some(b),
+                    UsedGpuMemory::Unavailable => None,
+                },
+            })
+            .collect();
+    }
+    if lost {
+        return GpuSample {
+            up: false,
+            ..dev.identity.clone()
+        };
+    }
+    s
+}
+
+fn sample_fields(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    if dev.fields.is_empty() {
+        return;
+    }
+    let mut req: Vec<nvmlFieldValue_t> = dev
+        .fields
+        .iter()
+        .map(|(f, scope)| request(f.id(), *scope))
+        .collect();
+    if call(dev, errors, lost, Call::FieldValues, |d| {
+        field_values(nvml, d, &mut req)
+    })
+    .is_none()
+    {
+        return;
+    }
+    let mut keep = Vec::with_capacity(dev.fields.len());
+    for ((field, link), v) in dev.fields.iter().copied().zip(&req) {
+        let value = match read_value(v) {
+            Ok(x) => x,
+            Err(NvmlError::NotSupported | NvmlError::InvalidArg) => {
+                tracing::info!(
+                    gpu = dev.identity.index,
+                    field = v.fieldId,
+                    link,
+                    "field value not available on this GPU, its series are left out"
+                );
+                continue;
+            }
+            Err(NvmlError::GpuLost) => {
+                *lost = true;
+                keep.push((field, link));
+                continue;
+            }
+            Err(_) => {
+                errors.count(Call::FieldValues);
+                keep.push((field, link));
+                continue;
+            }
+        };
+        keep.push((field, link));
+        match field {
+            Field::PcieTx => s.pcie_transmit_bytes = Some(value),
+            Field::PcieRx => s.pcie_receive_bytes = Some(value),
+            Field::NvLinkTx | Field::NvLinkRx => {
+                let bytes = value.saturating_mul(1024);
+                let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
+                    Some(e) => e,
+                    None => {
+                        s.nvlinks.push(NvLinkSample {
+                            link,
+                            transmit_bytes: None,
+                            receive_bytes: None,
+                        });
+                        s.nvlinks.last_mut().expect("just pushed")
+                    }
+                };
+                if field == Field::NvLinkTx {
+                    entry.transmit_bytes = Some(bytes);
+                } else {
+                    entry.receive_bytes = Some(bytes);
+                }
+            }
+        }
+    }
+    dev.fields = keep;
+}
+
+/// The command of a process: `/proc/PID/comm`, else NVML's name for it, cached per PID.
+fn command(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    names: &mut HashMap<u32, String>,
+    pid: u32,
+) -> String {
+    if let Some(n) = names.get(&pid) {
+        return n.clone();
+    }
+    let name = match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(s) => s.trim_end_matches('\n').to_string(),
+        Err(_) => {
+            let mut lost = false;
+            call(dev, errors, &mut lost, Call::ProcessName, |_| {
+                match nvml.sys_process_name(pid, 64) {
+                    Err(NvmlError::NotFound) => Ok(String::new()),
+                    r => r,
+                }
+            })
+            .unwrap_or_default()
+        }
+    };
+    names.insert(pid, name.clone());
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_are_read_by_their_type() {
+        let mut v = request(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 3);
+        assert_eq!(v.scopeId, 3);
+        v.valueType = 3;
+        v.value.ullVal = u64::MAX - 1;
+        assert_eq!(read_value(&v).unwrap(), u64::MAX - 1);
+        v.valueType = 1;
+        v.value.uiVal = 7;
+        assert_eq!(read_value(&v).unwrap(), 7);
+        v.valueType = 4;
+        v.value.sllVal = -5;
+        assert_eq!(read_value(&v).unwrap(), 0);
+        v.valueType = 99;
+        assert!(read_value(&v).is_err());
+        v.valueType = 3;
+        v.nvmlReturn = 3;
+        assert!(matches!(read_value(&v), Err(NvmlError::NotSupported)));
+    }
+}

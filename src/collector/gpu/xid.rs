@@ -1,0 +1,129 @@
+//! XID errors: the driver's critical error events, counted per GPU and XID code.
+//!
+//! Events are waited for in a thread of their own, apart from the sampling cycle, and are
+//! counted, not overwritten, so that a scrape sees every one since the start. The waiting
+//! itself is NVML's ([`EventSource`] is implemented by the NVML module); this module keeps
+//! the counts and the loop, which knows nothing of NVML.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::model::XidCount;
+use crate::collector::{unix_now, Stop};
+use crate::training::lock;
+
+/// What one wait for an event brought.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Wait {
+    /// An XID error on the GPU of this NVML index.
+    Xid { gpu: u32, xid: u64 },
+    /// The wait timed out, or the event was not an XID error of a GPU followed.
+    Nothing,
+    /// The wait failed (already counted by the source), with why.
+    Failed(String),
+}
+
+/// Where XID events come from.
+pub(super) trait EventSource {
+    /// Waits up to `timeout_ms` for the next event.
+    fn wait(&mut self, timeout_ms: u32) -> Wait;
+}
+
+/// The XID errors seen so far, by `(gpu index, xid)`.
+#[derive(Debug, Default)]
+pub(super) struct Xids(Mutex<BTreeMap<(u32, u64), XidCount>>);
+
+impl Xids {
+    /// Counts one XID error on `gpu`, arrived at Unix time `now`.
+    pub(super) fn record(&self, gpu: u32, xid: u64, now: f64) {
+        let mut x = lock(&self.0);
+        let e = x.entry((gpu, xid)).or_insert(XidCount {
+            count: 0,
+            last_seconds: 0.0,
+        });
+        e.count += 1;
+        e.last_seconds = now;
+    }
+
+    /// The counts so far; `None` when there are none.
+    pub(super) fn counts(&self) -> Option<BTreeMap<(u32, u64), XidCount>> {
+        let x = lock(&self.0);
+        (!x.is_empty()).then(|| x.clone())
+    }
+}
+
+/// Waits for XID events and counts them until `stop`. A failed wait is logged once and
+/// retried after 200 ms.
+pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Stop) {
+    let mut warned = false;
+    while !stop.is_set() {
+        match events.wait(200) {
+            Wait::Xid { gpu, xid } => {
+                tracing::warn!(gpu, xid, "XID error");
+                xids.record(gpu, xid, unix_now());
+            }
+            Wait::Nothing => {}
+            Wait::Failed(e) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!("waiting for XID events failed (logged once): {e}");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Plays back a script of waits, then stops the loop.
+    struct Script<'a> {
+        waits: VecDeque<Wait>,
+        stop: &'a Stop,
+        calls: usize,
+    }
+
+    impl EventSource for Script<'_> {
+        fn wait(&mut self, _timeout_ms: u32) -> Wait {
+            self.calls += 1;
+            self.waits.pop_front().unwrap_or_else(|| {
+                self.stop.set();
+                Wait::Nothing
+            })
+        }
+    }
+
+    #[test]
+    fn xids_are_counted_per_gpu_and_code_across_timeouts_and_failures() {
+        let stop = Stop::default();
+        let xids = Xids::default();
+        assert_eq!(xids.counts(), None);
+        let mut script = Script {
+            waits: VecDeque::from([
+                Wait::Xid { gpu: 1, xid: 79 },
+                Wait::Nothing,
+                Wait::Failed("unknown error".into()),
+                Wait::Xid { gpu: 1, xid: 79 },
+                Wait::Xid { gpu: 0, xid: 31 },
+            ]),
+            stop: &stop,
+            calls: 0,
+        };
+        let before = unix_now();
+        watch(&mut script, &xids, &stop);
+        // every scripted wait was made, and the loop ended on the stop
+        assert_eq!(script.calls, 6);
+        let counts = xids.counts().unwrap();
+        assert_eq!(
+            counts.keys().copied().collect::<Vec<_>>(),
+            vec![(0, 31), (1, 79)]
+        );
+        assert_eq!(counts[&(1, 79)].count, 2);
+        assert_eq!(counts[&(0, 31)].count, 1);
+        assert!(counts[&(1, 79)].last_seconds >= before);
+    }
+}

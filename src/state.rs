@@ -56,13 +56,8 @@ impl AppState {
             );
             expose::exporter::encode(&mut enc, &runs, &labelled);
         }
-        if let Some(g) = &self.gpu {
-            g.encode(&mut enc);
-        }
-        if let Some(h) = &self.host {
-            h.encode(&mut enc);
-        }
-        collector::encode_self(&mut enc, self.gpu.as_ref(), self.host.as_ref());
+        let collectors = collector::registry(self.gpu.as_ref(), self.host.as_ref());
+        collector::encode_all(&mut enc, &collectors);
         enc.finish();
         out
     }

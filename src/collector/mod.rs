@@ -38,33 +38,114 @@ pub(crate) fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Writes the collectors' own families: NVML availability, cycle durations and errors.
-pub fn encode_self(
-    enc: &mut Encoder<'_>,
-    gpu: Option<&GpuCollector>,
-    host: Option<&HostCollector>,
-) {
-    let gpu_snap = gpu.map(|g| g.snapshot());
-    let host_snap = host.map(|h| h.snapshot());
-    if let Some(s) = &gpu_snap {
+/// What every collector offers the scrape: its name (the `collector` label), its families,
+/// and how its last cycle went. node_exporter's collector registry is the model: the scrape
+/// walks the registered list ([`registry`]), and one collector failing fails only its own
+/// families, reported by `gpu_train_exporter_collector_success{collector}`.
+pub trait Collector: Send + Sync {
+    /// The `collector` label value.
+    fn name(&self) -> &'static str;
+    /// Writes the collector's families from its latest cached sample.
+    fn encode(&self, enc: &mut Encoder<'_>);
+    /// Whether the last cycle produced its data (for the GPU collector: NVML is up).
+    fn success(&self) -> bool;
+    /// How long the last cycle took, once one has finished.
+    fn cycle_seconds(&self) -> Option<f64>;
+    /// Failed calls so far, by call.
+    fn errors(&self) -> Vec<(&'static str, u64)>;
+    /// Families of the collector's own state written once before the list's (NVML up).
+    fn encode_status(&self, _enc: &mut Encoder<'_>) {}
+}
+
+impl Collector for GpuCollector {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        GpuCollector::encode(self, enc)
+    }
+    fn success(&self) -> bool {
+        self.snapshot().nvml_up
+    }
+    fn cycle_seconds(&self) -> Option<f64> {
+        self.snapshot().cycle_seconds
+    }
+    fn errors(&self) -> Vec<(&'static str, u64)> {
+        GpuCollector::errors(self)
+    }
+    fn encode_status(&self, enc: &mut Encoder<'_>) {
         enc.family(
             "gpu_train_exporter_nvml_up",
             "1 if NVML was loaded and initialised, 0 if GPU metrics are unavailable.",
             Kind::Gauge,
         );
-        enc.sample(
-            "gpu_train_exporter_nvml_up",
-            &[],
-            if s.nvml_up { 1.0 } else { 0.0 },
+        let up = if self.success() { 1.0 } else { 0.0 };
+        enc.sample("gpu_train_exporter_nvml_up", &[], up);
+    }
+}
+
+impl Collector for HostCollector {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        HostCollector::encode(self, enc)
+    }
+    fn success(&self) -> bool {
+        self.snapshot().cycle_seconds.is_some()
+    }
+    fn cycle_seconds(&self) -> Option<f64> {
+        self.snapshot().cycle_seconds
+    }
+    fn errors(&self) -> Vec<(&'static str, u64)> {
+        HostCollector::errors(self)
+    }
+}
+
+/// The registry: the collectors that are on, in the order their families are written. The
+/// one place a collector is listed; a new one adds a line here.
+pub fn registry<'a>(
+    gpu: Option<&'a GpuCollector>,
+    host: Option<&'a HostCollector>,
+) -> Vec<&'a dyn Collector> {
+    let mut list: Vec<&dyn Collector> = Vec::new();
+    if let Some(g) = gpu {
+        list.push(g);
+    }
+    if let Some(h) = host {
+        list.push(h);
+    }
+    list
+}
+
+/// Writes every collector's families, then their own: success, NVML availability, cycle
+/// durations and errors.
+pub fn encode_all(enc: &mut Encoder<'_>, collectors: &[&dyn Collector]) {
+    for c in collectors {
+        c.encode(enc);
+    }
+    for c in collectors {
+        c.encode_status(enc);
+    }
+    if !collectors.is_empty() {
+        enc.family(
+            "gpu_train_exporter_collector_success",
+            "1 if the collector's last cycle produced its data, 0 if it failed (its families are then absent or stale).",
+            Kind::Gauge,
         );
+        for c in collectors {
+            let ok = if c.success() { 1.0 } else { 0.0 };
+            enc.sample(
+                "gpu_train_exporter_collector_success",
+                &[("collector", c.name())],
+                ok,
+            );
+        }
     }
-    let mut durations: Vec<(&str, f64)> = Vec::new();
-    if let Some(d) = gpu_snap.as_ref().and_then(|s| s.cycle_seconds) {
-        durations.push(("gpu", d));
-    }
-    if let Some(d) = host_snap.as_ref().and_then(|s| s.cycle_seconds) {
-        durations.push(("host", d));
-    }
+    let durations: Vec<(&str, f64)> = collectors
+        .iter()
+        .filter_map(|c| Some((c.name(), c.cycle_seconds()?)))
+        .collect();
     if !durations.is_empty() {
         enc.family(
             "gpu_train_exporter_collector_duration_seconds",
@@ -79,13 +160,10 @@ pub fn encode_self(
             );
         }
     }
-    let mut errors: Vec<(&str, &str, u64)> = Vec::new();
-    if let Some(g) = gpu {
-        errors.extend(g.errors().into_iter().map(|(c, n)| ("gpu", c, n)));
-    }
-    if let Some(h) = host {
-        errors.extend(h.errors().into_iter().map(|(c, n)| ("host", c, n)));
-    }
+    let errors: Vec<(&str, &str, u64)> = collectors
+        .iter()
+        .flat_map(|c| c.errors().into_iter().map(|(call, n)| (c.name(), call, n)))
+        .collect();
     if !errors.is_empty() {
         enc.family(
             "gpu_train_exporter_collector_errors_total",

@@ -140,6 +140,19 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
     let f = Fake::start(&machine(8, 18), &["--no-host"]);
     let body = f.daemon.scrape();
     assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(1.0));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_train_exporter_collector_success",
+            &[("collector", "gpu")]
+        ),
+        Some(1.0)
+    );
+    // the host collector is off: no series for it
+    assert!(
+        !body.contains("collector_success{collector=\"host\"}"),
+        "{body}"
+    );
     for i in 0..8usize {
         let (is, u) = (i.to_string(), uuid(i));
         let l = labels(&is, &u);
@@ -576,11 +589,32 @@ fn without_nvml_the_daemon_says_why_and_serves_the_rest() {
         d.wait_value("training_loss", &[("run", "sft")], 2.5, WAIT),
         Some(2.5)
     );
+    // the host collector's first cycle is the witness that collectors report at all
+    d.wait_value(
+        "gpu_train_exporter_collector_success",
+        &[("collector", "host")],
+        1.0,
+        WAIT,
+    );
     let body = d.scrape();
     assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(0.0));
+    // the failing collector says so; the scrape still serves the rest, and is valid
+    assert_eq!(
+        value(
+            &body,
+            "gpu_train_exporter_collector_success",
+            &[("collector", "gpu")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
     assert!(!body.contains("\ngpu_up"), "{body}");
     assert!(!body.contains("\ngpu_info"), "{body}");
     assert!(value(&body, "host_memory_total_bytes", &[]).is_some());
+    if require_tool("promtool") {
+        let report = promtool_check_metrics(&body);
+        assert!(report.is_empty(), "promtool check metrics:\n{report}");
+    }
     let stderr = d.stderr();
     let why: Vec<&str> = stderr
         .lines()
@@ -596,6 +630,15 @@ fn without_nvml_the_daemon_says_why_and_serves_the_rest() {
     let f = Fake::start(&json!({"init_error": 9, "gpus": [{}]}), &[]);
     let body = f.daemon.scrape();
     assert_eq!(value(&body, "gpu_train_exporter_nvml_up", &[]), Some(0.0));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_train_exporter_collector_success",
+            &[("collector", "gpu")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
     assert!(!body.contains("\ngpu_up"), "{body}");
     assert!(
         f.daemon.stderr().contains("driver is not loaded"),

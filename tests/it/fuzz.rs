@@ -1,5 +1,6 @@
 //! The fuzz targets of `fuzz/` on the stable toolchain: each runs over its corpus, then over
-//! seeded random mutations of it (byte flips, insertions of format tokens, cuts, splices)
+//! seeded random mutations of it (byte flips, insertions of format tokens and of multibyte
+//! characters and Unicode whitespace, cuts, splices)
 //! for `FUZZ_SECONDS` (default 2) per target. Not coverage-guided as `cargo fuzz` is
 //! (`scripts/fuzz.sh` runs that where a nightly toolchain exists), but the same bodies,
 //! and a failing input is written out so that it can be added to the corpus.
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/targets.rs"]
-mod targets;
+pub(crate) mod targets;
 
 use crate::harness::root;
 
@@ -66,6 +67,14 @@ const TOKENS: &[&[u8]] = &[
     b"-1",
 ];
 
+/// Characters the mutator inserts whole: Unicode whitespace (which `str::trim` removes and
+/// ASCII-only code does not) and multibyte characters, so that a byte offset taken from
+/// ASCII assumptions lands inside one.
+const CHARS: &[char] = &[
+    '\u{a0}', '\u{85}', '\u{2000}', '\u{2003}', '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}',
+    '\u{3000}', '\u{feff}', '\u{200b}', 'é', '€', '“', '’', '：', '损', '🔥',
+];
+
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
 impl Rng {
@@ -83,7 +92,7 @@ impl Rng {
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
     for _ in 0..1 + rng.below(4) {
         let len = input.len();
-        match rng.below(7) {
+        match rng.below(8) {
             0 if len > 0 => {
                 let i = rng.below(len);
                 input[i] ^= 1 << rng.below(8);
@@ -116,6 +125,23 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
                 let from = rng.below(other.len() + 1);
                 input.truncate(cut);
                 input.extend_from_slice(&other[from..]);
+            }
+            6 => {
+                // a multibyte char or Unicode whitespace, most often right after a token
+                // (`{`, a quote, `\r`, ESC) where the parsers look for the next byte
+                let c = CHARS[rng.below(CHARS.len())];
+                let mut buf = [0; 4];
+                let c = c.encode_utf8(&mut buf).as_bytes();
+                let after: Vec<usize> = (0..len)
+                    .filter(|&i| b"{'\"\r\x1b".contains(&input[i]))
+                    .map(|i| i + 1)
+                    .collect();
+                let at = if !after.is_empty() && rng.below(4) != 0 {
+                    after[rng.below(after.len())]
+                } else {
+                    rng.below(len + 1)
+                };
+                input.splice(at..at, c.iter().copied());
             }
             _ if len > 0 => {
                 input.truncate(rng.below(len));

@@ -44,6 +44,8 @@ mod faults;
 mod hostile_paths;
 // the fuzz targets of fuzz/ on stable: corpus plus seeded mutations, bounded in time
 mod fuzz;
+// every parser entry point on arbitrary strings biased to multibyte UTF-8 and Unicode whitespace
+mod properties;
 // SIGHUP reloads logs, rules and the web config; a bad config is refused; USR1/USR2 ignored
 mod reload;
 // lines that once killed the daemon; a parser's panic costs one line, any other aborts

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gpu_train_exporter::config::web;
+use gpu_train_exporter::config::web_file;
 use gpu_train_exporter::config::{self, Config, Flags};
 use gpu_train_exporter::parse::{self, dict, Event, Format, LineParser};
 
@@ -91,7 +91,7 @@ pub fn config(data: &[u8]) {
 /// The web config (TLS, basic auth, headers), inline PEM included.
 pub fn web_config(data: &[u8]) {
     let s = text(data);
-    if let Err(e) = web::from_str(&s, Path::new("/nonexistent")) {
+    if let Err(e) = web_file::from_str(&s, Path::new("/nonexistent")) {
         assert!(!e.to_string().is_empty());
     }
 }

@@ -3,183 +3,36 @@
 //!
 //! Flags follow Prometheus exporter conventions (`--web.listen-address`, `--log.level`);
 //! a flag given on the command line overrides the same setting in the file.
+//!
+//! Raw input first, then validation, as ripgrep's low and high arguments: [`cli`] holds the
+//! flags as given, [`file`] the YAML schema as written, [`web_file`] the exporter-toolkit web
+//! config; this module turns them into [`Config`].
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+pub mod cli;
+pub mod file;
+pub mod web_file;
 
-use std::sync::Arc;
+pub use self::cli::{Cli, Command, Flags};
+pub use self::file::{
+    parse_file, read_file, AttributionFile, File, GpuFile, HostFile, LimitsFile, LogFile, WebFile,
+    MAX_CONFIG_BYTES,
+};
 
+use self::web_file::{Limits as WebLimits, WebConfig};
 use crate::collector::{GpuOptions, HostOptions};
-pub mod web;
-
-use self::web::{Limits as WebLimits, WebConfig};
-use crate::parse::rules::{self, Rule, RuleSpec};
+use crate::parse::rules::{self, Rule};
 use crate::parse::Format;
 use crate::tail::{Source, TailOptions};
 use crate::training::Limits;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = ":9842";
-
-/// Command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "gpu-train-exporter",
-    version,
-    about = "Prometheus exporter for GPU training nodes: NVML counters and training metrics from trainer logs"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub flags: Flags,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Validate a config file; exit 0 if valid, 2 if not.
-    CheckConfig { file: PathBuf },
-    /// Read logs to their end, print the metrics they produce and exit.
-    Parse {
-        /// Force a format instead of detecting it per line.
-        #[arg(long, value_parser = parse_format)]
-        format: Option<Format>,
-        /// Use this config's limits and settings.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Log files; each is its own run, named as given.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-}
-
-/// Daemon flags. Every one is optional so that the file's value stands unless a flag is given.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Flags {
-    /// YAML config file.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// A log to follow: `RUN=PATH_OR_GLOB`, or `PATH_OR_GLOB` alone. Repeatable.
-    #[arg(long = "log", value_name = "RUN=PATH_OR_GLOB")]
-    pub logs: Vec<String>,
-    /// Format of the `--log` files (auto detects per line).
-    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
-    pub format: Option<Format>,
-    /// Address to listen on [default: :9842].
-    #[arg(long = "web.listen-address", value_name = "ADDR")]
-    pub listen_address: Option<String>,
-    /// Path under which to expose metrics [default: /metrics].
-    #[arg(long = "web.telemetry-path", value_name = "PATH")]
-    pub telemetry_path: Option<String>,
-    /// Web config file (exporter-toolkit format): TLS, basic auth, response headers.
-    #[arg(long = "web.config.file", value_name = "FILE")]
-    pub web_config_file: Option<PathBuf>,
-    /// Most connections open at once; at the cap the connection idle longest is closed to
-    /// make room [default: 1024].
-    #[arg(long = "web.max-connections", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Most requests handled at once; more wait up to 1s, then get 503 [default: 40].
-    #[arg(long = "web.max-requests", value_name = "N")]
-    pub max_requests: Option<usize>,
-    /// Deadline for a client's TLS handshake and request headers [default: 10s].
-    #[arg(long = "web.read-header-timeout", value_name = "DURATION")]
-    pub read_header_timeout: Option<String>,
-    /// Log level of the daemon's own messages: error, warn, info, debug [default: info].
-    #[arg(long = "log.level", value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Most runs followed at once [default: 256].
-    #[arg(long = "limits.max-runs", value_name = "N")]
-    pub max_runs: Option<usize>,
-    /// Most distinct keys per run [default: 512].
-    #[arg(long = "limits.max-keys-per-run", value_name = "N")]
-    pub max_keys_per_run: Option<usize>,
-    /// Bytes the live page's history may hold, all runs together; past it every series is
-    /// decimated evenly [default: 33554432 (32 MiB)].
-    #[arg(long = "limits.history-bytes", value_name = "BYTES")]
-    pub history_bytes: Option<usize>,
-    /// A run with no record for this long is no longer active [default: 1h].
-    #[arg(long = "run.idle-timeout", value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
-    /// How often globs are re-scanned for new files [default: 5s].
-    #[arg(long = "tail.rescan-interval", value_name = "DURATION")]
-    pub rescan_interval: Option<String>,
-    /// How often a growing log is read; an idle one backs off to 4x this, at least 1s
-    /// [default: 250ms].
-    #[arg(long = "tail.poll-interval", value_name = "DURATION")]
-    pub poll_interval: Option<String>,
-    /// Root of the procfs read to find the processes holding each log [default: /proc].
-    #[arg(long = "path.procfs", value_name = "PATH")]
-    pub procfs: Option<PathBuf>,
-    /// How often /proc is scanned for the processes holding each log [default: 5s].
-    #[arg(long = "attribution.interval", value_name = "DURATION")]
-    pub attribution_interval: Option<String>,
-    /// An environment variable of the writer process that names the run (e.g. SLURM_JOB_ID).
-    /// Repeatable; the first one set wins.
-    #[arg(long = "attribution.run-from-env", value_name = "VAR")]
-    pub run_from_env: Vec<String>,
-    /// Do not scan /proc: run liveness comes from the idle timeout alone.
-    #[arg(long = "no-attribution")]
-    pub no_attribution: bool,
-    /// The NVML library to load [default: libnvidia-ml.so.1].
-    #[arg(long = "nvml-library", value_name = "PATH")]
-    pub nvml_library: Option<PathBuf>,
-    /// Turn the GPU collector off.
-    #[arg(long = "no-gpu")]
-    pub no_gpu: bool,
-    /// How often the GPUs are sampled [default: 1s].
-    #[arg(long = "gpu.interval", value_name = "DURATION")]
-    pub gpu_interval: Option<String>,
-    /// Turn the host collector off.
-    #[arg(long = "no-host")]
-    pub no_host: bool,
-    /// How often the host is sampled [default: 5s].
-    #[arg(long = "host.interval", value_name = "DURATION")]
-    pub host_interval: Option<String>,
-}
-
-fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
-}
-
-/// The YAML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct File {
-    #[serde(default)]
-    pub web: WebFile,
-    pub log_level: Option<String>,
-    #[serde(default)]
-    pub logs: Vec<LogFile>,
-    #[serde(default)]
-    pub limits: LimitsFile,
-    pub run_idle_timeout: Option<String>,
-    pub rescan_interval: Option<String>,
-    pub poll_interval: Option<String>,
-    /// User rules: regexes that set metrics.
-    #[serde(default)]
-    pub rules: Vec<RuleSpec>,
-    #[serde(default)]
-    pub attribution: AttributionFile,
-    #[serde(default)]
-    pub gpu: GpuFile,
-    #[serde(default)]
-    pub host: HostFile,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttributionFile {
-    pub enabled: Option<bool>,
-    pub interval: Option<String>,
-    pub procfs: Option<PathBuf>,
-    #[serde(default)]
-    pub run_from_env: Vec<String>,
-}
 
 /// Run attribution settings (see [`crate::attribution`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -189,53 +42,6 @@ pub struct Attribution {
     pub procfs: PathBuf,
     /// Environment variables that name a run, first set wins.
     pub run_from_env: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpuFile {
-    pub enabled: Option<bool>,
-    pub interval: Option<String>,
-    pub nvml_library: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostFile {
-    pub enabled: Option<bool>,
-    pub interval: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebFile {
-    pub listen_address: Option<String>,
-    pub telemetry_path: Option<String>,
-    /// Path of the web config file (TLS, basic auth); relative to this file's directory.
-    pub config_file: Option<String>,
-    pub max_connections: Option<usize>,
-    pub max_requests: Option<usize>,
-    pub read_header_timeout: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogFile {
-    pub path: String,
-    pub run: Option<String>,
-    pub format: Option<String>,
-    /// Follow symbolic links that lead out of the path's base directory.
-    #[serde(default)]
-    pub follow_symlinks_outside: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    pub max_runs: Option<usize>,
-    pub max_keys_per_run: Option<usize>,
-    pub max_line_bytes: Option<usize>,
-    pub history_bytes: Option<usize>,
 }
 
 /// The validated configuration.
@@ -275,9 +81,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         message: message.into(),
     }
 }
-
-/// The largest config file read.
-pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// Reads a small regular file whole. A FIFO, a device or a directory is refused before it is
 /// opened (opening a FIFO blocks until a writer comes; `/dev/zero` never ends), and so is a
@@ -336,44 +139,6 @@ pub(crate) fn read_text(path: &Path, key: &str, limit: u64) -> Result<String, Co
         .map_err(|_| invalid(key, format!("{}: is not UTF-8 text", path.display())))
 }
 
-/// Reads and parses a config file (no validation of values yet).
-pub fn read_file(path: &Path) -> Result<File, ConfigError> {
-    let text = read_text(path, "--config", MAX_CONFIG_BYTES)?;
-    parse_file(&text).map_err(|message| ConfigError::File {
-        path: path.display().to_string(),
-        message,
-    })
-}
-
-/// Parses config YAML; unknown keys are errors. YAML is read into a tree first, then the
-/// tree into [`File`], so that a type error names its key (`limits.max_runs: ...`).
-pub fn parse_file(text: &str) -> Result<File, String> {
-    if text.trim().is_empty() {
-        return Ok(File::default());
-    }
-    let tree: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
-        // the first line of the YAML error holds the position and the reason
-        e.to_string()
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim_start_matches("error: ")
-            .to_string()
-    })?;
-    if tree.is_null() {
-        return Ok(File::default());
-    }
-    serde_path_to_error::deserialize::<_, File>(tree).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." {
-            inner
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
-}
-
 impl Config {
     /// Builds the config from flags and, if `--config` was given, the file.
     pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
@@ -398,7 +163,7 @@ impl Config {
         };
         let mut c = Config::build(flags, file)?;
         if let Some((p, key)) = web_file {
-            c.web = web::load(&p, key)?;
+            c.web = web_file::load(&p, key)?;
         }
         Ok(c)
     }

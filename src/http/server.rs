@@ -50,7 +50,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::config::web::{Limits, WebConfig};
+use crate::config::web_file::{Limits, WebConfig};
 
 /// How long a request beyond [`Limits::max_requests`] waits for a slot before its 503.
 pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
@@ -803,7 +803,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::web::*;
+    use crate::config::web_file::*;
     use std::path::Path;
 
     fn parse(yaml: &str) -> Result<WebConfig, String> {

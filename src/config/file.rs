@@ -1,0 +1,134 @@
+//! The YAML config file's schema, as written: every setting optional, unknown keys refused.
+//! The text is read into a tree first and the tree into [`File`] through
+//! `serde_path_to_error`, so that a type error names its key (`limits.max_runs: ...`).
+//! Values are validated by [`Config::build`](super::Config::build), not here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{read_text, ConfigError};
+use crate::parse::rules::RuleSpec;
+
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The YAML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub web: WebFile,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub logs: Vec<LogFile>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub run_idle_timeout: Option<String>,
+    pub rescan_interval: Option<String>,
+    pub poll_interval: Option<String>,
+    /// User rules: regexes that set metrics.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub attribution: AttributionFile,
+    #[serde(default)]
+    pub gpu: GpuFile,
+    #[serde(default)]
+    pub host: HostFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub procfs: Option<PathBuf>,
+    #[serde(default)]
+    pub run_from_env: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub nvml_library: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    pub listen_address: Option<String>,
+    pub telemetry_path: Option<String>,
+    /// Path of the web config file (TLS, basic auth); relative to this file's directory.
+    pub config_file: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_requests: Option<usize>,
+    pub read_header_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub path: String,
+    pub run: Option<String>,
+    pub format: Option<String>,
+    /// Follow symbolic links that lead out of the path's base directory.
+    #[serde(default)]
+    pub follow_symlinks_outside: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_runs: Option<usize>,
+    pub max_keys_per_run: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+    pub history_bytes: Option<usize>,
+}
+
+/// Reads and parses a config file (no validation of values yet).
+pub fn read_file(path: &Path) -> Result<File, ConfigError> {
+    let text = read_text(path, "--config", MAX_CONFIG_BYTES)?;
+    parse_file(&text).map_err(|message| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// Parses config YAML; unknown keys are errors. YAML is read into a tree first, then the
+/// tree into [`File`], so that a type error names its key (`limits.max_runs: ...`).
+pub fn parse_file(text: &str) -> Result<File, String> {
+    if text.trim().is_empty() {
+        return Ok(File::default());
+    }
+    let tree: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+        // the first line of the YAML error holds the position and the reason
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim_start_matches("error: ")
+            .to_string()
+    })?;
+    if tree.is_null() {
+        return Ok(File::default());
+    }
+    serde_path_to_error::deserialize::<_, File>(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}

@@ -5,7 +5,7 @@
 //! a flag given on the command line overrides the same setting in the file.
 //!
 //! Raw input first, then validation, as ripgrep's low and high arguments: [`cli`] holds the
-//! flags as given, [`file`] the YAML schema as written, [`web_file`] the exporter-toolkit web
+//! flags as given, [`file`](mod@file) the YAML schema as written, [`web_file`] the exporter-toolkit web
 //! config; this module turns them into [`Config`].
 
 use std::net::SocketAddr;
@@ -156,293 +156,157 @@ impl Config {
 
     /// [`Config::build`], with a relative `web.config_file` taken from `base`.
     pub fn build_in(flags: &Flags, file: File, base: &Path) -> Result<Config, ConfigError> {
-        let web_file = match (&flags.web_config_file, &file.web.config_file) {
-            (Some(p), _) => Some((p.clone(), "--web.config.file")),
-            (None, Some(p)) => Some((base.join(p), "web.config_file")),
-            (None, None) => None,
-        };
+        let web_file = pick(
+            ("--web.config.file", flags.web_config_file.clone().map(Some)),
+            (
+                "web.config_file",
+                file.web.config_file.as_deref().map(|p| Some(base.join(p))),
+            ),
+            None,
+        );
         let mut c = Config::build(flags, file)?;
-        if let Some((p, key)) = web_file {
-            c.web = web_file::load(&p, key)?;
+        if let Some(p) = &web_file.value {
+            c.web = web_file::load(p, web_file.name)?;
         }
         Ok(c)
     }
 
-    /// Merges flags over the file and validates everything.
+    /// Merges flags over the file and validates everything, section by section (in this
+    /// order, so the first error reported is the first setting that is wrong).
     pub fn build(flags: &Flags, file: File) -> Result<Config, ConfigError> {
-        let listen_raw = flags
-            .listen_address
-            .clone()
-            .or(file.web.listen_address)
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen_key = if flags.listen_address.is_some() {
-            "--web.listen-address"
-        } else {
-            "web.listen_address"
-        };
-        let listen = parse_listen(&listen_raw).map_err(|m| invalid(listen_key, m))?;
-
-        let telemetry_path = flags
-            .telemetry_path
-            .clone()
-            .or(file.web.telemetry_path)
-            .unwrap_or_else(|| "/metrics".into());
-        if let Err(m) = check_telemetry_path(&telemetry_path) {
-            let key = if flags.telemetry_path.is_some() {
-                "--web.telemetry-path"
-            } else {
-                "web.telemetry_path"
-            };
-            return Err(invalid(key, format!("{telemetry_path:?} {m}")));
-        }
-
-        let log_level = flags
-            .log_level
-            .clone()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            let key = if flags.log_level.is_some() {
-                "--log.level"
-            } else {
-                "log_level"
-            };
-            return Err(invalid(
-                key,
-                format!("{log_level:?} is not one of error, warn, info, debug, trace"),
-            ));
-        }
-
-        let mut sources = Vec::new();
-        for (i, l) in file.logs.iter().enumerate() {
-            let format = match &l.format {
-                Some(f) => f
-                    .parse()
-                    .map_err(|m| invalid(format!("logs[{i}].format"), m))?,
-                None => Format::Auto,
-            };
-            sources.push(Source {
-                follow_symlinks_outside: l.follow_symlinks_outside,
-                ..source(l.run.clone(), l.path.clone(), format, &format!("logs[{i}]"))?
-            });
-        }
-        for (i, raw) in flags.logs.iter().enumerate() {
-            let (run, path) = match raw.split_once('=') {
-                Some((r, p)) if !r.contains('/') => (Some(r.to_string()), p.to_string()),
-                _ => (None, raw.clone()),
-            };
-            sources.push(source(
-                run,
-                path,
-                flags.format.unwrap_or_default(),
-                &format!("--log #{}", i + 1),
-            )?);
-        }
-
-        let max_runs = flags.max_runs.or(file.limits.max_runs).unwrap_or(256);
-        if max_runs == 0 {
-            return Err(invalid(
-                if flags.max_runs.is_some() {
-                    "--limits.max-runs"
-                } else {
-                    "limits.max_runs"
-                },
-                "must be at least 1",
-            ));
-        }
-        let max_keys = flags
-            .max_keys_per_run
-            .or(file.limits.max_keys_per_run)
-            .unwrap_or(512);
-        if max_keys == 0 {
-            return Err(invalid(
-                if flags.max_keys_per_run.is_some() {
-                    "--limits.max-keys-per-run"
-                } else {
-                    "limits.max_keys_per_run"
-                },
-                "must be at least 1",
-            ));
-        }
-        let max_line = file.limits.max_line_bytes.unwrap_or(1 << 20);
-        if !(1024..=64 << 20).contains(&max_line) {
-            return Err(invalid(
-                "limits.max_line_bytes",
-                "must be between 1024 and 67108864",
-            ));
-        }
-        let history_bytes = flags
-            .history_bytes
-            .or(file.limits.history_bytes)
-            .unwrap_or(Limits::default().history_bytes);
-        if !(1 << 20..=1 << 30).contains(&history_bytes) {
-            return Err(invalid(
-                if flags.history_bytes.is_some() {
-                    "--limits.history-bytes"
-                } else {
-                    "limits.history_bytes"
-                },
-                "must be between 1048576 (1 MiB) and 1073741824 (1 GiB)",
-            ));
-        }
-        let idle = duration(
-            flags.idle_timeout.as_deref(),
-            "--run.idle-timeout",
-            file.run_idle_timeout.as_deref(),
-            "run_idle_timeout",
-            "1h",
-            secs(1)..=YEAR,
-        )?;
-        let rescan = duration(
-            flags.rescan_interval.as_deref(),
-            "--tail.rescan-interval",
-            file.rescan_interval.as_deref(),
-            "rescan_interval",
-            "5s",
-            millis(100)..=HOUR,
-        )?;
-        let poll = duration(
-            flags.poll_interval.as_deref(),
-            "--tail.poll-interval",
-            file.poll_interval.as_deref(),
-            "poll_interval",
-            "250ms",
-            millis(10)..=secs(60),
-        )?;
-
-        let max_connections = count(
-            flags.max_connections,
-            "--web.max-connections",
-            file.web.max_connections,
-            "web.max_connections",
-            WebLimits::default().max_connections,
-        )?;
-        let max_requests = count(
-            flags.max_requests,
-            "--web.max-requests",
-            file.web.max_requests,
-            "web.max_requests",
-            WebLimits::default().max_requests,
-        )?;
-        let header_timeout = duration(
-            flags.read_header_timeout.as_deref(),
-            "--web.read-header-timeout",
-            file.web.read_header_timeout.as_deref(),
-            "web.read_header_timeout",
-            "10s",
-            millis(100)..=secs(600),
-        )?;
+        let listen = listen(flags, &file.web)?;
+        let telemetry_path = telemetry_path(flags, &file.web)?;
+        let log_level = log_level(flags, file.log_level.as_deref())?;
+        let sources = sources(flags, &file.logs)?;
+        let idle = idle_timeout(flags, file.run_idle_timeout.as_deref())?;
+        let (max_runs, limits) = run_limits(flags, &file.limits, idle)?;
+        let tail = tail(flags, &file, idle)?;
+        let web_limits = web_limits(flags, &file.web)?;
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
-        let attribution_interval = duration(
-            flags.attribution_interval.as_deref(),
-            "--attribution.interval",
-            file.attribution.interval.as_deref(),
-            "attribution.interval",
-            "5s",
-            millis(100)..=HOUR,
-        )?;
-        let (run_from_env, env_key) = if flags.run_from_env.is_empty() {
-            (
-                file.attribution.run_from_env.clone(),
-                "attribution.run_from_env",
-            )
-        } else {
-            (flags.run_from_env.clone(), "--attribution.run-from-env")
-        };
-        for v in &run_from_env {
-            let ok = v
-                .bytes()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-                && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-            if !ok {
-                return Err(invalid(
-                    env_key,
-                    format!("{v:?} is not an environment variable name"),
-                ));
-            }
-        }
-        let attribution = Attribution {
-            enabled: !flags.no_attribution && file.attribution.enabled.unwrap_or(true),
-            interval: attribution_interval,
-            procfs: flags
-                .procfs
-                .clone()
-                .or(file.attribution.procfs)
-                .unwrap_or_else(|| PathBuf::from("/proc")),
-            run_from_env,
-        };
-
-        let gpu_interval = duration(
-            flags.gpu_interval.as_deref(),
-            "--gpu.interval",
-            file.gpu.interval.as_deref(),
-            "gpu.interval",
-            "1s",
-            millis(10)..=HOUR,
-        )?;
-        let library = match (&flags.nvml_library, &file.gpu.nvml_library) {
-            (Some(p), _) if p.as_os_str().is_empty() => {
-                return Err(invalid("--nvml-library", "is empty"))
-            }
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(p)) if p.trim().is_empty() => {
-                return Err(invalid("gpu.nvml_library", "is empty"))
-            }
-            (None, Some(p)) => Some(PathBuf::from(p)),
-            (None, None) => None,
-        };
-        let gpu = (!flags.no_gpu && file.gpu.enabled != Some(false)).then_some(GpuOptions {
-            library,
-            interval: gpu_interval,
-        });
-        let host_interval = duration(
-            flags.host_interval.as_deref(),
-            "--host.interval",
-            file.host.interval.as_deref(),
-            "host.interval",
-            "5s",
-            millis(100)..=HOUR,
-        )?;
-        let host = (!flags.no_host && file.host.enabled != Some(false)).then_some(HostOptions {
-            interval: host_interval,
-        });
-
         Ok(Config {
-            web: WebConfig::default(),
-            web_limits: WebLimits {
-                max_connections,
-                max_requests,
-                header_timeout,
-                ..WebLimits::default()
-            },
-            rules: Arc::new(rules),
-            attribution,
-            gpu,
-            host,
             listen,
             telemetry_path,
             log_level,
             sources,
-            limits: Limits {
-                max_keys_per_run: max_keys,
-                idle_seconds: idle.as_secs_f64(),
-                history_bytes,
-                ..Limits::default()
-            },
+            limits,
             max_runs,
-            tail: TailOptions {
-                max_line_bytes: max_line,
-                rescan,
-                forget_after: idle,
-                active_delay: poll,
-                max_delay: (poll * 4).max(Duration::from_secs(1)),
-                ..TailOptions::default()
-            },
+            tail,
+            web: WebConfig::default(),
+            web_limits,
+            rules: Arc::new(rules),
+            attribution: attribution(flags, file.attribution)?,
+            gpu: gpu(flags, &file.gpu)?,
+            host: host(flags, &file.host)?,
         })
     }
 }
 
+/// A setting's value and the name to put in an error about it: the flag's if it was given,
+/// else the file key's (also when the value is the default, which stands in for the key).
+struct Given<T> {
+    value: T,
+    name: &'static str,
+}
+
+/// The flag's value if given, else the file key's, else `default`; each side is
+/// `(name, value)`, the name being the flag (`--web.listen-address`) or the key
+/// (`web.listen_address`). Every "flag over file over default" choice goes through here.
+fn pick<T>(
+    flag: (&'static str, Option<T>),
+    key: (&'static str, Option<T>),
+    default: T,
+) -> Given<T> {
+    match (flag, key) {
+        ((name, Some(value)), _) => Given { value, name },
+        (_, (name, Some(value))) => Given { value, name },
+        (_, (name, None)) => Given {
+            value: default,
+            name,
+        },
+    }
+}
+
+impl<T> Given<T> {
+    /// Validates or converts the value; an error message becomes an error naming the flag
+    /// or key the value came by.
+    fn check<U>(self, f: impl FnOnce(T) -> Result<U, String>) -> Result<U, ConfigError> {
+        let name = self.name;
+        f(self.value).map_err(|m| invalid(name, m))
+    }
+}
+
+/// `--web.listen-address`, `web.listen_address`.
+fn listen(flags: &Flags, web: &WebFile) -> Result<SocketAddr, ConfigError> {
+    pick(
+        ("--web.listen-address", flags.listen_address.as_deref()),
+        ("web.listen_address", web.listen_address.as_deref()),
+        DEFAULT_LISTEN,
+    )
+    .check(parse_listen)
+}
+
+/// `--web.telemetry-path`, `web.telemetry_path`.
+fn telemetry_path(flags: &Flags, web: &WebFile) -> Result<String, ConfigError> {
+    pick(
+        ("--web.telemetry-path", flags.telemetry_path.as_deref()),
+        ("web.telemetry_path", web.telemetry_path.as_deref()),
+        "/metrics",
+    )
+    .check(|p| match check_telemetry_path(p) {
+        Ok(()) => Ok(p.to_string()),
+        Err(m) => Err(format!("{p:?} {m}")),
+    })
+}
+
+/// `--log.level`, `log_level`.
+fn log_level(flags: &Flags, file: Option<&str>) -> Result<String, ConfigError> {
+    pick(
+        ("--log.level", flags.log_level.as_deref()),
+        ("log_level", file),
+        "info",
+    )
+    .check(|l| {
+        if ["error", "warn", "info", "debug", "trace"].contains(&l) {
+            Ok(l.to_string())
+        } else {
+            Err(format!(
+                "{l:?} is not one of error, warn, info, debug, trace"
+            ))
+        }
+    })
+}
+
+/// The file's `logs` (`logs[i].path`, ...), then the `--log` flags (`--log #n`).
+fn sources(flags: &Flags, logs: &[LogFile]) -> Result<Vec<Source>, ConfigError> {
+    let mut sources = Vec::new();
+    for (i, l) in logs.iter().enumerate() {
+        let format = match &l.format {
+            Some(f) => f
+                .parse()
+                .map_err(|m| invalid(format!("logs[{i}].format"), m))?,
+            None => Format::Auto,
+        };
+        sources.push(Source {
+            follow_symlinks_outside: l.follow_symlinks_outside,
+            ..source(l.run.clone(), l.path.clone(), format, &format!("logs[{i}]"))?
+        });
+    }
+    for (i, raw) in flags.logs.iter().enumerate() {
+        let (run, path) = match raw.split_once('=') {
+            Some((r, p)) if !r.contains('/') => (Some(r.to_string()), p.to_string()),
+            _ => (None, raw.clone()),
+        };
+        sources.push(source(
+            run,
+            path,
+            flags.format.unwrap_or_default(),
+            &format!("--log #{}", i + 1),
+        )?);
+    }
+    Ok(sources)
+}
+
+/// One log source; errors name `key.path` or `key.run`.
 fn source(
     run: Option<String>,
     path: String,
@@ -470,6 +334,223 @@ fn source(
         format,
         follow_symlinks_outside: false,
     })
+}
+
+/// `--run.idle-timeout`, `run_idle_timeout`: a run is no longer active, and its files are
+/// forgotten, after this long without a record.
+fn idle_timeout(flags: &Flags, file: Option<&str>) -> Result<Duration, ConfigError> {
+    pick(
+        ("--run.idle-timeout", flags.idle_timeout.as_deref()),
+        ("run_idle_timeout", file),
+        "1h",
+    )
+    .check(|d| duration(d, secs(1)..=YEAR))
+}
+
+/// The most runs followed (`--limits.max-runs`, `limits.max_runs`) and the per-run limits:
+/// keys (`--limits.max-keys-per-run`) and history (`--limits.history-bytes`).
+fn run_limits(
+    flags: &Flags,
+    file: &LimitsFile,
+    idle: Duration,
+) -> Result<(usize, Limits), ConfigError> {
+    let at_least_one = |n: usize| match n {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    };
+    let max_runs = pick(
+        ("--limits.max-runs", flags.max_runs),
+        ("limits.max_runs", file.max_runs),
+        256,
+    )
+    .check(at_least_one)?;
+    let max_keys_per_run = pick(
+        ("--limits.max-keys-per-run", flags.max_keys_per_run),
+        ("limits.max_keys_per_run", file.max_keys_per_run),
+        512,
+    )
+    .check(at_least_one)?;
+    let history_bytes = pick(
+        ("--limits.history-bytes", flags.history_bytes),
+        ("limits.history_bytes", file.history_bytes),
+        Limits::default().history_bytes,
+    )
+    .check(|n| match n {
+        n if (1 << 20..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("must be between 1048576 (1 MiB) and 1073741824 (1 GiB)".to_string()),
+    })?;
+    Ok((
+        max_runs,
+        Limits {
+            max_keys_per_run,
+            idle_seconds: idle.as_secs_f64(),
+            history_bytes,
+            ..Limits::default()
+        },
+    ))
+}
+
+/// The tailer: `limits.max_line_bytes` (file only), `--tail.rescan-interval`,
+/// `--tail.poll-interval`; a file is forgotten after the run idle timeout.
+fn tail(flags: &Flags, file: &File, idle: Duration) -> Result<TailOptions, ConfigError> {
+    let max_line_bytes = file.limits.max_line_bytes.unwrap_or(1 << 20);
+    if !(1024..=64 << 20).contains(&max_line_bytes) {
+        return Err(invalid(
+            "limits.max_line_bytes",
+            "must be between 1024 and 67108864",
+        ));
+    }
+    let rescan = pick(
+        ("--tail.rescan-interval", flags.rescan_interval.as_deref()),
+        ("rescan_interval", file.rescan_interval.as_deref()),
+        "5s",
+    )
+    .check(|d| duration(d, millis(100)..=HOUR))?;
+    let poll = pick(
+        ("--tail.poll-interval", flags.poll_interval.as_deref()),
+        ("poll_interval", file.poll_interval.as_deref()),
+        "250ms",
+    )
+    .check(|d| duration(d, millis(10)..=secs(60)))?;
+    Ok(TailOptions {
+        max_line_bytes,
+        rescan,
+        forget_after: idle,
+        active_delay: poll,
+        max_delay: (poll * 4).max(Duration::from_secs(1)),
+        ..TailOptions::default()
+    })
+}
+
+/// The bounds on clients: `--web.max-connections`, `--web.max-requests`,
+/// `--web.read-header-timeout` (and their `web.*` keys).
+fn web_limits(flags: &Flags, web: &WebFile) -> Result<WebLimits, ConfigError> {
+    let default = WebLimits::default();
+    Ok(WebLimits {
+        max_connections: pick(
+            ("--web.max-connections", flags.max_connections),
+            ("web.max_connections", web.max_connections),
+            default.max_connections,
+        )
+        .check(count)?,
+        max_requests: pick(
+            ("--web.max-requests", flags.max_requests),
+            ("web.max_requests", web.max_requests),
+            default.max_requests,
+        )
+        .check(count)?,
+        header_timeout: pick(
+            (
+                "--web.read-header-timeout",
+                flags.read_header_timeout.as_deref(),
+            ),
+            (
+                "web.read_header_timeout",
+                web.read_header_timeout.as_deref(),
+            ),
+            "10s",
+        )
+        .check(|d| duration(d, millis(100)..=secs(600)))?,
+        ..default
+    })
+}
+
+/// Run attribution: `--attribution.interval`, `--attribution.run-from-env`, `--path.procfs`,
+/// `--no-attribution` (and their `attribution.*` keys).
+fn attribution(flags: &Flags, file: AttributionFile) -> Result<Attribution, ConfigError> {
+    let interval = pick(
+        (
+            "--attribution.interval",
+            flags.attribution_interval.as_deref(),
+        ),
+        ("attribution.interval", file.interval.as_deref()),
+        "5s",
+    )
+    .check(|d| duration(d, millis(100)..=HOUR))?;
+    let run_from_env = pick(
+        (
+            "--attribution.run-from-env",
+            (!flags.run_from_env.is_empty()).then(|| flags.run_from_env.clone()),
+        ),
+        ("attribution.run_from_env", Some(file.run_from_env)),
+        Vec::new(),
+    )
+    .check(|vars| match vars.iter().find(|v| !is_env_name(v)) {
+        Some(v) => Err(format!("{v:?} is not an environment variable name")),
+        None => Ok(vars),
+    })?;
+    Ok(Attribution {
+        enabled: pick(
+            ("--no-attribution", flags.no_attribution.then_some(false)),
+            ("attribution.enabled", file.enabled),
+            true,
+        )
+        .value,
+        interval,
+        procfs: pick(
+            ("--path.procfs", flags.procfs.clone()),
+            ("attribution.procfs", file.procfs),
+            PathBuf::from("/proc"),
+        )
+        .value,
+        run_from_env,
+    })
+}
+
+/// A letter or `_`, then letters, digits and `_`.
+fn is_env_name(v: &str) -> bool {
+    v.bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The GPU collector: `--gpu.interval`, `--nvml-library`, `--no-gpu` (and their `gpu.*`
+/// keys). `None` when it is off.
+fn gpu(flags: &Flags, file: &GpuFile) -> Result<Option<GpuOptions>, ConfigError> {
+    let interval = pick(
+        ("--gpu.interval", flags.gpu_interval.as_deref()),
+        ("gpu.interval", file.interval.as_deref()),
+        "1s",
+    )
+    .check(|d| duration(d, millis(10)..=HOUR))?;
+    // A blank file value counts as empty; a flag's is taken as given.
+    let file_library = file.nvml_library.as_deref().map(|p| match p.trim() {
+        "" => Some(PathBuf::new()),
+        _ => Some(PathBuf::from(p)),
+    });
+    let library = pick(
+        ("--nvml-library", flags.nvml_library.clone().map(Some)),
+        ("gpu.nvml_library", file_library),
+        None,
+    )
+    .check(|p| match p {
+        Some(p) if p.as_os_str().is_empty() => Err("is empty".to_string()),
+        p => Ok(p),
+    })?;
+    let enabled = pick(
+        ("--no-gpu", flags.no_gpu.then_some(false)),
+        ("gpu.enabled", file.enabled),
+        true,
+    );
+    Ok(enabled.value.then_some(GpuOptions { library, interval }))
+}
+
+/// The host collector: `--host.interval`, `--no-host` (and their `host.*` keys). `None`
+/// when it is off.
+fn host(flags: &Flags, file: &HostFile) -> Result<Option<HostOptions>, ConfigError> {
+    let interval = pick(
+        ("--host.interval", flags.host_interval.as_deref()),
+        ("host.interval", file.interval.as_deref()),
+        "5s",
+    )
+    .check(|d| duration(d, millis(100)..=HOUR))?;
+    let enabled = pick(
+        ("--no-host", flags.no_host.then_some(false)),
+        ("host.enabled", file.enabled),
+        true,
+    );
+    Ok(enabled.value.then_some(HostOptions { interval }))
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -526,55 +607,27 @@ fn check_telemetry_path(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The flag's count, else the file's, else `default`: between 1 and 65536.
-fn count(
-    flag: Option<usize>,
-    flag_key: &str,
-    file: Option<usize>,
-    file_key: &str,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    let (n, key) = match (flag, file) {
-        (Some(n), _) => (n, flag_key),
-        (None, Some(n)) => (n, file_key),
-        (None, None) => (default, file_key),
-    };
+/// A count of connections or requests: between 1 and 65536.
+fn count(n: usize) -> Result<usize, String> {
     if !(1..=65536).contains(&n) {
-        return Err(invalid(key, "must be between 1 and 65536"));
+        return Err("must be between 1 and 65536".into());
     }
     Ok(n)
 }
 
-/// The flag's duration, else the file's, else `default`, within `range`. Errors name the key
-/// that was actually given.
-fn duration(
-    flag: Option<&str>,
-    flag_key: &str,
-    file: Option<&str>,
-    file_key: &str,
-    default: &str,
-    range: RangeInclusive<Duration>,
-) -> Result<Duration, ConfigError> {
-    let (raw, key) = match (flag, file) {
-        (Some(f), _) => (f, flag_key),
-        (None, Some(f)) => (f, file_key),
-        (None, None) => (default, file_key),
-    };
-    let d = humantime::parse_duration(raw).map_err(|e| {
-        invalid(
-            key,
-            format!("{raw:?} is not a duration such as 30s or 1h: {e}"),
-        )
-    })?;
+/// A duration such as `30s` or `1h`, greater than zero and within `range`.
+fn duration(raw: &str, range: RangeInclusive<Duration>) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not a duration such as 30s or 1h: {e}"))?;
     if d.is_zero() {
-        return Err(invalid(key, "must be greater than zero"));
+        return Err("must be greater than zero".into());
     }
     if !range.contains(&d) {
         let (lo, hi) = (
             humantime::format_duration(*range.start()),
             humantime::format_duration(*range.end()),
         );
-        return Err(invalid(key, format!("must be between {lo} and {hi}")));
+        return Err(format!("must be between {lo} and {hi}"));
     }
     Ok(d)
 }
@@ -798,5 +851,102 @@ mod tests {
         assert_eq!(c.sources.len(), 3);
         assert_eq!(c.sources[1].run.as_deref(), Some("sft"));
         assert_eq!(c.sources[2].run, None);
+    }
+
+    #[test]
+    fn pick_takes_the_flag_then_the_key_then_the_default_and_names_where_it_came_from() {
+        let g = pick(("--a.b", Some(1)), ("a.b", Some(2)), 3);
+        assert_eq!((g.value, g.name), (1, "--a.b"));
+        let g = pick(("--a.b", None), ("a.b", Some(2)), 3);
+        assert_eq!((g.value, g.name), (2, "a.b"));
+        let g = pick(("--a.b", None), ("a.b", None), 3);
+        assert_eq!((g.value, g.name), (3, "a.b"));
+    }
+
+    #[test]
+    fn limits_name_the_flag_or_the_key_that_was_given() {
+        let flags = Flags {
+            max_runs: Some(0),
+            ..Flags::default()
+        };
+        let e = Config::build(&flags, File::default()).unwrap_err();
+        assert_eq!(e.to_string(), "--limits.max-runs: must be at least 1");
+        let e = build("limits:\n  max_keys_per_run: 0\n").unwrap_err();
+        assert_eq!(e, "limits.max_keys_per_run: must be at least 1");
+        let e = build("limits:\n  history_bytes: 1\n").unwrap_err();
+        assert_eq!(
+            e,
+            "limits.history_bytes: must be between 1048576 (1 MiB) and 1073741824 (1 GiB)"
+        );
+        let e = build("limits:\n  max_line_bytes: 1\n").unwrap_err();
+        assert_eq!(
+            e,
+            "limits.max_line_bytes: must be between 1024 and 67108864"
+        );
+        // a flag given stands over a wrong value in the file
+        let flags = Flags {
+            max_keys_per_run: Some(4),
+            ..Flags::default()
+        };
+        let file = parse_file("limits:\n  max_keys_per_run: 0\n").unwrap();
+        let c = Config::build(&flags, file).unwrap();
+        assert_eq!(c.limits.max_keys_per_run, 4);
+    }
+
+    #[test]
+    fn run_from_env_flags_replace_the_file_list_and_errors_name_the_one_used() {
+        let e = build("attribution:\n  run_from_env: [SLURM_JOB_ID, 1X]\n").unwrap_err();
+        assert_eq!(
+            e,
+            "attribution.run_from_env: \"1X\" is not an environment variable name"
+        );
+        let flags = Flags {
+            run_from_env: vec!["RUN_ID".into()],
+            ..Flags::default()
+        };
+        let file = parse_file("attribution:\n  run_from_env: [1X]\n").unwrap();
+        let c = Config::build(&flags, file).unwrap();
+        assert_eq!(c.attribution.run_from_env, ["RUN_ID"]);
+        let flags = Flags {
+            run_from_env: vec!["A-B".into()],
+            ..Flags::default()
+        };
+        let e = Config::build(&flags, File::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--attribution.run-from-env: \"A-B\" is not an environment variable name"
+        );
+    }
+
+    #[test]
+    fn switches_turn_a_part_off_over_the_file() {
+        let flags = Flags {
+            no_attribution: true,
+            no_host: true,
+            procfs: Some("/host/proc".into()),
+            ..Flags::default()
+        };
+        let file =
+            parse_file("attribution:\n  enabled: true\n  procfs: /x\nhost:\n  enabled: true\n")
+                .unwrap();
+        let c = Config::build(&flags, file).unwrap();
+        assert!(!c.attribution.enabled && c.host.is_none());
+        assert_eq!(c.attribution.procfs, PathBuf::from("/host/proc"));
+        let c = build("attribution:\n  enabled: false\n").unwrap();
+        assert!(!c.attribution.enabled);
+        assert_eq!(c.attribution.procfs, PathBuf::from("/proc"));
+    }
+
+    #[test]
+    fn an_empty_nvml_library_names_the_flag_or_the_key() {
+        let e = build("gpu:\n  nvml_library: '  '\n").unwrap_err();
+        assert_eq!(e, "gpu.nvml_library: is empty");
+        let flags = Flags {
+            nvml_library: Some(PathBuf::new()),
+            ..Flags::default()
+        };
+        let file = parse_file("gpu:\n  nvml_library: /lib/x.so\n").unwrap();
+        let e = Config::build(&flags, file).unwrap_err();
+        assert_eq!(e.to_string(), "--nvml-library: is empty");
     }
 }

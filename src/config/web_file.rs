@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -267,7 +268,36 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<(rustls::ServerConfig, u64), Co
     let key_pem = read_pem(base, t.key_file.as_deref(), t.key.as_deref(), "key_file")?;
     let mut digest = std::collections::hash_map::DefaultHasher::new();
     (&cert_pem, &key_pem, format!("{t:?}")).hash(&mut digest);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let (certs, key) = certificates(&cert_pem, &key_pem)?;
+    let versions = versions(&t)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| invalid("tls_server_config.min_version", e.to_string()))?;
+    let builder = match client_verifier(&t, base, provider)? {
+        None => builder.with_no_client_auth(),
+        Some((verifier, ca_pem)) => {
+            ca_pem.hash(&mut digest);
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| {
+        invalid(
+            "tls_server_config.key_file",
+            format!("does not match cert_file or is unusable: {e}"),
+        )
+    })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((cfg, digest.finish()))
+}
+
+/// The server's certificate chain and private key, from their PEM text.
+fn certificates(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             invalid(
@@ -281,47 +311,57 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<(rustls::ServerConfig, u64), Co
             "holds no PEM certificate",
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
         invalid(
             "tls_server_config.key_file",
             format!("no PEM private key: {e}"),
         )
     })?;
+    Ok((certs, key))
+}
 
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
-        let v = |s: &Option<String>, key: &str, default: u8| -> Result<u8, ConfigError> {
-            match s.as_deref() {
-                None => Ok(default),
-                Some("TLS12") => Ok(12),
-                Some("TLS13") => Ok(13),
-                Some(o) => Err(invalid(
-                    &format!("tls_server_config.{key}"),
-                    format!("{o:?} is not TLS12 or TLS13 (older versions are not offered)"),
-                )),
-            }
-        };
-        let min = v(&t.min_version, "min_version", 12)?;
-        let max = v(&t.max_version, "max_version", 13)?;
-        if min > max {
-            return Err(invalid(
-                "tls_server_config.min_version",
-                "is above max_version",
-            ));
+/// The TLS versions offered: `min_version` to `max_version`, TLS 1.2 and 1.3 by default.
+fn versions(t: &TlsFile) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    let v = |s: &Option<String>, key: &str, default: u8| -> Result<u8, ConfigError> {
+        match s.as_deref() {
+            None => Ok(default),
+            Some("TLS12") => Ok(12),
+            Some("TLS13") => Ok(13),
+            Some(o) => Err(invalid(
+                &format!("tls_server_config.{key}"),
+                format!("{o:?} is not TLS12 or TLS13 (older versions are not offered)"),
+            )),
         }
+    };
+    let min = v(&t.min_version, "min_version", 12)?;
+    let max = v(&t.max_version, "max_version", 13)?;
+    if min > max {
+        return Err(invalid(
+            "tls_server_config.min_version",
+            "is above max_version",
+        ));
+    }
+    Ok(
         [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
             .into_iter()
             .filter(|(n, _)| (min..=max).contains(n))
             .map(|(_, v)| v)
-            .collect()
-    };
+            .collect(),
+    )
+}
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| invalid("tls_server_config.min_version", e.to_string()))?;
+/// A client certificate verifier, and the bytes of the CA file it trusts.
+type ClientAuth = (Arc<dyn ClientCertVerifier>, Vec<u8>);
 
+/// The client certificate verifier that `client_auth_type` asks for, and the CA file's
+/// bytes (for the digest); `None` for `NoClientCert`.
+fn client_verifier(
+    t: &TlsFile,
+    base: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<ClientAuth>, ConfigError> {
     let auth = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let builder = match auth {
+    match auth {
         "NoClientCert" => {
             if t.client_ca_file.is_some() {
                 return Err(invalid(
@@ -329,7 +369,7 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<(rustls::ServerConfig, u64), Co
                     "needs client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert",
                 ));
             }
-            builder.with_no_client_auth()
+            Ok(None)
         }
         "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert" => {
             let Some(ca) = &t.client_ca_file else {
@@ -338,24 +378,7 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<(rustls::ServerConfig, u64), Co
                     format!("is required with client_auth_type {auth}"),
                 ));
             };
-            let pem = read_small(&resolve(base, ca))
-                .map_err(|e| invalid("tls_server_config.client_ca_file", format!("{ca}: {e}")))?;
-            pem.hash(&mut digest);
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                let c = c.map_err(|e| {
-                    invalid("tls_server_config.client_ca_file", format!("not PEM: {e}"))
-                })?;
-                roots
-                    .add(c)
-                    .map_err(|e| invalid("tls_server_config.client_ca_file", e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(invalid(
-                    "tls_server_config.client_ca_file",
-                    "holds no PEM certificate",
-                ));
-            }
+            let (roots, pem) = client_roots(&resolve(base, ca), ca)?;
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let v = if auth == "VerifyClientCertIfGiven" {
                 v.allow_unauthenticated()
@@ -365,24 +388,35 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<(rustls::ServerConfig, u64), Co
             let v = v
                 .build()
                 .map_err(|e| invalid("tls_server_config.client_ca_file", e.to_string()))?;
-            builder.with_client_cert_verifier(v)
+            Ok(Some((v, pem)))
         }
-        other => {
-            return Err(invalid(
-                "tls_server_config.client_auth_type",
-                format!(
-                    "{other:?} is not supported; use NoClientCert, VerifyClientCertIfGiven or \
-                     RequireAndVerifyClientCert"
-                ),
-            ))
-        }
-    };
-    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| {
-        invalid(
-            "tls_server_config.key_file",
-            format!("does not match cert_file or is unusable: {e}"),
-        )
-    })?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((cfg, digest.finish()))
+        other => Err(invalid(
+            "tls_server_config.client_auth_type",
+            format!(
+                "{other:?} is not supported; use NoClientCert, VerifyClientCertIfGiven or \
+                 RequireAndVerifyClientCert"
+            ),
+        )),
+    }
+}
+
+/// The client CAs from `client_ca_file` (`path`, written `ca` in the file), and its bytes.
+fn client_roots(path: &Path, ca: &str) -> Result<(rustls::RootCertStore, Vec<u8>), ConfigError> {
+    let pem = read_small(path)
+        .map_err(|e| invalid("tls_server_config.client_ca_file", format!("{ca}: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        let c =
+            c.map_err(|e| invalid("tls_server_config.client_ca_file", format!("not PEM: {e}")))?;
+        roots
+            .add(c)
+            .map_err(|e| invalid("tls_server_config.client_ca_file", e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "tls_server_config.client_ca_file",
+            "holds no PEM certificate",
+        ));
+    }
+    Ok((roots, pem))
 }

@@ -163,8 +163,28 @@ pub fn build(file: WebConfigFile, base: &Path) -> Result<WebConfig, ConfigError>
         }
         None => (None, None),
     };
+    let cost = users_cost(&file.basic_auth_users)?;
+    let headers = headers(&file.http_server_config.headers)?;
+    let dummy = if file.basic_auth_users.is_empty() {
+        String::new()
+    } else {
+        bcrypt::hash("not a password", cost)
+            .map_err(|e| invalid("basic_auth_users", format!("cannot hash: {e}")))?
+    };
+    Ok(WebConfig {
+        tls,
+        users: file.basic_auth_users,
+        headers,
+        dummy,
+        tls_digest,
+    })
+}
+
+/// Checks `basic_auth_users` (`basic_auth_users.NAME`): user names, bcrypt hashes and
+/// their cost; returns the highest cost (0 without users).
+fn users_cost(users: &BTreeMap<String, String>) -> Result<u32, ConfigError> {
     let mut cost = 0;
-    for (user, hash) in &file.basic_auth_users {
+    for (user, hash) in users {
         let key = format!("basic_auth_users.{user}");
         if user.is_empty() || user.contains(':') {
             return Err(invalid(
@@ -190,8 +210,16 @@ pub fn build(file: WebConfigFile, base: &Path) -> Result<WebConfig, ConfigError>
         }
         cost = cost.max(parts.get_cost());
     }
-    let mut headers = Vec::new();
-    for (name, value) in &file.http_server_config.headers {
+    Ok(cost)
+}
+
+/// The `http_server_config.headers` (`http_server_config.headers.NAME`): only the allowed
+/// names, each under its canonical spelling, with valid values.
+fn headers(
+    headers: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
         let key = format!("http_server_config.headers.{name}");
         let Some(canonical) = ALLOWED_HEADERS
             .iter()
@@ -207,21 +235,9 @@ pub fn build(file: WebConfigFile, base: &Path) -> Result<WebConfig, ConfigError>
         // every allowed name is a valid header name; `from_bytes` lowercases it
         let name = HeaderName::from_bytes(canonical.as_bytes())
             .map_err(|_| invalid(&key, "is not a valid header name"))?;
-        headers.push((name, v));
+        out.push((name, v));
     }
-    let dummy = if file.basic_auth_users.is_empty() {
-        String::new()
-    } else {
-        bcrypt::hash("not a password", cost)
-            .map_err(|e| invalid("basic_auth_users", format!("cannot hash: {e}")))?
-    };
-    Ok(WebConfig {
-        tls,
-        users: file.basic_auth_users,
-        headers,
-        dummy,
-        tls_digest,
-    })
+    Ok(out)
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

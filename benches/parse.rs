@@ -110,7 +110,10 @@ fn main() {
 }
 
 /// The generated inputs, by file name.
-const INPUTS: [(&str, fn(usize) -> String); 3] = [
+/// Makes a log of that many lines.
+type Generator = fn(usize) -> String;
+
+const INPUTS: [(&str, Generator); 3] = [
     ("hf-console.log", gen_hf),
     ("logging.jsonl", gen_jsonl),
     ("megatron.log", gen_megatron),

@@ -36,19 +36,19 @@ pub fn clean(data: &[u8]) {
 pub fn mapping(data: &[u8]) {
     let s = text(data);
     let mut out = Vec::new();
-    if parse::mapping::scan(&s, &mut out).is_ok() {
+    if parse::lex::mapping::scan(&s, &mut out).is_ok() {
         let _ = dict::record(out, Format::Hf);
     }
     for tok in s.split([' ', ',', ':']) {
-        let _ = parse::mapping::number(tok);
-        let _ = dict::duration_seconds(tok);
+        let _ = parse::lex::number::number(tok);
+        let _ = parse::lex::number::duration_seconds(tok);
     }
 }
 
 /// tqdm progress bars.
 pub fn tqdm(data: &[u8]) {
     let s = text(data);
-    if let Some(bar) = parse::tqdm::parse(&s) {
+    if let Some(bar) = parse::lex::tqdm::parse(&s) {
         let _ = bar.is_training_candidate();
         if let Some(r) = bar.rate {
             assert!(!r.is_nan(), "{s:?}");

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::mapping::number;
+use super::lex::number::number;
 use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;

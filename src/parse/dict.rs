@@ -9,7 +9,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::mapping::{self, Malformed, Value};
+use super::lex::mapping::{self, Malformed, Value};
+use super::lex::number::{duration_seconds, number};
 use super::{Format, Record, RecordCap};
 
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
@@ -70,7 +71,7 @@ impl<'a> Builder<'a> {
                     }
                     return;
                 }
-                mapping::number(s.trim()).or_else(|| {
+                number(s.trim()).or_else(|| {
                     if key.ends_with("time") {
                         duration_seconds(s)
                     } else {
@@ -145,48 +146,6 @@ impl<'a> Builder<'a> {
         }
         Some(rec)
     }
-}
-
-/// Parses printed durations into seconds: `3h 54m 2s`, `41.23s`, `1d 2h`, `0:01:30`,
-/// `1 day, 2:03:04`.
-pub fn duration_seconds(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if s.contains(':') {
-        let (days, clock) = match s.split_once(", ") {
-            Some((d, c)) => (d.split_whitespace().next()?.parse::<f64>().ok()?, c),
-            None => (0.0, s),
-        };
-        let mut total = 0.0;
-        for part in clock.split(':') {
-            total = total * 60.0 + part.trim().parse::<f64>().ok()?;
-        }
-        return Some(days * 86400.0 + total);
-    }
-    let mut total = 0.0;
-    let mut num = String::new();
-    let mut seen = false;
-    for c in s.chars() {
-        match c {
-            '0'..='9' | '.' => num.push(c),
-            'd' | 'h' | 'm' | 's' => {
-                let v: f64 = num.parse().ok()?;
-                num.clear();
-                total += v * match c {
-                    'd' => 86400.0,
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
-                seen = true;
-            }
-            ' ' => {}
-            _ => return None,
-        }
-    }
-    (seen && num.is_empty()).then_some(total)
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@
 
 use std::borrow::Cow;
 
-use super::mapping::number;
-use super::tqdm::Bar;
+use super::lex::number::number;
+use super::lex::tqdm::Bar;
 use super::{Event, Format, Record};
 
 fn key_of(k: &str) -> Cow<'static, str> {
@@ -156,7 +156,7 @@ impl Csv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::tqdm;
+    use crate::parse::lex::tqdm;
 
     #[test]
     fn bar_postfix() {

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use super::mapping::number;
+use super::lex::number::number;
 use super::{Format, Record};
 
 /// Cheap test for the start of a Megatron line (after prefix cleaning).

@@ -10,12 +10,11 @@ pub mod clean;
 pub mod deepspeed;
 pub mod dict;
 pub mod guard;
+pub mod lex;
 pub mod lightning;
-pub mod mapping;
 pub mod megatron;
 pub mod rules;
 pub mod torchtitan;
-pub mod tqdm;
 pub mod vllm;
 
 use std::borrow::Cow;
@@ -23,6 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use clean::{clean, Cleaned};
+use lex::tqdm;
 
 /// A log format. `Auto` detects per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,23 +98,6 @@ impl FromStr for Format {
                 )
             })
     }
-}
-
-/// A printed percentage as a ratio, correctly rounded (`64.99` → 0.6499, not
-/// 0.6498999999999999 as `64.99 / 100.0` gives).
-pub(crate) fn percent(s: &str) -> Option<f64> {
-    let v = mapping::number(s)?;
-    if !v.is_finite() {
-        return Some(v / 100.0);
-    }
-    let mut buf = [0u8; 64];
-    let n = s.len();
-    if n + 3 > buf.len() || s.contains(['e', 'E']) {
-        return Some(v / 100.0);
-    }
-    buf[..n].copy_from_slice(s.as_bytes());
-    buf[n..n + 3].copy_from_slice(b"e-2");
-    std::str::from_utf8(&buf[..n + 3]).ok()?.parse().ok()
 }
 
 /// A metric record: the values one log line reports.

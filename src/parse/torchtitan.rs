@@ -9,8 +9,9 @@
 
 use std::borrow::Cow;
 
-use super::mapping::number;
-use super::{percent, Format, Record};
+use super::lex::number::number;
+use super::lex::number::percent;
+use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 

@@ -13,8 +13,9 @@
 
 use std::borrow::Cow;
 
-use super::mapping::number;
-use super::{percent, Format, Record};
+use super::lex::number::number;
+use super::lex::number::percent;
+use super::{Format, Record};
 
 /// Cheap test for an engine statistics line.
 pub fn detect(text: &str) -> bool {

@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use super::number::number;
+
 /// One value of a mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -200,17 +202,6 @@ impl<'a> Parser<'a> {
         }
         Err(Malformed("unbalanced brackets"))
     }
-}
-
-/// Parses a numeric token as Python or JSON print it: `1e-05`, `nan`, `-inf`, `NaN`,
-/// `Infinity`. `None`, `True` and friends are not numbers.
-pub fn number(tok: &str) -> Option<f64> {
-    let first = *tok.as_bytes().first()?;
-    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.' | b'n' | b'N' | b'i' | b'I'))
-    {
-        return None;
-    }
-    tok.parse::<f64>().ok()
 }
 
 /// Decodes a quoted string's escapes: JSON's (`\n`, `\uXXXX`, surrogate pairs for the

@@ -375,24 +375,15 @@ fn library_without(sym: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// Offset and size of the `.dynstr` section of a 64-bit little-endian ELF file.
+/// Offset and size in the file of the `.dynstr` section of a 64-bit ELF file.
 fn dynstr(elf: &[u8]) -> Option<(usize, usize)> {
-    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
-    if &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        return None;
-    }
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
-    let section = |i: usize| shoff + i * shentsize;
-    let names = u64_at(section(shstrndx) + 0x18);
-    (0..shnum).find_map(|i| {
-        let s = section(i);
-        let name_at = names + u32_at(s);
-        let name = elf[name_at..].split(|b| *b == 0).next()?;
-        (name == b".dynstr").then(|| (u64_at(s + 0x18), u64_at(s + 0x20)))
-    })
+    use object::read::elf::{FileHeader, SectionHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(elf).ok()?;
+    let endian = header.endian().ok()?;
+    let sections = header.sections(endian, elf).ok()?;
+    let (_, section) = sections.section_by_name(endian, b".dynstr")?;
+    let (offset, size) = section.file_range(endian)?;
+    Some((offset.try_into().ok()?, size.try_into().ok()?))
 }
 
 #[test]

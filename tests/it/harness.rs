@@ -1,5 +1,5 @@
 //! Test harness: a temp dir per test, the real daemon binary on a loopback port, a tiny
-//! HTTP client, and an exposition reader.
+//! HTTP client, and exposition samples read by an independent parser (`prometheus-parse`).
 
 #![allow(dead_code)]
 
@@ -315,38 +315,88 @@ pub fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f6
         .map(|(_, v)| v)
 }
 
-/// Every sample of `name`: its labels and value.
+/// Every sample of `name`: its labels and value, in the order of the exposition.
+///
+/// Each sample line is read by `prometheus-parse`, an exposition parser that is not ours, so
+/// the encoder is not checked by a reader written alongside it. One line at a time and
+/// without the `# TYPE` lines, so that histogram buckets stay samples of their own with their
+/// `le` text. `prometheus-parse` splits label pairs on `,` and `=` and does not unescape, so a
+/// line whose label values hold a backslash escape, `,`, `=`, `{` or `}` (log-derived values
+/// that the escaping tests send) is read by `own_sample` instead.
 pub fn samples(exposition: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
     let mut out = Vec::new();
     for line in exposition.lines() {
-        if line.starts_with('#') {
+        if line.starts_with('#') || !line.starts_with(name) {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let (labels, val) = if let Some(r) = rest.strip_prefix('{') {
-            let Some(end) = find_label_end(r) else {
-                continue;
-            };
-            (parse_labels(&r[..end]), r[end + 1..].trim())
-        } else if rest.starts_with(' ') {
-            (Vec::new(), rest.trim())
+        let sample = if needs_own_reader(line) {
+            own_sample(line, name)
         } else {
-            continue;
+            independent_sample(line, name)
         };
-        let v = match val.split_whitespace().next().unwrap_or("") {
-            "NaN" => f64::NAN,
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            x => match x.parse() {
-                Ok(v) => v,
-                Err(_) => continue,
-            },
-        };
-        out.push((labels, v));
+        out.extend(sample);
     }
     out
+}
+
+/// One sample line through `prometheus-parse`.
+fn independent_sample(line: &str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+    let scrape =
+        prometheus_parse::Scrape::parse(std::iter::once(Ok(line.to_string()))).expect("in memory");
+    let sample = scrape.samples.into_iter().next()?;
+    if sample.metric != name {
+        return None;
+    }
+    let v = match sample.value {
+        prometheus_parse::Value::Untyped(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v) => v,
+        other => panic!("untyped line read as {other:?}: {line}"),
+    };
+    let mut labels: Vec<(String, String)> = sample
+        .labels
+        .iter()
+        .map(|(k, v)| (k.trim().to_string(), v.clone()))
+        .collect();
+    labels.sort();
+    Some((labels, v))
+}
+
+/// Whether a sample line's label values hold what `prometheus-parse` misreads: a backslash
+/// escape, or `,`, `=`, `{`, `}` inside quotes.
+fn needs_own_reader(line: &str) -> bool {
+    if line.contains('\\') {
+        return true;
+    }
+    let mut in_str = false;
+    for c in line.chars() {
+        match c {
+            '"' => in_str = !in_str,
+            ',' | '=' | '{' | '}' if in_str => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Our own reading of one sample line, kept only for the lines `needs_own_reader` picks.
+fn own_sample(line: &str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+    let rest = line.strip_prefix(name)?;
+    let (labels, val) = if let Some(r) = rest.strip_prefix('{') {
+        let end = find_label_end(r)?;
+        (parse_labels(&r[..end]), r[end + 1..].trim())
+    } else if rest.starts_with(' ') {
+        (Vec::new(), rest.trim())
+    } else {
+        return None;
+    };
+    let v = match val.split_whitespace().next().unwrap_or("") {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        x => x.parse().ok()?,
+    };
+    Some((labels, v))
 }
 
 fn find_label_end(s: &str) -> Option<usize> {

@@ -1,10 +1,12 @@
-//! Test harness: a temp dir per test, the real daemon binary on a loopback port, a tiny
-//! HTTP client, and exposition samples read by an independent parser (`prometheus-parse`).
+//! Test harness: a temp dir per test, the real daemon binary on a loopback port, an HTTP
+//! client (`ureq`; raw request bytes and a response reader stay for the tests that must
+//! write malformed requests or speak TLS), and exposition samples read by an independent
+//! parser (`prometheus-parse`).
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -242,18 +244,53 @@ fn unsafe_kill(pid: u32, sig: i32) {
         .status();
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1 with extra headers; returns status and body.
+/// The HTTP client of the tests (`ureq`): plain HTTP, every status returned rather than
+/// raised, no redirect followed, no proxy, no connection kept for another request.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .max_idle_connections(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
+/// The status, head (status line and headers, names in lower case) and whole body of a
+/// response, read to its end whatever its size.
+pub fn read_whole(
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut head = format!("{:?} {}\r\n", resp.version(), resp.status());
+    for (k, v) in resp.headers() {
+        head.push_str(&format!(
+            "{k}: {}\r\n",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(std::io::Error::other)?;
+    Ok((resp.status().as_u16(), head, body))
+}
+
+/// A GET on 127.0.0.1 with extra headers; returns status, head and body.
 pub fn http_get_with(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(get_request(path, headers).as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    Ok(parse_response(&raw))
+    let mut req = agent(Duration::from_secs(10)).get(format!("http://127.0.0.1:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, head, body) = read_whole(req.call().map_err(std::io::Error::other)?)?;
+    Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The bytes of a `GET` with `Connection: close` and extra headers.
@@ -497,63 +534,31 @@ pub fn require_tool(name: &str) -> bool {
     found
 }
 
-/// A minimal HTTP/1.1 request with a JSON body on 127.0.0.1; returns status and body.
+/// A request with an optional JSON body on 127.0.0.1; returns status and JSON body (`Null`
+/// when it is not JSON).
 pub fn http_json(
     port: u16,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> std::io::Result<(u16, serde_json::Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    );
-    s.write_all(req.as_bytes())?;
-    // read by Content-Length: some servers (chromedriver) keep the connection open
-    let mut reader = std::io::BufReader::new(s);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
+    let agent = agent(Duration::from_secs(60));
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
+    let resp = match body {
+        Some(b) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(b.to_string())
+                .map_err(std::io::Error::other)?,
+        ),
+        None => agent.run(req.body(()).map_err(std::io::Error::other)?),
     }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let len = head.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("content-length:")
-            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-    });
-    let mut raw = Vec::new();
-    match len {
-        Some(n) => {
-            raw.resize(n, 0);
-            reader.read_exact(&mut raw)?;
-        }
-        None => {
-            reader.read_to_end(&mut raw)?;
-        }
-    }
-    let body = String::from_utf8_lossy(&raw).into_owned();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
+    .map_err(std::io::Error::other)?;
+    let (status, _, body) = read_whole(resp)?;
     Ok((
         status,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     ))
 }
 

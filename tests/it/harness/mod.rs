@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_nvml;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,28 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Resident memory of `pid`, in KiB (`VmRSS`); 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Connects to 127.0.0.1:`port`, waiting up to a minute until something listens there.
+pub fn connect(port: u16) -> std::net::TcpStream {
+    let mut conn = None;
+    wait_for(Duration::from_secs(60), || {
+        conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+        conn.is_some()
+    });
+    conn.unwrap_or_else(|| panic!("nothing listens on port {port}"))
 }
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
@@ -155,14 +179,7 @@ impl Daemon {
 
     /// The daemon's resident set size in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
 
     pub fn stderr(&self) -> String {
@@ -256,6 +273,30 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .timeout_global(Some(timeout))
         .build()
         .new_agent()
+}
+
+/// A client that keeps its connections for the next request (the benchmarks' keep-alive
+/// scrapes); otherwise as `agent`.
+pub fn keep_alive_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// The body of a GET of `path` through `agent`, which must answer 200.
+pub fn get_body(agent: &ureq::Agent, port: u16, path: &str) -> String {
+    let resp = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .expect("GET");
+    let (status, _, body) = read_whole(resp).expect("read the response");
+    assert_eq!(status, 200, "GET {path}");
+    String::from_utf8(body).expect("UTF-8 body")
 }
 
 /// The status, head (status line and headers, names in lower case) and whole body of a

@@ -612,3 +612,39 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn samples_keeps_buckets_and_reads_escaped_label_values() {
+    let text = concat!(
+        "# TYPE h histogram\n",
+        "h_bucket{run=\"a\",le=\"0.5\"} 3\n",
+        "h_bucket{run=\"a\",le=\"+Inf\"} 4\n",
+        "h_count{run=\"a\"} 4\n",
+        "# TYPE m gauge\n",
+        "m{run=\"x\\\"} 1e9 #\",key=\"a,b=c\"} 0.75\n",
+        "m{run=\"plain\"} NaN\n",
+        "m_total 2\n",
+    );
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        samples(text, "h_bucket"),
+        vec![
+            (owned(&[("le", "0.5"), ("run", "a")]), 3.0),
+            (owned(&[("le", "+Inf"), ("run", "a")]), 4.0),
+        ]
+    );
+    let m = samples(text, "m");
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert_eq!(
+        m[0],
+        (owned(&[("run", "x\"} 1e9 #"), ("key", "a,b=c")]), 0.75)
+    );
+    assert_eq!(m[1].0, owned(&[("run", "plain")]));
+    assert!(m[1].1.is_nan());
+    assert_eq!(value(text, "m_total", &[]), Some(2.0));
+}

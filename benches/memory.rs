@@ -12,17 +12,14 @@
 //!
 //! `BENCH_RECORDS` shrinks the first part for a quick look.
 
-#[allow(dead_code)] // the helpers the other benchmarks use
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{connect, free_port, Kill};
+use support::{bin, connect, free_port, http_get, Guard};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
 const RUNS: usize = 256;
 const KEYS: usize = 512;
 
@@ -67,8 +64,8 @@ fn at_the_caps(dir: &Path, records: usize) {
     }
     let port = free_port();
     let start = Instant::now();
-    let d = Kill(
-        Command::new(BIN)
+    let d = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{port}"),
@@ -123,8 +120,8 @@ fn huge_line(dir: &Path) {
     let log = logs.join("train.log");
     std::fs::write(&log, "{'loss': 1.0, 'step': 1}\n").unwrap();
     let port = free_port();
-    let d = Kill(
-        Command::new(BIN)
+    let d = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{port}"),
@@ -185,21 +182,9 @@ fn wait_for(port: u16, prefix: &str, value: f64) {
     }
 }
 
-/// A GET on a fresh connection, read to its end.
+/// The body of a GET on a fresh connection.
 fn get(port: u16, path: &str) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    c.read_to_end(&mut out).unwrap();
-    let s = String::from_utf8_lossy(&out).into_owned();
-    match s.split_once("\r\n\r\n") {
-        Some((_, body)) => body.to_string(),
-        None => s,
-    }
+    http_get(port, path).expect("GET").1
 }
 
 /// `VmRSS` and `VmHWM` of `pid`, in KiB.

@@ -16,14 +16,12 @@
 
 mod support;
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{connect, free_port, read_body, rss_kib, Kill};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
+use support::{bin, connect, free_port, get_body, keep_alive_agent, rss_kib, Guard};
 
 fn main() {
     let lines: usize = std::env::var("BENCH_LINES")
@@ -59,12 +57,12 @@ fn main() {
         let mut ours = Measured::none();
         let mut earlier = before.as_ref().map(|_| Measured::none());
         for _ in 0..3 {
-            ours = ours.best(measure(Command::new(BIN).arg("parse").arg(&path)));
+            ours = ours.best(measure(Command::new(bin()).arg("parse").arg(&path)));
             if let (Some(bin), Some(e)) = (&before, earlier.as_mut()) {
                 *e = (*e).best(measure(Command::new(bin).arg("parse").arg(&path)));
             }
         }
-        let ours_short = measure(Command::new(BIN).arg("parse").arg(&short));
+        let ours_short = measure(Command::new(bin()).arg("parse").arg(&short));
         println!(
             "{name}: ours {:.0} lines/s, {:.3} s, peak RSS {:.1} MiB ({:.1} MiB on a file 10x shorter)",
             lines as f64 / ours.secs,
@@ -204,8 +202,8 @@ fn cpu_ns(pid: u32) -> u64 {
 fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
     let log = dir.join("follow.log");
     std::fs::write(&log, "").unwrap();
-    let ours = Kill(
-        Command::new(BIN)
+    let ours = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{}", free_port()),
@@ -217,8 +215,8 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
             .spawn()
             .unwrap(),
     );
-    let ours_1s = Kill(
-        Command::new(BIN)
+    let ours_1s = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{}", free_port()),
@@ -236,8 +234,8 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
             .spawn()
             .unwrap(),
     );
-    let full = Kill(
-        Command::new(BIN)
+    let full = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{}", free_port()),
@@ -249,7 +247,7 @@ fn follow(dir: &Path, progs: &Path, secs: u64, has_mtail: bool) {
             .unwrap(),
     );
     let mtail = has_mtail.then(|| {
-        Kill(
+        Guard(
             Command::new("mtail")
                 .args([
                     "--port",
@@ -330,8 +328,8 @@ fn scrape(dir: &Path) {
         std::fs::write(runs.join(format!("run{r:02}.log")), s).unwrap();
     }
     let port = free_port();
-    let d = Kill(
-        Command::new(BIN)
+    let d = Guard(
+        Command::new(bin())
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{port}"),
@@ -342,17 +340,14 @@ fn scrape(dir: &Path) {
             .spawn()
             .unwrap(),
     );
-    let mut conn = connect(port);
+    drop(connect(port));
     std::thread::sleep(Duration::from_secs(1));
-    conn.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let agent = keep_alive_agent();
     let mut lat = Vec::new();
     let mut size = 0;
     for i in 0..3000 {
         let t = Instant::now();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .unwrap();
-        size = read_body(&mut reader).len();
+        size = get_body(&agent, port, "/metrics").len();
         if i >= 200 {
             lat.push(t.elapsed());
         }
@@ -361,9 +356,7 @@ fn scrape(dir: &Path) {
     let pct =
         |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
     let series = {
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .unwrap();
-        let _ = read_body(&mut reader).len();
+        let _ = get_body(&agent, port, "/metrics").len();
         size
     };
     println!(

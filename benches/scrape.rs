@@ -11,19 +11,15 @@
 
 mod support;
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{connect, free_port, read_body, rss_kib, Kill};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gpu-train-exporter");
+use support::{
+    bin, connect, fake_nvml, free_port, get_body, keep_alive_agent, rss_kib, value, Guard,
+};
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib = fake_lib(&root);
+    let lib = fake_nvml::fake_lib();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("fake-nvml.json");
     std::fs::write(&config, machine().to_string()).unwrap();
@@ -40,8 +36,8 @@ fn main() {
         std::fs::write(runs.join(format!("run{r:02}.log")), s).unwrap();
     }
     let port = free_port();
-    let d = Kill(
-        Command::new(BIN)
+    let d = Guard(
+        Command::new(bin())
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .arg("--nvml-library")
             .arg(&lib)
@@ -52,19 +48,19 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    let mut conn = connect(port);
-    conn.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    drop(connect(port));
+    let agent = keep_alive_agent();
     std::thread::sleep(Duration::from_secs(1));
 
     // Collection cycles, one per 100 ms.
     let mut cycles = Vec::new();
     let mut body = String::new();
     for _ in 0..30 {
-        body = get(&mut conn, &mut reader);
-        if let Some(v) = find(
+        body = get_body(&agent, port, "/metrics");
+        if let Some(v) = value(
             &body,
-            "gpu_train_exporter_collector_duration_seconds{collector=\"gpu\"}",
+            "gpu_train_exporter_collector_duration_seconds",
+            &[("collector", "gpu")],
         ) {
             cycles.push(v * 1e6);
         }
@@ -88,7 +84,7 @@ fn main() {
     let mut lat = Vec::new();
     for i in 0..3000 {
         let t = Instant::now();
-        let _ = get(&mut conn, &mut reader);
+        let _ = get_body(&agent, port, "/metrics");
         if i >= 200 {
             lat.push(t.elapsed());
         }
@@ -103,13 +99,11 @@ fn main() {
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 std::thread::spawn(move || {
-                    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    c.set_nodelay(true).unwrap();
-                    let mut r = BufReader::new(c.try_clone().unwrap());
+                    let agent = keep_alive_agent();
                     let start = Instant::now();
                     let mut n = 0u64;
                     while start.elapsed().as_secs_f64() < secs {
-                        let _ = get(&mut c, &mut r);
+                        let _ = get_body(&agent, port, "/metrics");
                         n += 1;
                     }
                     n
@@ -144,71 +138,16 @@ fn main() {
     println!("daemon RSS after the run: {:.1} MiB", rss as f64 / 1024.0);
 }
 
-/// The fake machine: 8 GPUs, 18 NVLinks each, every family supported, 2 processes per GPU.
+/// The fake machine: the tests' 8 GPUs with 18 NVLinks each, every family supported, plus
+/// 2 processes per GPU.
 fn machine() -> serde_json::Value {
-    let gpus: Vec<serde_json::Value> = (0..8u64)
-        .map(|i| {
-            serde_json::json!({
-                "uuid": format!("GPU-{i:08x}-1111-2222-3333-444455556666"),
-                "utilization_gpu": 90 + i,
-                "utilization_memory": 40,
-                "memory_used": 70_000_000_000u64 + i,
-                "memory_reserved": 500_000_000u64,
-                "power_mw": 650_000 + i,
-                "energy_mj": 123_456_789u64 * (i + 1),
-                "temperature_c": 60 + i,
-                "pcie_tx_bytes": 1_000_000_000u64 * i,
-                "pcie_rx_bytes": 2_000_000_000u64 * i,
-                "nvlinks": (0..18u64).map(|l| serde_json::json!({"tx_kib": 1_000_000 * i + l, "rx_kib": 2_000_000 * i + l})).collect::<Vec<_>>(),
-                "ecc_corrected": i,
-                "clock_event_reasons": 4,
-                "processes": [
-                    {"pid": 4_000_000 + 2 * i, "used_memory": 30_000_000_000u64, "name": "python3"},
-                    {"pid": 4_000_001 + 2 * i, "used_memory": 30_000_000_000u64, "name": "pt_main_thread"},
-                ],
-            })
-        })
-        .collect();
-    serde_json::json!({ "driver_version": "550.54.15", "gpus": gpus })
-}
-
-/// The release build of the fake library, built into a target dir of its own when missing
-/// or older than its source (the running `cargo bench` holds the main target dir's lock).
-fn fake_lib(root: &Path) -> PathBuf {
-    let src = root.join("tests/fake-nvml/src/lib.rs");
-    let src_time = std::fs::metadata(&src).unwrap().modified().unwrap();
-    let fresh = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= src_time)
-    };
-    let main = root.join("target/release/libfake_nvml.so");
-    if fresh(&main) {
-        return main;
+    let mut m = fake_nvml::machine(8, 18);
+    for (i, gpu) in m["gpus"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let i = i as u64;
+        gpu["processes"] = serde_json::json!([
+            {"pid": 4_000_000 + 2 * i, "used_memory": 30_000_000_000u64, "name": "python3"},
+            {"pid": 4_000_001 + 2 * i, "used_memory": 30_000_000_000u64, "name": "pt_main_thread"},
+        ]);
     }
-    let target = root.join("target/fake-nvml");
-    let own = target.join("release/libfake_nvml.so");
-    if !fresh(&own) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--release", "-p", "fake-nvml", "--target-dir"])
-            .arg(&target)
-            .current_dir(root)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cargo build --release -p fake-nvml failed");
-    }
-    own
-}
-
-fn get(conn: &mut TcpStream, r: &mut BufReader<TcpStream>) -> String {
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    String::from_utf8(read_body(r)).unwrap()
-}
-
-fn find(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    m
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::dashboards::{self, fake_nvml, needs_gpu};
-use crate::harness::{append, fixture, free_port, http_get, require_tool, root, wait_for};
+use crate::harness::{agent, append, fixture, free_port, http_get, require_tool, root, wait_for};
 
 /// A child process killed on drop, its output in a file for failure messages.
 struct Proc {
@@ -106,22 +106,13 @@ fn read_request(s: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[head_end..]).into_owned())
 }
 
-/// A minimal HTTP/1.1 POST of JSON on 127.0.0.1; returns the status.
+/// A POST of JSON on 127.0.0.1; returns the status (0 when there is no answer).
 fn http_post_json(port: u16, path: &str, body: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    agent(Duration::from_secs(10))
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .map_or(0, |r| r.status().as_u16())
 }
 
 fn urlencode(s: &str) -> String {

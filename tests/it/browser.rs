@@ -111,8 +111,8 @@ fn live_page_shows_runs_updates_and_nan() {
     std::fs::copy(fixture("transformers/train-normal.log"), &normal).unwrap();
     // two GPUs from the fake NVML: 10 % and 11 % utilization
     let nvml = dir.path().join("fake-nvml.json");
-    std::fs::write(&nvml, crate::gpu::machine(2, 0).to_string()).unwrap();
-    let lib = crate::gpu::fake_lib().display().to_string();
+    std::fs::write(&nvml, crate::harness::fake_nvml::machine(2, 0).to_string()).unwrap();
+    let lib = crate::harness::fake_nvml::fake_lib().display().to_string();
     let d = Daemon::start_env(
         &[
             "--log",

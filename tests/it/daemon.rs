@@ -120,18 +120,15 @@ fn promtool_accepts_the_real_output() {
     assert!(report.is_empty(), "promtool check metrics:\n{report}");
 }
 
-/// A GET with `headers`; the status, the head and the raw body bytes.
+/// A GET with `headers`; the status, the head (in lower case) and the raw body bytes (the
+/// client decodes no content encoding).
 fn raw_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(get_request(path, headers).as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, raw[split + 4..].to_vec())
+    let mut req = agent(Duration::from_secs(10)).get(format!("http://127.0.0.1:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, head, body) = read_whole(req.call().unwrap()).unwrap();
+    (status, head.to_ascii_lowercase(), body)
 }
 
 #[test]

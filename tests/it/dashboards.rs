@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use promql_parser::parser::{self, Expr};
 
@@ -140,29 +139,13 @@ fn rule_exprs() -> Vec<(String, String)> {
     out
 }
 
-/// The fake NVML library (`tests/fake-nvml`), built, when the workspace has one. The one
-/// `cargo build --workspace` made is used when it is newer than its source; otherwise it is
-/// built into a target dir of its own (the running `cargo test` holds the main one).
+/// The fake NVML library (`tests/fake-nvml`, see `harness::fake_nvml`), built, when the
+/// workspace has one.
 pub fn fake_nvml() -> Option<PathBuf> {
-    let src = root().join("tests/fake-nvml/src/lib.rs");
-    let src_time = std::fs::metadata(&src).ok()?.modified().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let built = exe.parent()?.parent()?.join("libfake_nvml.so");
-    if std::fs::metadata(&built)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= src_time)
-    {
-        return Some(built);
-    }
-    let target = root().join("target/fake-nvml");
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", "fake-nvml", "--target-dir"])
-        .arg(&target)
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(st.success(), "building the fake NVML library");
-    Some(target.join("debug/libfake_nvml.so"))
+    root()
+        .join("tests/fake-nvml/src/lib.rs")
+        .exists()
+        .then(crate::harness::fake_nvml::fake_lib)
 }
 
 /// A fake machine for the dashboards: two busy GPUs with NVLinks, PCIe counters, a process

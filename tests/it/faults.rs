@@ -224,7 +224,8 @@ fn a_thousand_concurrent_connections() {
 /// the log keeps being read.
 #[test]
 fn gpu_lost_and_nvml_hanging_while_logs_flow() {
-    use crate::gpu::{machine, Fake};
+    use crate::gpu::Fake;
+    use crate::harness::fake_nvml::machine;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("train.log");
     append(&log, &line(0));

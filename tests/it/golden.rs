@@ -2,7 +2,9 @@
 //! reviewed expected file, plus targeted assertions on the values that matter.
 //!
 //! To review a change: `GOLDEN_UPDATE=1 cargo test golden` writes `*.actual` files beside
-//! the expected ones; diff them by hand and copy over only what is right.
+//! the expected ones; diff them by hand and copy over only what is right. A mismatch prints
+//! a unified diff (expected file first); a file under `tests/golden/` that no entry of
+//! `GOLDEN` produces fails `no_orphan_golden_files`.
 
 use crate::harness::*;
 
@@ -20,28 +22,77 @@ fn parse_fixture(rel: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Every trainer log with a reviewed expected file, one file under `tests/golden/` each.
+/// `check_golden` refuses a log that is not listed, and the orphan test below reads the
+/// same list, so a golden file no test produces is found.
+const GOLDEN: &[&str] = &[
+    "transformers/train-normal.log",
+    "transformers/train-diverge.log",
+    "ms-swift/train.log",
+    "ms-swift/train-hub-check-offline.log",
+    "ms-swift/output/v0-20261128-120712/logging.jsonl",
+    "megatron/pretrain-gpt.log",
+    "deepspeed/train.log",
+    "torchtitan/train.log",
+    "vllm/serve.log",
+    "vllm/serve-v0.log",
+    "lightning/train-tqdm.log",
+    "lightning/metrics.csv",
+];
+
+/// The file name of `rel`'s expected output under `tests/golden/`.
+fn golden_name(rel: &str) -> String {
+    format!("{}.prom", rel.replace('/', "__"))
+}
+
 fn check_golden(rel: &str) -> String {
+    assert!(
+        GOLDEN.contains(&rel),
+        "{rel} is not in GOLDEN: list it there"
+    );
     let got = parse_fixture(rel);
-    let expected_path = root()
-        .join("tests/golden")
-        .join(format!("{}.prom", rel.replace('/', "__")));
+    let expected_path = root().join("tests/golden").join(golden_name(rel));
     if std::env::var("GOLDEN_UPDATE").is_ok() {
         std::fs::write(expected_path.with_extension("prom.actual"), &got).unwrap();
     }
     let expected = std::fs::read_to_string(&expected_path)
         .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
     if got != expected {
-        let diff = got
-            .lines()
-            .zip(expected.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b);
-        panic!(
-            "{rel}: output differs from {}: first difference {diff:?}",
-            expected_path.display()
-        );
+        let expected_name = expected_path.display().to_string();
+        let diff = similar::TextDiff::from_lines(&expected, &got)
+            .unified_diff()
+            .header(&expected_name, &format!("parse {rel}"))
+            .to_string();
+        panic!("{rel}: output differs from {expected_name}:\n{diff}");
     }
     got
+}
+
+#[test]
+fn every_listed_log_matches_its_golden_file() {
+    for rel in GOLDEN {
+        check_golden(rel);
+    }
+}
+
+#[test]
+fn no_orphan_golden_files() {
+    let produced: Vec<String> = GOLDEN.iter().map(|rel| golden_name(rel)).collect();
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(root().join("tests/golden")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        // review copies written under GOLDEN_UPDATE
+        if name.ends_with(".actual") {
+            continue;
+        }
+        if !produced.contains(&name) {
+            orphans.push(name);
+        }
+    }
+    assert!(
+        orphans.is_empty(),
+        "golden files no entry of GOLDEN produces: {orphans:?}"
+    );
 }
 
 #[test]

@@ -1,48 +1,18 @@
 //! The GPU collector end to end: the real daemon loads the fake NVML library
-//! (`tests/fake-nvml`) whose devices and values each test writes as JSON.
+//! (`tests/fake-nvml`, found and described by `harness::fake_nvml`) whose devices and values
+//! each test writes as JSON.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::harness::fake_nvml::{fake_lib, machine, uuid};
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The fake library, built by `cargo build --workspace`. When it is missing or older than
-/// its source (only `cargo test` was run), it is built into a target dir of its own, since
-/// the running `cargo test` holds the lock on the main one.
-pub fn fake_lib() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let src = root().join("tests/fake-nvml/src/lib.rs");
-        let src_time = std::fs::metadata(&src).unwrap().modified().unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let built = profile_dir.join("libfake_nvml.so");
-        if std::fs::metadata(&built)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= src_time)
-        {
-            return built;
-        }
-        let target = root().join("target/fake-nvml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "fake-nvml", "--target-dir"])
-            .arg(&target)
-            .current_dir(root())
-            .status()
-            .expect("run cargo build -p fake-nvml");
-        assert!(status.success(), "cargo build -p fake-nvml failed");
-        target.join("debug/libfake_nvml.so")
-    })
-    .clone()
-}
 
 /// A fake machine: its config file and the daemon reading it.
 pub struct Fake {
@@ -85,46 +55,6 @@ fn write_config(path: &Path, cfg: &Value) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn uuid(i: usize) -> String {
-    format!("GPU-{i:08x}-1111-2222-3333-444455556666")
-}
-
-/// GPU `i` of the 8-GPU machine: every value distinct per GPU.
-fn gpu(i: usize, links: usize) -> Value {
-    json!({
-        "name": "NVIDIA H100 80GB HBM3",
-        "uuid": uuid(i),
-        "pci_bus_id": format!("00000000:{:02X}:00.0", 0x18 + i),
-        "utilization_gpu": 10 + i,
-        "utilization_memory": 20 + i,
-        "memory_total": 85_520_809_984u64,
-        "memory_used": 1_000_000_000u64 * (i as u64 + 1),
-        "memory_reserved": 500_000_000u64,
-        "power_mw": 300_000 + i * 1_000,
-        "power_limit_mw": 700_000,
-        "energy_mj": 5_000_000u64 * (i as u64 + 1),
-        "temperature_c": 40 + i,
-        "sm_clock_mhz": 1_900 + i,
-        "mem_clock_mhz": 2_619,
-        "pcie_tx_bytes": 1_000_000u64 + i as u64,
-        "pcie_rx_bytes": 2_000_000u64 + i as u64,
-        "nvlinks": (0..links).map(|l| json!({"tx_kib": 1000 * i + l, "rx_kib": 500_000 + 1000 * i + l})).collect::<Vec<_>>(),
-        "ecc_corrected": i,
-        "ecc_uncorrected": 0,
-        "remapped_correctable": i,
-        "remapped_uncorrectable": 1,
-        "remap_pending": i == 2,
-        "clock_event_reasons": if i == 3 { 0x4 | 0x40 } else { 0 },
-    })
-}
-
-pub fn machine(n: usize, links: usize) -> Value {
-    json!({
-        "driver_version": "550.54.15",
-        "gpus": (0..n).map(|i| gpu(i, links)).collect::<Vec<_>>(),
-    })
 }
 
 fn labels<'a>(i: &'a str, u: &'a str) -> [(&'a str, &'a str); 2] {
@@ -375,24 +305,15 @@ fn library_without(sym: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// Offset and size of the `.dynstr` section of a 64-bit little-endian ELF file.
+/// Offset and size in the file of the `.dynstr` section of a 64-bit ELF file.
 fn dynstr(elf: &[u8]) -> Option<(usize, usize)> {
-    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
-    if &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        return None;
-    }
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
-    let section = |i: usize| shoff + i * shentsize;
-    let names = u64_at(section(shstrndx) + 0x18);
-    (0..shnum).find_map(|i| {
-        let s = section(i);
-        let name_at = names + u32_at(s);
-        let name = elf[name_at..].split(|b| *b == 0).next()?;
-        (name == b".dynstr").then(|| (u64_at(s + 0x18), u64_at(s + 0x20)))
-    })
+    use object::read::elf::{FileHeader, SectionHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(elf).ok()?;
+    let endian = header.endian().ok()?;
+    let sections = header.sections(endian, elf).ok()?;
+    let (_, section) = sections.section_by_name(endian, b".dynstr")?;
+    let (offset, size) = section.file_range(endian)?;
+    Some((offset.try_into().ok()?, size.try_into().ok()?))
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area (ripgrep's layout).
 
-// shared helpers: temp dirs, the daemon binary on a loopback port, scraping
+// shared helpers (the benchmarks use them too): temp dirs, the daemon binary on a loopback
+// port, HTTP, exposition samples, the fake NVML library and machines
 mod harness;
 
 // `parse` on the real trainer logs against reviewed expected files

@@ -1,10 +1,14 @@
-//! Test harness: a temp dir per test, the real daemon binary on a loopback port, a tiny
-//! HTTP client, and an exposition reader.
+//! Test harness: a temp dir per test, the real daemon binary on a loopback port, an HTTP
+//! client (`ureq`; raw request bytes and a response reader stay for the tests that must
+//! write malformed requests or speak TLS), and exposition samples read by an independent
+//! parser (`prometheus-parse`).
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+pub mod fake_nvml;
+
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -59,6 +63,28 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Resident memory of `pid`, in KiB (`VmRSS`); 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Connects to 127.0.0.1:`port`, waiting up to a minute until something listens there.
+pub fn connect(port: u16) -> std::net::TcpStream {
+    let mut conn = None;
+    wait_for(Duration::from_secs(60), || {
+        conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+        conn.is_some()
+    });
+    conn.unwrap_or_else(|| panic!("nothing listens on port {port}"))
 }
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
@@ -153,14 +179,7 @@ impl Daemon {
 
     /// The daemon's resident set size in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
 
     pub fn stderr(&self) -> String {
@@ -242,18 +261,77 @@ fn unsafe_kill(pid: u32, sig: i32) {
         .status();
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1 with extra headers; returns status and body.
+/// The HTTP client of the tests (`ureq`): plain HTTP, every status returned rather than
+/// raised, no redirect followed, no proxy, no connection kept for another request.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .max_idle_connections(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
+/// A client that keeps its connections for the next request (the benchmarks' keep-alive
+/// scrapes); otherwise as `agent`.
+pub fn keep_alive_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// The body of a GET of `path` through `agent`, which must answer 200.
+pub fn get_body(agent: &ureq::Agent, port: u16, path: &str) -> String {
+    let resp = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .expect("GET");
+    let (status, _, body) = read_whole(resp).expect("read the response");
+    assert_eq!(status, 200, "GET {path}");
+    String::from_utf8(body).expect("UTF-8 body")
+}
+
+/// The status, head (status line and headers, names in lower case) and whole body of a
+/// response, read to its end whatever its size.
+pub fn read_whole(
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut head = format!("{:?} {}\r\n", resp.version(), resp.status());
+    for (k, v) in resp.headers() {
+        head.push_str(&format!(
+            "{k}: {}\r\n",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(std::io::Error::other)?;
+    Ok((resp.status().as_u16(), head, body))
+}
+
+/// A GET on 127.0.0.1 with extra headers; returns status, head and body.
 pub fn http_get_with(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(get_request(path, headers).as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    Ok(parse_response(&raw))
+    let mut req = agent(Duration::from_secs(10)).get(format!("http://127.0.0.1:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, head, body) = read_whole(req.call().map_err(std::io::Error::other)?)?;
+    Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The bytes of a `GET` with `Connection: close` and extra headers.
@@ -315,38 +393,88 @@ pub fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f6
         .map(|(_, v)| v)
 }
 
-/// Every sample of `name`: its labels and value.
+/// Every sample of `name`: its labels and value, in the order of the exposition.
+///
+/// Each sample line is read by `prometheus-parse`, an exposition parser that is not ours, so
+/// the encoder is not checked by a reader written alongside it. One line at a time and
+/// without the `# TYPE` lines, so that histogram buckets stay samples of their own with their
+/// `le` text. `prometheus-parse` splits label pairs on `,` and `=` and does not unescape, so a
+/// line whose label values hold a backslash escape, `,`, `=`, `{` or `}` (log-derived values
+/// that the escaping tests send) is read by `own_sample` instead.
 pub fn samples(exposition: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
     let mut out = Vec::new();
     for line in exposition.lines() {
-        if line.starts_with('#') {
+        if line.starts_with('#') || !line.starts_with(name) {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let (labels, val) = if let Some(r) = rest.strip_prefix('{') {
-            let Some(end) = find_label_end(r) else {
-                continue;
-            };
-            (parse_labels(&r[..end]), r[end + 1..].trim())
-        } else if rest.starts_with(' ') {
-            (Vec::new(), rest.trim())
+        let sample = if needs_own_reader(line) {
+            own_sample(line, name)
         } else {
-            continue;
+            independent_sample(line, name)
         };
-        let v = match val.split_whitespace().next().unwrap_or("") {
-            "NaN" => f64::NAN,
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            x => match x.parse() {
-                Ok(v) => v,
-                Err(_) => continue,
-            },
-        };
-        out.push((labels, v));
+        out.extend(sample);
     }
     out
+}
+
+/// One sample line through `prometheus-parse`.
+fn independent_sample(line: &str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+    let scrape =
+        prometheus_parse::Scrape::parse(std::iter::once(Ok(line.to_string()))).expect("in memory");
+    let sample = scrape.samples.into_iter().next()?;
+    if sample.metric != name {
+        return None;
+    }
+    let v = match sample.value {
+        prometheus_parse::Value::Untyped(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v) => v,
+        other => panic!("untyped line read as {other:?}: {line}"),
+    };
+    let mut labels: Vec<(String, String)> = sample
+        .labels
+        .iter()
+        .map(|(k, v)| (k.trim().to_string(), v.clone()))
+        .collect();
+    labels.sort();
+    Some((labels, v))
+}
+
+/// Whether a sample line's label values hold what `prometheus-parse` misreads: a backslash
+/// escape, or `,`, `=`, `{`, `}` inside quotes.
+fn needs_own_reader(line: &str) -> bool {
+    if line.contains('\\') {
+        return true;
+    }
+    let mut in_str = false;
+    for c in line.chars() {
+        match c {
+            '"' => in_str = !in_str,
+            ',' | '=' | '{' | '}' if in_str => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Our own reading of one sample line, kept only for the lines `needs_own_reader` picks.
+fn own_sample(line: &str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+    let rest = line.strip_prefix(name)?;
+    let (labels, val) = if let Some(r) = rest.strip_prefix('{') {
+        let end = find_label_end(r)?;
+        (parse_labels(&r[..end]), r[end + 1..].trim())
+    } else if rest.starts_with(' ') {
+        (Vec::new(), rest.trim())
+    } else {
+        return None;
+    };
+    let v = match val.split_whitespace().next().unwrap_or("") {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        x => x.parse().ok()?,
+    };
+    Some((labels, v))
 }
 
 fn find_label_end(s: &str) -> Option<usize> {
@@ -447,63 +575,31 @@ pub fn require_tool(name: &str) -> bool {
     found
 }
 
-/// A minimal HTTP/1.1 request with a JSON body on 127.0.0.1; returns status and body.
+/// A request with an optional JSON body on 127.0.0.1; returns status and JSON body (`Null`
+/// when it is not JSON).
 pub fn http_json(
     port: u16,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> std::io::Result<(u16, serde_json::Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    );
-    s.write_all(req.as_bytes())?;
-    // read by Content-Length: some servers (chromedriver) keep the connection open
-    let mut reader = std::io::BufReader::new(s);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
+    let agent = agent(Duration::from_secs(60));
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
+    let resp = match body {
+        Some(b) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(b.to_string())
+                .map_err(std::io::Error::other)?,
+        ),
+        None => agent.run(req.body(()).map_err(std::io::Error::other)?),
     }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let len = head.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("content-length:")
-            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-    });
-    let mut raw = Vec::new();
-    match len {
-        Some(n) => {
-            raw.resize(n, 0);
-            reader.read_exact(&mut raw)?;
-        }
-        None => {
-            reader.read_to_end(&mut raw)?;
-        }
-    }
-    let body = String::from_utf8_lossy(&raw).into_owned();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
+    .map_err(std::io::Error::other)?;
+    let (status, _, body) = read_whole(resp)?;
     Ok((
         status,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     ))
 }
 
@@ -515,4 +611,40 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn samples_keeps_buckets_and_reads_escaped_label_values() {
+    let text = concat!(
+        "# TYPE h histogram\n",
+        "h_bucket{run=\"a\",le=\"0.5\"} 3\n",
+        "h_bucket{run=\"a\",le=\"+Inf\"} 4\n",
+        "h_count{run=\"a\"} 4\n",
+        "# TYPE m gauge\n",
+        "m{run=\"x\\\"} 1e9 #\",key=\"a,b=c\"} 0.75\n",
+        "m{run=\"plain\"} NaN\n",
+        "m_total 2\n",
+    );
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        samples(text, "h_bucket"),
+        vec![
+            (owned(&[("le", "0.5"), ("run", "a")]), 3.0),
+            (owned(&[("le", "+Inf"), ("run", "a")]), 4.0),
+        ]
+    );
+    let m = samples(text, "m");
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert_eq!(
+        m[0],
+        (owned(&[("run", "x\"} 1e9 #"), ("key", "a,b=c")]), 0.75)
+    );
+    assert_eq!(m[1].0, owned(&[("run", "plain")]));
+    assert!(m[1].1.is_nan());
+    assert_eq!(value(text, "m_total", &[]), Some(2.0));
 }

@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use super::lex;
+
 /// A cleaned line.
 #[derive(Debug, PartialEq)]
 pub struct Cleaned<'a> {
@@ -47,19 +49,18 @@ pub fn clean(raw: &[u8]) -> Cleaned<'_> {
 /// True for lines that are binary rather than text: they hold NUL or most of their bytes
 /// are control characters.
 pub fn looks_binary(raw: &[u8]) -> bool {
-    if raw.contains(&0) {
-        return true;
-    }
-    // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes
-    let control: usize = raw
-        .chunks(255)
-        .map(|c| {
-            c.iter().fold(0u8, |n, &b| {
-                n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b))
-            }) as usize
-        })
-        .sum();
-    raw.len() >= 8 && control * 4 > raw.len()
+    // one pass: byte-wide sums over chunks of 255 (no overflow) let the compiler use 16
+    // lanes; NUL is counted apart
+    let (control, nul) = raw.chunks(255).fold((0usize, 0usize), |(control, nul), c| {
+        let (k, z) = c.iter().fold((0u8, 0u8), |(k, z), &b| {
+            (
+                k + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b)),
+                z + u8::from(b == 0),
+            )
+        });
+        (control + k as usize, nul + z as usize)
+    });
+    nul > 0 || (raw.len() >= 8 && control * 4 > raw.len())
 }
 
 /// Removes ANSI/VT escape sequences: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL|ESC \`)
@@ -128,15 +129,15 @@ fn is_level(s: &str) -> bool {
 /// `[2024-04-06 03:02:12]`, `[INFO:swift]`, `[INFO]`, `[engine.py:123:step]`, `[titan]`,
 /// `2026-11-28 12:00:00,123 | INFO | name |` and `... - name - INFO -`.
 pub fn strip_prefixes(mut s: &str) -> &str {
-    s = s.trim();
+    s = lex::trim(s);
     for _ in 0..8 {
         let before = s.len();
-        s = strip_one(s).trim_start();
+        s = lex::trim_start(strip_one(s));
         if s.len() == before {
             break;
         }
     }
-    s.trim_end()
+    lex::trim_end(s)
 }
 
 fn strip_one(s: &str) -> &str {

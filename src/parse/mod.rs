@@ -279,9 +279,7 @@ impl LineParser {
     /// A tqdm bar: the training bar's progress, or Lightning's postfix metrics.
     fn bar<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
         let text: &'a str = &line.text;
-        if !matches!(self.format, Format::Auto | Format::Hf | Format::Lightning)
-            || !text.contains("| ")
-        {
+        if !matches!(self.format, Format::Auto | Format::Hf | Format::Lightning) {
             return None;
         }
         let bar = tqdm::parse(text)?;

@@ -510,6 +510,46 @@ pub struct Run {
 impl Run {
     /// A parser panicked on a line of this run: the line counts as a parse error; the run's
     /// first such failure is logged.
+    /// Applies one line to its run (named `run`), with the daemon's `rules` and `limits`.
+    fn line(&mut self, run: &str, line: &[u8], time: f64, rules: &[Rule], limits: &Limits) {
+        let r = self;
+        r.state.lines += 1;
+        if clean::looks_binary(line) {
+            r.state.skip(SkipReason::Binary);
+            return;
+        }
+        #[cfg(feature = "fault-injection")]
+        crate::parse::guard::fault::outside(line);
+        // the parsers' work on the line, contained: a panic in one costs this line alone
+        let cleaned = match guard::contain(|| clean(line)) {
+            Ok(c) => c,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
+        let parser = &mut r.parser;
+        let parsed = guard::contain(|| {
+            let hits: Vec<_> = (r.rules.iter())
+                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
+                .collect();
+            (hits, parser.parse(&cleaned))
+        });
+        let (hits, event) = match parsed {
+            Ok(parsed) => parsed,
+            Err(panic) => return r.parser_failed(run, panic),
+        };
+        let mut dropped = 0;
+        for (i, (labels, v)) in hits {
+            let kind = rules[i].kind;
+            dropped += r.state.rule_match(i, kind, &labels, v, limits);
+        }
+        if let Some(event) = event {
+            dropped += r.state.apply(event, time, limits);
+        }
+        if dropped > 0 && !r.warned_keys {
+            r.warned_keys = true;
+            tracing::warn!(run, max_keys = limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
+        }
+    }
+
     fn parser_failed(&mut self, run: &str, panic: guard::ParserPanic) {
         self.state.parse_errors += 1;
         if !self.warned_panic {
@@ -569,48 +609,6 @@ impl Runs {
             bytes += r.state.history_bytes;
         }
         self.history_bytes = bytes;
-    }
-
-    /// Applies one line to its run.
-    fn line_of(&mut self, run: &str, line: &[u8], time: f64) {
-        let Some(r) = self.runs.get_mut(run) else {
-            return;
-        };
-        r.state.lines += 1;
-        if clean::looks_binary(line) {
-            r.state.skip(SkipReason::Binary);
-            return;
-        }
-        #[cfg(feature = "fault-injection")]
-        crate::parse::guard::fault::outside(line);
-        // the parsers' work on the line, contained: a panic in one costs this line alone
-        let cleaned = match guard::contain(|| clean(line)) {
-            Ok(c) => c,
-            Err(panic) => return r.parser_failed(run, panic),
-        };
-        let (rules, parser) = (&self.rules, &mut r.parser);
-        let parsed = guard::contain(|| {
-            let hits: Vec<_> = (r.rules.iter())
-                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
-                .collect();
-            (hits, parser.parse(&cleaned))
-        });
-        let (hits, event) = match parsed {
-            Ok(parsed) => parsed,
-            Err(panic) => return r.parser_failed(run, panic),
-        };
-        let mut dropped = 0;
-        for (i, (labels, v)) in hits {
-            let kind = self.rules[i].kind;
-            dropped += r.state.rule_match(i, kind, &labels, v, &self.limits);
-        }
-        if let Some(event) = event {
-            dropped += r.state.apply(event, time, &self.limits);
-        }
-        if dropped > 0 && !r.warned_keys {
-            r.warned_keys = true;
-            tracing::warn!(run, max_keys = self.limits.max_keys_per_run, "key limit reached; further keys are counted in gpu_train_exporter_keys_dropped_total");
-        }
     }
 
     /// Sets the user rules (before any file is opened).
@@ -754,10 +752,7 @@ impl tail::Sink for Runs {
             r.state.history_overhead,
             r.state.history.len(),
         );
-        self.line_of(run, line, time);
-        let Some(r) = self.runs.get(run) else {
-            return;
-        };
+        r.line(run, line, time, &self.rules, &self.limits);
         // a line only grows a run's history; the budget is enforced before the next one
         self.history_bytes += r.state.history_bytes - before.0;
         self.history_overhead += r.state.history_overhead - before.1;

@@ -9,7 +9,44 @@ pub fn number(tok: &str) -> Option<f64> {
     {
         return None;
     }
-    tok.parse::<f64>().ok()
+    float(tok)
+}
+
+/// `s.parse::<f64>()`, with the plain decimals trainers print most (`0.5`, `1.05`, `-3.2`,
+/// `1234`) read directly: up to 15 digits are exact in an `f64`, and one division by an exact
+/// power of ten rounds correctly, so the result is the standard parser's bit for bit.
+/// Everything else (exponents, `nan`, long mantissas) goes to the standard parser.
+pub fn float(s: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let b = s.as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    let (mut mantissa, mut n, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    for &c in digits {
+        match c {
+            b'0'..=b'9' if n < 15 => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                n += 1;
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            // after a digit, only an exponent or a long mantissa can still make a number
+            // (`nan` and `inf` start with a letter): `41s` and `1h 2m` are not
+            c if n > 0 && !matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') => {
+                return None
+            }
+            _ => return s.parse().ok(),
+        }
+    }
+    if n == 0 {
+        return s.parse().ok();
+    }
+    let v = mantissa as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
 }
 
 /// A printed percentage as a ratio, correctly rounded (`64.99` → 0.6499, not
@@ -47,26 +84,106 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
         }
         return Some(days * 86400.0 + total);
     }
+    // `3h 54m 2s`: numbers each followed by its unit, spaces anywhere
     let mut total = 0.0;
-    let mut num = String::new();
+    let mut num: Option<usize> = None;
     let mut seen = false;
-    for c in s.chars() {
+    for (i, c) in s.bytes().enumerate() {
         match c {
-            '0'..='9' | '.' => num.push(c),
-            'd' | 'h' | 'm' | 's' => {
-                let v: f64 = num.parse().ok()?;
-                num.clear();
+            b'0'..=b'9' | b'.' => {
+                num.get_or_insert(i);
+            }
+            b'd' | b'h' | b'm' | b's' => {
+                // the number's digits and dots, any spaces among them left out
+                let start = num.take()?;
+                let v = number_between(s, start, i)?;
                 total += v * match c {
-                    'd' => 86400.0,
-                    'h' => 3600.0,
-                    'm' => 60.0,
+                    b'd' => 86400.0,
+                    b'h' => 3600.0,
+                    b'm' => 60.0,
                     _ => 1.0,
                 };
                 seen = true;
             }
-            ' ' => {}
+            b' ' => {}
             _ => return None,
         }
     }
-    (seen && num.is_empty()).then_some(total)
+    (seen && num.is_none()).then_some(total)
+}
+
+/// The number written by the digits and dots of `s[start..end]`, spaces skipped (`1 2h` is
+/// twelve hours, as a printed duration once read).
+fn number_between(s: &str, start: usize, end: usize) -> Option<f64> {
+    let part = &s[start..end];
+    if !part.contains(' ') {
+        return part.parse().ok();
+    }
+    let joined: String = part.chars().filter(|&c| c != ' ').collect();
+    joined.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// The first version, with a `String` per number: the reference.
+    mod reference {
+        pub fn duration_seconds(s: &str) -> Option<f64> {
+            let s = s.trim();
+            if s.is_empty() {
+                return None;
+            }
+            if s.contains(':') {
+                let (days, clock) = match s.split_once(", ") {
+                    Some((d, c)) => (d.split_whitespace().next()?.parse::<f64>().ok()?, c),
+                    None => (0.0, s),
+                };
+                let mut total = 0.0;
+                for part in clock.split(':') {
+                    total = total * 60.0 + part.trim().parse::<f64>().ok()?;
+                }
+                return Some(days * 86400.0 + total);
+            }
+            let mut total = 0.0;
+            let mut num = String::new();
+            let mut seen = false;
+            for c in s.chars() {
+                match c {
+                    '0'..='9' | '.' => num.push(c),
+                    'd' | 'h' | 'm' | 's' => {
+                        let v: f64 = num.parse().ok()?;
+                        num.clear();
+                        total += v * match c {
+                            'd' => 86400.0,
+                            'h' => 3600.0,
+                            'm' => 60.0,
+                            _ => 1.0,
+                        };
+                        seen = true;
+                    }
+                    ' ' => {}
+                    _ => return None,
+                }
+            }
+            (seen && num.is_empty()).then_some(total)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn durations_read_as_the_reference_does(s in "[0-9 .:,dhmsay]{0,14}") {
+            prop_assert_eq!(
+                super::duration_seconds(&s).map(f64::to_bits),
+                reference::duration_seconds(&s).map(f64::to_bits)
+            );
+        }
+
+        #[test]
+        fn float_is_the_standard_parser(s in "-?[0-9]{0,18}(\\.[0-9]{0,18})?|[-+.0-9eEnaifhms _]{0,8}") {
+            let ours = super::float(&s);
+            let std = s.parse::<f64>().ok();
+            prop_assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{:?}", s);
+        }
+    }
 }

@@ -4,6 +4,8 @@
 //! training bar in the same stream. Pure parsing only: choosing which bar is the training
 //! bar is [`crate::training`]'s job, with [`Bar::is_training_candidate`] as the hint.
 
+use super::number::float;
+
 /// One rendered progress bar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar<'a> {
@@ -34,38 +36,53 @@ impl Bar<'_> {
 
 /// Parses a bar anywhere in `s` (text may follow the bar: tqdm redraws share lines with
 /// warnings). Returns `None` when `s` holds no bar.
+///
+/// tqdm redraws its bar several times per physical line, so this runs more often than any
+/// other parser: it works on bytes (`memchr` for the separators, digits by hand) and falls
+/// back to Unicode's whitespace rules only where a non-ASCII byte is at an edge. Its result is
+/// the straightforward `str` version's, kept in the tests as the reference.
 pub fn parse(s: &str) -> Option<Bar<'_>> {
-    // A bar has `| N/T [` (tqdm's default) — find the counts before the bracket.
-    let bracket = find_counts(s)?;
-    let (counts_start, open) = bracket;
-    let counts = s[counts_start..open].trim();
-    let (n, total) = counts.split_once('/')?;
-    let n: u64 = n.trim().parse().ok()?;
-    let total = match total.trim() {
-        "?" => None,
-        t => Some(t.parse().ok()?),
+    let b = s.as_bytes();
+    // a bar has `| N/T [` (tqdm's default): find the counts before the bracket
+    let (counts_start, open) = find_counts(b)?;
+    // the counts are ASCII digits, `/`, `?` and spaces
+    let counts = &b[counts_start..open];
+    let slash = memchr::memchr(b'/', counts)?;
+    let n = int(&counts[..slash])?;
+    let total = match trim_spaces(&counts[slash + 1..]) {
+        b"?" => None,
+        t => Some(int(t)?),
     };
-    let close = s[open..].find(']').map(|c| open + c)?;
+    let close = open + memchr::memchr(b']', &b[open..])?;
     let inside = &s[open + 1..close];
-    let mut parts = inside.splitn(3, ", ");
-    let _elapsed = parts.next();
-    let rate = parts.next().and_then(parse_rate);
-    let postfix = parts.next().unwrap_or("").trim();
+    // `elapsed, rate, postfix...`
+    let (rate, postfix) = match split_comma(inside) {
+        None => (None, ""),
+        Some((_elapsed, rest)) => match split_comma(rest) {
+            None => (parse_rate(rest), ""),
+            Some((rate, postfix)) => (parse_rate(rate), super::trim(postfix)),
+        },
+    };
     // description: before `NN%|` or before the first `|`
-    let head = &s[..counts_start];
-    let first_bar = head.find('|').unwrap_or(head.len());
-    let mut desc = head[..first_bar].trim_end();
-    if let Some(pct) = desc.rfind(|c: char| !(c.is_ascii_digit() || c == '%' || c == ' ')) {
-        // the end of that character, which need not be one byte long
-        let end = pct + desc[pct..].chars().next().map_or(1, char::len_utf8);
-        let tail = &desc[end..];
-        if tail.trim().ends_with('%') || tail.trim().is_empty() {
-            desc = &desc[..end];
+    let head = &b[..counts_start];
+    let first_bar = memchr::memchr(b'|', head).unwrap_or(head.len());
+    let mut desc = super::trim_end(&s[..first_bar]);
+    let d = desc.as_bytes();
+    // the last byte that is not a digit, `%` or space ends a character (every byte after it
+    // is ASCII), which need not be one byte long
+    match d
+        .iter()
+        .rposition(|&c| !(c.is_ascii_digit() || c == b'%' || c == b' '))
+    {
+        Some(last) => {
+            let tail = trim_spaces(&d[last + 1..]);
+            if tail.ends_with(b"%") || tail.is_empty() {
+                desc = &desc[..last + 1];
+            }
         }
-    } else {
-        desc = "";
+        None => desc = "",
     }
-    let desc = desc.trim().trim_end_matches(':').trim();
+    let desc = super::trim(super::trim(desc).trim_end_matches(':'));
     Some(Bar {
         desc,
         n,
@@ -76,25 +93,29 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
 }
 
 /// Finds `| N/T [` and returns (start of N, index of `[`).
-fn find_counts(s: &str) -> Option<(usize, usize)> {
-    let b = s.as_bytes();
+fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
-    while let Some(p) = s[from..].find("| ").map(|p| p + from) {
+    while let Some(p) = memchr::memchr(b'|', &b[from..]).map(|p| p + from) {
+        if b.get(p + 1) != Some(&b' ') {
+            from = p + 1;
+            continue;
+        }
         let start = p + 2;
         let mut i = start;
         while i < b.len() && b[i] == b' ' {
             i += 1;
         }
         let mut j = i;
+        let mut slash = false;
         while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'/' || b[j] == b'?' || b[j] == b' ')
         {
             if b[j] == b' ' && b.get(j + 1) == Some(&b'[') {
                 break;
             }
+            slash |= b[j] == b'/';
             j += 1;
         }
-        if j > i && b.get(j) == Some(&b' ') && b.get(j + 1) == Some(&b'[') && s[i..j].contains('/')
-        {
+        if j > i && slash && b.get(j) == Some(&b' ') && b.get(j + 1) == Some(&b'[') {
             return Some((i, j + 1));
         }
         from = start;
@@ -102,13 +123,53 @@ fn find_counts(s: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// Splits at the first `", "`.
+fn split_comma(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b',', &b[from..]).map(|i| i + from) {
+        if b.get(i + 1) == Some(&b' ') {
+            return Some((&s[..i], &s[i + 2..]));
+        }
+        from = i + 1;
+    }
+    None
+}
+
+/// ASCII spaces off both ends (the counts hold no other whitespace).
+fn trim_spaces(mut b: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' '] = b {
+        b = rest;
+    }
+    b
+}
+
+/// A count: decimal digits within spaces, as `u64::from_str` reads them after a trim.
+fn int(b: &[u8]) -> Option<u64> {
+    let b = trim_spaces(b);
+    if b.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
 fn parse_rate(s: &str) -> Option<f64> {
-    let s = s.trim();
+    let s = super::trim(s);
     if let Some(v) = s.strip_suffix("it/s") {
-        return v.trim().parse().ok().filter(|v: &f64| v.is_finite());
+        return float(super::trim(v)).filter(|v: &f64| v.is_finite());
     }
     if let Some(v) = s.strip_suffix("s/it") {
-        let v: f64 = v.trim().parse().ok()?;
+        let v: f64 = float(super::trim(v))?;
         return (v > 0.0).then(|| 1.0 / v);
     }
     None
@@ -117,6 +178,109 @@ fn parse_rate(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The plain `str` parser that [`parse`] must agree with.
+    mod reference {
+        use super::super::{parse_rate, Bar};
+
+        /// Parses a bar anywhere in `s` (text may follow the bar: tqdm redraws share lines with
+        /// warnings). Returns `None` when `s` holds no bar.
+        pub(super) fn parse(s: &str) -> Option<Bar<'_>> {
+            // A bar has `| N/T [` (tqdm's default) — find the counts before the bracket.
+            let bracket = find_counts(s)?;
+            let (counts_start, open) = bracket;
+            let counts = s[counts_start..open].trim();
+            let (n, total) = counts.split_once('/')?;
+            let n: u64 = n.trim().parse().ok()?;
+            let total = match total.trim() {
+                "?" => None,
+                t => Some(t.parse().ok()?),
+            };
+            let close = s[open..].find(']').map(|c| open + c)?;
+            let inside = &s[open + 1..close];
+            let mut parts = inside.splitn(3, ", ");
+            let _elapsed = parts.next();
+            let rate = parts.next().and_then(parse_rate);
+            let postfix = parts.next().unwrap_or("").trim();
+            // description: before `NN%|` or before the first `|`
+            let head = &s[..counts_start];
+            let first_bar = head.find('|').unwrap_or(head.len());
+            let mut desc = head[..first_bar].trim_end();
+            if let Some(pct) = desc.rfind(|c: char| !(c.is_ascii_digit() || c == '%' || c == ' ')) {
+                // the end of that character, which need not be one byte long
+                let end = pct + desc[pct..].chars().next().map_or(1, char::len_utf8);
+                let tail = &desc[end..];
+                if tail.trim().ends_with('%') || tail.trim().is_empty() {
+                    desc = &desc[..end];
+                }
+            } else {
+                desc = "";
+            }
+            let desc = desc.trim().trim_end_matches(':').trim();
+            Some(Bar {
+                desc,
+                n,
+                total,
+                rate,
+                postfix,
+            })
+        }
+
+        /// Finds `| N/T [` and returns (start of N, index of `[`).
+        fn find_counts(s: &str) -> Option<(usize, usize)> {
+            let b = s.as_bytes();
+            let mut from = 0;
+            while let Some(p) = s[from..].find("| ").map(|p| p + from) {
+                let start = p + 2;
+                let mut i = start;
+                while i < b.len() && b[i] == b' ' {
+                    i += 1;
+                }
+                let mut j = i;
+                while j < b.len()
+                    && (b[j].is_ascii_digit() || b[j] == b'/' || b[j] == b'?' || b[j] == b' ')
+                {
+                    if b[j] == b' ' && b.get(j + 1) == Some(&b'[') {
+                        break;
+                    }
+                    j += 1;
+                }
+                if j > i
+                    && b.get(j) == Some(&b' ')
+                    && b.get(j + 1) == Some(&b'[')
+                    && s[i..j].contains('/')
+                {
+                    return Some((i, j + 1));
+                }
+                from = start;
+            }
+            None
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_reference_on_bar_like_text(
+            s in "[ 0-9/?|\\[\\],:%a-zA-Z.<>=█▊\u{a0}\u{3000}\u{fffd}\t]{0,48}"
+        ) {
+            prop_assert_eq!(parse(&s), reference::parse(&s));
+        }
+
+        #[test]
+        fn agrees_with_the_reference_on_bars(
+            desc in "(|Train|Epoch [0-9]|Map \\(x\\)|[a-z\u{3000}]{0,4}):? {0,2}",
+            pct in "[0-9 ]{0,4}%?",
+            fill in "[█▊ ]{0,5}",
+            n in "[0-9 ]{1,4}",
+            total in "[0-9?]{1,4}",
+            inside in "[0-9:<?,. a-z/=\u{a0}]{0,30}",
+            after in "[a-z ]{0,5}",
+        ) {
+            let s = format!("{desc}{pct}|{fill}| {n}/{total} [{inside}]{after}");
+            prop_assert_eq!(parse(&s), reference::parse(&s));
+        }
+    }
 
     #[test]
     fn description_ending_in_a_multibyte_character() {

@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::lex::mapping::{self, Malformed, Value};
-use super::lex::number::{duration_seconds, number};
+use super::lex::number::{duration_seconds, float, number};
+use super::lex::trim;
 use super::{Format, Record, RecordCap};
 
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
@@ -66,12 +67,12 @@ impl<'a> Builder<'a> {
             Value::Str(s) => {
                 if key == "global_step/max_steps" {
                     if let Some((a, b)) = s.split_once('/') {
-                        self.rec.step = a.trim().parse().ok();
-                        self.rec.max_steps = b.trim().parse().ok();
+                        self.rec.step = float(trim(a));
+                        self.rec.max_steps = float(trim(b));
                     }
                     return;
                 }
-                number(s.trim()).or_else(|| {
+                number(trim(s)).or_else(|| {
                     if key.ends_with("time") {
                         duration_seconds(s)
                     } else {

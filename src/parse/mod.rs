@@ -318,7 +318,7 @@ impl LineParser {
         // Unicode's included (`{\u{a0}'loss': ...` looks like a record and is reported as a
         // malformed one), so what follows it is sliced from `after`, never from `text` by a
         // byte count
-        let after = text[1..].trim_start();
+        let after = lex::trim_start(&text[1..]);
         let quote = after.as_bytes().first().copied();
         let format = match (self.format, quote) {
             (Format::Jsonl, _) => Format::Jsonl,

@@ -5,8 +5,11 @@
 //! on keys live here so that a log cannot grow our memory without bound.
 
 pub mod history;
+pub mod keys;
 
 use std::collections::BTreeMap;
+
+pub use keys::KeyMap;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -146,8 +149,8 @@ pub struct RunState {
     pub max_steps: Option<f64>,
     pub known: [Option<f64>; KNOWN_COUNT],
     /// Every other numeric key, as printed.
-    pub metrics: BTreeMap<String, f64>,
-    pub nonfinite: BTreeMap<String, u64>,
+    pub metrics: KeyMap<f64>,
+    pub nonfinite: KeyMap<u64>,
     /// User rule series: (rule index, label values) → value.
     pub rule_values: BTreeMap<(usize, Vec<String>), f64>,
     pub lines: u64,
@@ -170,7 +173,7 @@ pub struct RunState {
     pub gpu_memory_bytes: Option<u64>,
     /// Per-key history by step for the live page: the well-known keys and the first
     /// [`MAX_HISTORY_OTHER_KEYS`] others.
-    pub history: BTreeMap<String, Series>,
+    pub history: KeyMap<Series>,
     history_other: usize,
     /// Bytes accounted to `history` ([`Series::bytes`]), and the part that is overhead.
     history_bytes: usize,
@@ -194,8 +197,8 @@ impl RunState {
             step: None,
             max_steps: None,
             known: [None; KNOWN_COUNT],
-            metrics: BTreeMap::new(),
-            nonfinite: BTreeMap::new(),
+            metrics: KeyMap::new(),
+            nonfinite: KeyMap::new(),
             rule_values: BTreeMap::new(),
             lines: 0,
             records: 0,
@@ -210,7 +213,7 @@ impl RunState {
             env_run: None,
             gpus: Vec::new(),
             gpu_memory_bytes: None,
-            history: BTreeMap::new(),
+            history: KeyMap::new(),
             history_other: 0,
             history_bytes: 0,
             history_overhead: 0,
@@ -365,7 +368,8 @@ impl RunState {
         }
     }
 
-    fn remember(&mut self, key: &str, x: f64, v: f64) {
+    /// Adds a value to its key's history (`known`: the key is a well-known one).
+    fn remember(&mut self, key: &str, known: bool, x: f64, v: f64) {
         if let Some(s) = self.history.get_mut(key) {
             self.history_bytes += s.push_within(x, v, self.history_cap);
             return;
@@ -374,7 +378,7 @@ impl RunState {
             // the budget is spread as thin as it goes: no new series until runs go
             return;
         }
-        if Known::from_key(key).is_none() {
+        if !known {
             if self.history_other >= MAX_HISTORY_OTHER_KEYS {
                 return;
             }
@@ -433,14 +437,12 @@ impl RunState {
         // what the record's cap left out of its line
         let mut dropped = r.dropped;
         for (key, v) in r.values {
-            if key.len() <= limits.max_key_bytes {
-                self.remember(&key, x, v);
-            }
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;
             }
             let known = Known::from_key(&key);
+            self.remember(&key, known.is_some(), x, v);
             // the well-known keys' counters exist from their first value, at 0, so that
             // `increase()` sees the first NaN; other keys' appear with their first NaN
             let bump = u64::from(!v.is_finite());

@@ -195,7 +195,7 @@ fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
         steps_per_second: s.get(Known::StepsPerSecond),
         active: s.active(now, limits),
         last_progress: s.last_progress,
-        nonfinite: s.nonfinite.clone(),
+        nonfinite: s.nonfinite.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         finished: s.finished,
     }
 }

@@ -127,15 +127,20 @@ impl<'a> Parser<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            match self.next() {
-                None => return Err(Malformed("unterminated string")),
-                Some(b'\\') => {
-                    escaped = true;
-                    self.i += 1;
-                }
-                Some(c) if c == q => break,
-                Some(_) => {}
+            // to the closing quote or the next escape
+            let Some(at) = self
+                .b
+                .get(self.i..)
+                .and_then(|rest| memchr::memchr2(q, b'\\', rest))
+            else {
+                return Err(Malformed("unterminated string"));
+            };
+            self.i += at + 1;
+            if self.b[self.i - 1] == q {
+                break;
             }
+            escaped = true;
+            self.i += 1;
         }
         let raw = &self.s[start..self.i - 1];
         if !escaped {

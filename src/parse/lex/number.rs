@@ -69,7 +69,7 @@ pub fn percent(s: &str) -> Option<f64> {
 /// Parses printed durations into seconds: `3h 54m 2s`, `41.23s`, `1d 2h`, `0:01:30`,
 /// `1 day, 2:03:04`.
 pub fn duration_seconds(s: &str) -> Option<f64> {
-    let s = s.trim();
+    let s = super::trim(s);
     if s.is_empty() {
         return None;
     }
@@ -80,7 +80,7 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
         };
         let mut total = 0.0;
         for part in clock.split(':') {
-            total = total * 60.0 + part.trim().parse::<f64>().ok()?;
+            total = total * 60.0 + float(super::trim(part))?;
         }
         return Some(days * 86400.0 + total);
     }
@@ -117,10 +117,10 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
 fn number_between(s: &str, start: usize, end: usize) -> Option<f64> {
     let part = &s[start..end];
     if !part.contains(' ') {
-        return part.parse().ok();
+        return float(part);
     }
     let joined: String = part.chars().filter(|&c| c != ' ').collect();
-    joined.parse().ok()
+    float(&joined)
 }
 
 #[cfg(test)]

@@ -152,71 +152,6 @@ pub struct TrainingView<'a> {
     pub rules: &'a [Rule],
 }
 
-const KNOWN_FAMILIES: [(Known, &str, &str); crate::training::KNOWN_COUNT] = [
-    (Known::Loss, "training_loss", "Latest training loss."),
-    (
-        Known::EvalLoss,
-        "training_eval_loss",
-        "Latest evaluation loss.",
-    ),
-    (
-        Known::LearningRate,
-        "training_learning_rate",
-        "Latest learning rate.",
-    ),
-    (
-        Known::GradNorm,
-        "training_grad_norm",
-        "Latest gradient norm.",
-    ),
-    (Known::Epoch, "training_epoch", "Latest epoch (fractional)."),
-    (
-        Known::SamplesPerSecond,
-        "training_samples_per_second",
-        "Training throughput in samples per second.",
-    ),
-    (
-        Known::StepsPerSecond,
-        "training_steps_per_second",
-        "Training throughput in optimizer steps per second.",
-    ),
-    (
-        Known::TokensPerSecond,
-        "training_tokens_per_second",
-        "Training throughput in tokens per second.",
-    ),
-    (
-        Known::PromptTokensPerSecond,
-        "inference_prompt_tokens_per_second",
-        "Inference engine prompt (prefill) throughput in tokens per second.",
-    ),
-    (
-        Known::GenerationTokensPerSecond,
-        "inference_generation_tokens_per_second",
-        "Inference engine generation (decode) throughput in tokens per second.",
-    ),
-    (
-        Known::RequestsRunning,
-        "inference_requests_running",
-        "Requests the inference engine is running.",
-    ),
-    (
-        Known::RequestsWaiting,
-        "inference_requests_waiting",
-        "Requests waiting in the inference engine's queue.",
-    ),
-    (
-        Known::KvCacheUsageRatio,
-        "inference_kv_cache_usage_ratio",
-        "Fraction of the GPU KV cache in use (0-1).",
-    ),
-    (
-        Known::PrefixCacheHitRatio,
-        "inference_prefix_cache_hit_ratio",
-        "Prefix cache hit rate (0-1).",
-    ),
-];
-
 /// Writes every training family, each run a series, families in a fixed order.
 pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
     let runs = view.runs;
@@ -239,8 +174,8 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
         "Total optimizer steps of the run, when known.",
         &|r| r.max_steps,
     );
-    for (k, name, help) in KNOWN_FAMILIES {
-        gauge(enc, name, help, &|r| r.get(k));
+    for k in Known::ALL {
+        gauge(enc, k.family(), k.help(), &|r| r.get(k));
     }
 
     if runs.iter().any(|(_, r)| !r.metrics.is_empty()) {

@@ -6,10 +6,12 @@
 
 pub mod history;
 pub mod keys;
+pub mod known;
 
 use std::collections::BTreeMap;
 
 pub use keys::KeyMap;
+pub use known::{Known, KNOWN_COUNT};
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -49,74 +51,6 @@ impl Default for Limits {
             idle_seconds: 3600.0,
             history_bytes: 32 << 20,
         }
-    }
-}
-
-/// The values with a name of their own in the metric contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Known {
-    Loss,
-    EvalLoss,
-    LearningRate,
-    GradNorm,
-    Epoch,
-    SamplesPerSecond,
-    StepsPerSecond,
-    TokensPerSecond,
-    /// vLLM engine statistics (`inference_*` families).
-    PromptTokensPerSecond,
-    GenerationTokensPerSecond,
-    RequestsRunning,
-    RequestsWaiting,
-    KvCacheUsageRatio,
-    PrefixCacheHitRatio,
-}
-
-/// Number of [`Known`] values.
-pub const KNOWN_COUNT: usize = 14;
-
-impl Known {
-    pub const ALL: [Known; KNOWN_COUNT] = [
-        Known::Loss,
-        Known::EvalLoss,
-        Known::LearningRate,
-        Known::GradNorm,
-        Known::Epoch,
-        Known::SamplesPerSecond,
-        Known::StepsPerSecond,
-        Known::TokensPerSecond,
-        Known::PromptTokensPerSecond,
-        Known::GenerationTokensPerSecond,
-        Known::RequestsRunning,
-        Known::RequestsWaiting,
-        Known::KvCacheUsageRatio,
-        Known::PrefixCacheHitRatio,
-    ];
-
-    /// Keys whose non-finite counter exists from their first value (at 0): the ones the NaN
-    /// alert watches.
-    pub fn watched(self) -> bool {
-        matches!(self, Known::Loss | Known::EvalLoss | Known::GradNorm)
-    }
-
-    pub fn from_key(key: &str) -> Option<Known> {
-        Some(match key {
-            "loss" => Known::Loss,
-            "eval_loss" => Known::EvalLoss,
-            "learning_rate" => Known::LearningRate,
-            "grad_norm" => Known::GradNorm,
-            "epoch" => Known::Epoch,
-            "samples_per_second" => Known::SamplesPerSecond,
-            "steps_per_second" => Known::StepsPerSecond,
-            "tokens_per_second" => Known::TokensPerSecond,
-            "prompt_tokens_per_second" => Known::PromptTokensPerSecond,
-            "generation_tokens_per_second" => Known::GenerationTokensPerSecond,
-            "requests_running" => Known::RequestsRunning,
-            "requests_waiting" => Known::RequestsWaiting,
-            "kv_cache_usage_ratio" => Known::KvCacheUsageRatio,
-            "prefix_cache_hit_ratio" => Known::PrefixCacheHitRatio,
-            _ => return None,
-        })
     }
 }
 

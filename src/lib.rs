@@ -5,7 +5,8 @@
 //! [`training`] keeps each run's latest values → [`expose`] writes the exposition →
 //! [`http`] serves it, behind [`http::server`] (TLS, auth, bounds on requests and bcrypt work).
 //! [`config`] validates flags and the file; [`app`] wires it all and reloads on SIGHUP.
-//! [`attribution`] finds the processes that hold each run's log open. Beside the logs,
+//! [`attribution`] finds the processes that hold each run's log open, through [`procfs`]
+//! (the one reader of `/proc`, at `--path.procfs`). Beside the logs,
 //! [`collector`] samples the GPUs (NVML) and the host in the background.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod expose;
 pub mod http;
 pub mod parse;
+pub mod procfs;
 pub mod state;
 pub mod tail;
 pub mod training;

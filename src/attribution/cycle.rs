@@ -9,13 +9,14 @@ use super::{GpuProcesses, Scanner};
 use crate::collector::gpu::{GpuReader, GpuSnapshot};
 use crate::collector::Stop;
 use crate::config::Attribution;
+use crate::procfs::Procfs;
 use crate::tail;
 use crate::training::{lock, Runs};
 
 /// Scans /proc every interval for the processes holding each run's log, until `stop`.
 /// The lock is held only to read the paths and to store the result, never during the scan.
 pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>, stop: &Stop) {
-    let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
+    let scanner = Scanner::new(Procfs::new(&settings.procfs), settings.run_from_env.clone());
     let mut warned = false;
     loop {
         let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)

@@ -1,4 +1,5 @@
-//! Run attribution: which processes hold each run's log file open. The only `/proc` reader.
+//! Run attribution: which processes hold each run's log file open, read from the configured
+//! procfs through [`crate::procfs`] (the one module that reads `/proc`).
 //!
 //! A trainer started as `torchrun ... > train.log` passes the file to every worker it forks,
 //! so scanning `/proc/*/fd` for descriptors whose target has the log's device and inode finds
@@ -8,8 +9,8 @@
 //! from the writer's environment (`SLURM_JOB_ID`, `TORCHELASTIC_RUN_ID`) so that one job has
 //! one `run` label on every node.
 //!
-//! Reading ([`Scanner::scan`]) is apart from parsing ([`parse_environ`], [`parse_comm`]),
-//! which are pure. Processes whose `/proc/PID/fd` we may not read (another user's, without
+//! Reading ([`Scanner::scan`]) is apart from parsing ([`parse_environ`],
+//! [`crate::procfs::parse_comm`]), which are pure. Processes whose `/proc/PID/fd` we may not read (another user's, without
 //! `CAP_SYS_PTRACE`) are skipped and counted; in Kubernetes the pod needs `hostPID: true` to
 //! see the trainers' processes at all.
 
@@ -17,7 +18,9 @@ pub mod cycle;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::procfs::{Fd, Procfs};
 
 /// Most processes recorded per run (a launcher and its ranks fit easily).
 pub const MAX_PROCESSES_PER_RUN: usize = 256;
@@ -46,7 +49,7 @@ pub struct Scan {
 /// Scans a procfs for processes holding files open.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    procfs: PathBuf,
+    procfs: Procfs,
     env_vars: Vec<String>,
     own_pid: u32,
 }
@@ -54,9 +57,9 @@ pub struct Scanner {
 impl Scanner {
     /// `procfs` is `/proc` or a host's procfs mounted elsewhere; `env_vars` name the
     /// environment variables that may name the run, first found wins.
-    pub fn new(procfs: impl Into<PathBuf>, env_vars: Vec<String>) -> Self {
+    pub fn new(procfs: Procfs, env_vars: Vec<String>) -> Self {
         Scanner {
-            procfs: procfs.into(),
+            procfs,
             env_vars,
             own_pid: std::process::id(),
         }
@@ -81,23 +84,18 @@ impl Scanner {
             holders: vec![Vec::new(); files.len()],
             unreadable: 0,
         };
-        let entries = std::fs::read_dir(&self.procfs)?;
+        let pids = self.procfs.pids()?;
         if wanted.ids.is_empty() {
             return Ok(scan);
         }
         let mut found: Vec<usize> = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
+        for pid in pids {
             if pid == self.own_pid {
                 continue;
             }
-            let dir = e.path();
             found.clear();
-            match held_files(&dir.join("fd"), &wanted, &mut found) {
-                Ok(()) => {}
+            match self.procfs.fds(pid) {
+                Ok(fds) => held_files(fds, &wanted, &mut found),
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     scan.unreadable += 1;
                     continue;
@@ -108,13 +106,12 @@ impl Scanner {
             if found.is_empty() {
                 continue;
             }
-            let command = std::fs::read(dir.join("comm"))
-                .map(|b| parse_comm(&b))
-                .unwrap_or_default();
+            let command = self.procfs.comm(pid).unwrap_or_default();
             let env_run = if self.env_vars.is_empty() {
                 None
             } else {
-                std::fs::read(dir.join("environ"))
+                self.procfs
+                    .environ(pid)
                     .ok()
                     .and_then(|b| parse_environ(&b, &self.env_vars))
             };
@@ -144,15 +141,13 @@ struct Wanted {
     names: Vec<Vec<u8>>,
 }
 
-/// Which of the wanted files (by device and inode) a process's `fd` directory holds.
+/// Which of the wanted files (by device and inode) a process's descriptors hold.
 /// Only descriptors whose target has a wanted file name are `stat`ed: sockets, pipes and
 /// other files are rejected on the link text alone. (The link text is the path in the
 /// process's mount namespace, so the directory may differ from ours; the name does not.)
-fn held_files(fd_dir: &Path, wanted: &Wanted, found: &mut Vec<usize>) -> std::io::Result<()> {
-    for fd in std::fs::read_dir(fd_dir)? {
-        let Ok(fd) = fd else { continue };
-        let path = fd.path();
-        let Ok(target) = std::fs::read_link(&path) else {
+fn held_files(fds: impl Iterator<Item = Fd>, wanted: &Wanted, found: &mut Vec<usize>) {
+    for fd in fds {
+        let Ok(target) = fd.target() else {
             continue;
         };
         let t = target.as_os_str().as_encoded_bytes();
@@ -164,14 +159,13 @@ fn held_files(fd_dir: &Path, wanted: &Wanted, found: &mut Vec<usize>) -> std::io
         if !wanted.names.iter().any(|n| n.as_slice() == name) {
             continue;
         }
-        let Ok(m) = std::fs::metadata(&path) else {
+        let Ok(m) = fd.metadata() else {
             continue;
         };
         if let Some(idx) = wanted.ids.get(&(m.dev(), m.ino())) {
             found.extend_from_slice(idx);
         }
     }
-    Ok(())
 }
 
 /// One GPU's compute processes, as plain data from the GPU collector.
@@ -217,12 +211,6 @@ pub fn join_gpus(holders: &[Holder], gpus: &[GpuProcesses]) -> (Vec<RunGpu>, Opt
     (out, memory)
 }
 
-/// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
-pub fn parse_comm(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    s.trim_end_matches('\n').to_string()
-}
-
 /// `/proc/PID/environ` (NUL-separated `KEY=value`): the value of the first of `vars` that
 /// is set and non-empty, if it is a usable run name (printable, at most 128 bytes).
 pub fn parse_environ(b: &[u8], vars: &[String]) -> Option<String> {
@@ -249,6 +237,7 @@ pub fn parse_environ(b: &[u8], vars: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::parse_comm;
 
     #[test]
     fn environ_picks_the_first_configured_variable() {
@@ -324,9 +313,10 @@ mod tests {
             .unwrap();
         // `spawn` returns once exec has begun; the kernel sets the new environment up a
         // moment later, so wait for it (a positive witness) before scanning.
-        let environ = format!("/proc/{}/environ", child.id());
+        let procfs = Procfs::default();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !std::fs::read(&environ)
+        while !procfs
+            .environ(child.id())
             .map(|b| b.windows(15).any(|w| w == b"SLURM_JOB_ID=77"))
             .unwrap_or(false)
         {
@@ -336,7 +326,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let s = Scanner::new("/proc", vec!["SLURM_JOB_ID".into()]);
+        let s = Scanner::new(procfs, vec!["SLURM_JOB_ID".into()]);
         let scan = s.scan(&[log.clone(), other.clone()]).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -351,7 +341,7 @@ mod tests {
         assert!(scan.holders[1].is_empty());
         let scan = s.scan(&[log]).unwrap();
         assert!(scan.holders[0].is_empty());
-        assert!(Scanner::new(dir.path().join("nope"), vec![])
+        assert!(Scanner::new(Procfs::new(dir.path().join("nope")), vec![])
             .scan(&[other])
             .is_err());
     }

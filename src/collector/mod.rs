@@ -22,6 +22,9 @@ pub struct GpuOptions {
     /// The NVML library to load; `None` is nvml-wrapper's default (`libnvidia-ml.so.1`).
     pub library: Option<PathBuf>,
     pub interval: Duration,
+    /// The procfs the compute processes' names are read from (`--path.procfs`, the same
+    /// as attribution's), else NVML's name for them.
+    pub procfs: PathBuf,
 }
 
 /// Settings of the host collector.

@@ -94,7 +94,8 @@ pub struct Flags {
     /// [default: 250ms].
     #[arg(long = "tail.poll-interval", value_name = "DURATION")]
     pub poll_interval: Option<String>,
-    /// Root of the procfs read to find the processes holding each log [default: /proc].
+    /// Root of the procfs read to find the processes holding each log and the names of the
+    /// GPU compute processes [default: /proc].
     #[arg(long = "path.procfs", value_name = "PATH")]
     pub procfs: Option<PathBuf>,
     /// How often /proc is scanned for the processes holding each log [default: 5s].

@@ -183,6 +183,7 @@ impl Config {
         let tail = tail(flags, &file, idle)?;
         let web_limits = web_limits(flags, &file.web)?;
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
+        let attribution = attribution(flags, file.attribution)?;
         Ok(Config {
             listen,
             telemetry_path,
@@ -194,8 +195,8 @@ impl Config {
             web: WebConfig::default(),
             web_limits,
             rules: Arc::new(rules),
-            attribution: attribution(flags, file.attribution)?,
-            gpu: gpu(flags, &file.gpu)?,
+            gpu: gpu(flags, &file.gpu, &attribution.procfs)?,
+            attribution,
             host: host(flags, &file.host)?,
         })
     }
@@ -506,8 +507,8 @@ fn is_env_name(v: &str) -> bool {
 }
 
 /// The GPU collector: `--gpu.interval`, `--nvml-library`, `--no-gpu` (and their `gpu.*`
-/// keys). `None` when it is off.
-fn gpu(flags: &Flags, file: &GpuFile) -> Result<Option<GpuOptions>, ConfigError> {
+/// keys), reading process names from attribution's `procfs`. `None` when it is off.
+fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions>, ConfigError> {
     let interval = pick(
         ("--gpu.interval", flags.gpu_interval.as_deref()),
         ("gpu.interval", file.interval.as_deref()),
@@ -533,7 +534,11 @@ fn gpu(flags: &Flags, file: &GpuFile) -> Result<Option<GpuOptions>, ConfigError>
         ("gpu.enabled", file.enabled),
         true,
     );
-    Ok(enabled.value.then_some(GpuOptions { library, interval }))
+    Ok(enabled.value.then_some(GpuOptions {
+        library,
+        interval,
+        procfs: procfs.to_path_buf(),
+    }))
 }
 
 /// The host collector: `--host.interval`, `--no-host` (and their `host.*` keys). `None`
@@ -935,6 +940,24 @@ mod tests {
         let c = build("attribution:\n  enabled: false\n").unwrap();
         assert!(!c.attribution.enabled);
         assert_eq!(c.attribution.procfs, PathBuf::from("/proc"));
+    }
+
+    #[test]
+    fn the_gpu_collector_reads_process_names_from_the_same_procfs() {
+        let flags = Flags {
+            no_attribution: true,
+            procfs: Some("/host/proc".into()),
+            ..Flags::default()
+        };
+        let file = parse_file("attribution:\n  procfs: /x\n").unwrap();
+        let c = Config::build(&flags, file).unwrap();
+        assert_eq!(c.gpu.unwrap().procfs, PathBuf::from("/host/proc"));
+        let c = build("attribution:\n  procfs: /x\n").unwrap();
+        assert_eq!(c.gpu.unwrap().procfs, PathBuf::from("/x"));
+        assert_eq!(
+            build("").unwrap().gpu.unwrap().procfs,
+            PathBuf::from("/proc")
+        );
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl Follower {
         }
         if let Some(dir) = inside {
             // what was opened, whatever the links became since they were resolved
-            if let Ok(real) = fs::read_link(format!("/proc/self/fd/{}", fd(&f))) {
+            if let Ok(real) = crate::procfs::own_fd_target(fd(&f)) {
                 if !real.starts_with(&dir) {
                     return Err(outside(&real, &dir));
                 }

@@ -496,6 +496,45 @@ fn processes_appear_and_leave_no_stale_series() {
 }
 
 #[test]
+fn process_names_come_from_the_configured_procfs() {
+    // A host procfs mounted elsewhere shows PID 3999998 as `trainer`; our own PID, which the
+    // real /proc has, is not in it, so its command is NVML's name, not our real `comm`.
+    let procfs = tempfile::tempdir().unwrap();
+    let pid_dir = procfs.path().join("3999998");
+    std::fs::create_dir(&pid_dir).unwrap();
+    std::fs::write(pid_dir.join("comm"), "trainer\n").unwrap();
+    let me = std::process::id();
+    let mut cfg = machine(1, 0);
+    cfg["gpus"][0]["processes"] = json!([
+        {"pid": 3_999_998, "used_memory": 1u64 << 30, "name": "python3"},
+        {"pid": me, "used_memory": 4096, "name": "from-nvml"},
+    ]);
+    let root = procfs.path().display().to_string();
+    let f = Fake::start(&cfg, &["--no-host", "--path.procfs", &root]);
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "0"), ("pid", "3999998"), ("command", "trainer")],
+            (1u64 << 30) as f64,
+            WAIT
+        ),
+        Some((1u64 << 30) as f64)
+    );
+    let body = f.daemon.scrape();
+    let mine = me.to_string();
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "0"), ("pid", &mine), ("command", "from-nvml")]
+        ),
+        Some(4096.0),
+        "{body}"
+    );
+    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 2);
+}
+
+#[test]
 fn without_nvml_the_daemon_says_why_and_serves_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("train.log");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{unix_now, GpuOptions};
 use crate::expose::Encoder;
+use crate::procfs::Procfs;
 use crate::training::lock;
 
 mod encode;
@@ -137,7 +138,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) 
         }
     };
     let driver_version = lib.driver_version();
-    let mut gpus = lib.discover(&shared.errors);
+    let mut gpus = lib.discover(&shared.errors, Procfs::new(&opts.procfs));
     tracing::info!(gpus = gpus.len(), driver = %driver_version, library = %lib.name(), "NVML initialised");
     let targets = gpus.event_targets();
     std::thread::scope(|s| {

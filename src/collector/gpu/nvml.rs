@@ -33,6 +33,7 @@ use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
 use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows};
 use super::xid::{EventSource, Wait};
+use crate::procfs::Procfs;
 use crate::training::lock;
 
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
@@ -158,12 +159,16 @@ impl Library {
         self.nvml.sys_driver_version().unwrap_or_default()
     }
 
-    /// Enumerates the GPUs and reads their identity.
-    pub(super) fn discover<'n>(&'n self, errors: &CallErrors) -> Gpus<'n> {
+    /// Enumerates the GPUs and reads their identity; their compute processes' names will be
+    /// read from `procfs`.
+    pub(super) fn discover<'n>(&'n self, errors: &CallErrors, procfs: Procfs) -> Gpus<'n> {
         Gpus {
             nvml: &self.nvml,
             devs: discover(&self.nvml, errors),
-            names: HashMap::new(),
+            names: ProcessNames {
+                procfs,
+                cache: HashMap::new(),
+            },
         }
     }
 
@@ -227,8 +232,7 @@ impl Library {
 pub(super) struct Gpus<'n> {
     nvml: &'n Nvml,
     devs: Vec<Dev<'n>>,
-    /// Process commands by PID, for the processes seen in the last cycle.
-    names: HashMap<u32, String>,
+    names: ProcessNames,
 }
 
 impl Gpus<'_> {
@@ -258,7 +262,7 @@ impl Gpus<'_> {
             .iter()
             .flat_map(|g| g.processes.iter().map(|p| p.pid))
             .collect();
-        self.names.retain(|pid, _| live.contains(pid));
+        self.names.cache.retain(|pid, _| live.contains(pid));
         gpus
     }
 }
@@ -487,7 +491,7 @@ fn sample(
     nvml: &Nvml,
     dev: &mut Dev<'_>,
     errors: &CallErrors,
-    names: &mut HashMap<u32, String>,
+    names: &mut ProcessNames,
 ) -> GpuSample {
     let mut s = GpuSample {
         up: true,
@@ -548,7 +552,7 @@ fn sample(
             .into_iter()
             .map(|p: ProcessInfo| GpuProcess {
                 pid: p.pid,
-                command: command(nvml, dev, errors, names, p.pid),
+                command: names.get(p.pid, || nvml_name(nvml, dev, errors, p.pid)),
                 used_memory_bytes: match p.used_gpu_memory {
                     UsedGpuMemory::Used(b) => Some(b),
                     UsedGpuMemory::Unavailable => None,
@@ -639,32 +643,37 @@ fn sample_fields(
     dev.fields = keep;
 }
 
-/// The command of a process: `/proc/PID/comm`, else NVML's name for it, cached per PID.
-fn command(
-    nvml: &Nvml,
-    dev: &mut Dev<'_>,
-    errors: &CallErrors,
-    names: &mut HashMap<u32, String>,
-    pid: u32,
-) -> String {
-    if let Some(n) = names.get(&pid) {
-        return n.clone();
-    }
-    let name = match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(s) => s.trim_end_matches('\n').to_string(),
-        Err(_) => {
-            let mut lost = false;
-            call(dev, errors, &mut lost, Call::ProcessName, |_| {
-                match nvml.sys_process_name(pid, 64) {
-                    Err(NvmlError::NotFound) => Ok(String::new()),
-                    r => r,
-                }
-            })
-            .unwrap_or_default()
+/// The commands of the compute processes, by PID, cached for the processes seen in the
+/// last cycle.
+struct ProcessNames {
+    /// `--path.procfs`: a process's command is its `PID/comm` there.
+    procfs: Procfs,
+    cache: HashMap<u32, String>,
+}
+
+impl ProcessNames {
+    /// The command of `pid`: its `comm` in the procfs, else `nvml_name()` (a process the
+    /// procfs does not show: another PID namespace, or gone).
+    fn get(&mut self, pid: u32, nvml_name: impl FnOnce() -> String) -> String {
+        if let Some(n) = self.cache.get(&pid) {
+            return n.clone();
         }
-    };
-    names.insert(pid, name.clone());
-    name
+        let name = self.procfs.comm(pid).unwrap_or_else(|_| nvml_name());
+        self.cache.insert(pid, name.clone());
+        name
+    }
+}
+
+/// NVML's name for a process, empty when it has none.
+fn nvml_name(nvml: &Nvml, dev: &mut Dev<'_>, errors: &CallErrors, pid: u32) -> String {
+    let mut lost = false;
+    call(dev, errors, &mut lost, Call::ProcessName, |_| {
+        match nvml.sys_process_name(pid, 64) {
+            Err(NvmlError::NotFound) => Ok(String::new()),
+            r => r,
+        }
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

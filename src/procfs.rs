@@ -1,0 +1,133 @@
+//! The procfs reader: every read of another process's `/proc/PID/...` goes through a
+//! [`Procfs`] rooted at the configured `--path.procfs` (`/proc`, or a host's procfs mounted
+//! elsewhere in a container), so that one flag decides which machine's processes are seen.
+//! Run attribution reads descriptors, names and environments through it; the GPU collector
+//! reads the names of the compute processes NVML reports.
+//!
+//! Reading is apart from parsing: [`parse_comm`] is pure. The one read outside a root is
+//! [`own_fd_target`], which asks about a descriptor of this very process.
+//!
+//! It imports nothing of the crate, so any module may use it without an import circle.
+
+use std::fs::Metadata;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A procfs mounted at `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Default for Procfs {
+    /// The procfs of the machine we run on, `/proc`.
+    fn default() -> Self {
+        Procfs::new("/proc")
+    }
+}
+
+impl Procfs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Procfs { root: root.into() }
+    }
+
+    /// Where it is mounted.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn pid_dir(&self, pid: u32) -> PathBuf {
+        self.root.join(pid.to_string())
+    }
+
+    /// The PIDs listed, in directory order. `Err` when the procfs itself cannot be listed.
+    pub fn pids(&self) -> io::Result<impl Iterator<Item = u32>> {
+        Ok(std::fs::read_dir(&self.root)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())))
+    }
+
+    /// `PID/comm`: the executable name, at most 15 bytes ([`parse_comm`]).
+    pub fn comm(&self, pid: u32) -> io::Result<String> {
+        std::fs::read(self.pid_dir(pid).join("comm")).map(|b| parse_comm(&b))
+    }
+
+    /// `PID/environ`, raw: NUL-separated `KEY=value` entries.
+    pub fn environ(&self, pid: u32) -> io::Result<Vec<u8>> {
+        std::fs::read(self.pid_dir(pid).join("environ"))
+    }
+
+    /// The open descriptors in `PID/fd`. `Err` (`PermissionDenied` for another user's
+    /// process without `CAP_SYS_PTRACE`) when the directory cannot be listed.
+    pub fn fds(&self, pid: u32) -> io::Result<impl Iterator<Item = Fd>> {
+        Ok(std::fs::read_dir(self.pid_dir(pid).join("fd"))?
+            .flatten()
+            .map(|e| Fd { path: e.path() }))
+    }
+}
+
+/// One open descriptor of a process, `PID/fd/N`.
+#[derive(Debug, Clone)]
+pub struct Fd {
+    path: PathBuf,
+}
+
+impl Fd {
+    /// The link text: the path opened, in the process's mount namespace (`/x (deleted)`
+    /// once unlinked; `socket:[N]`, `pipe:[N]` for what is not a file).
+    pub fn target(&self) -> io::Result<PathBuf> {
+        std::fs::read_link(&self.path)
+    }
+
+    /// The open file's own metadata (device and inode), whatever its path has become.
+    pub fn metadata(&self) -> io::Result<Metadata> {
+        std::fs::metadata(&self.path)
+    }
+}
+
+/// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
+pub fn parse_comm(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    s.trim_end_matches('\n').to_string()
+}
+
+/// What this process's descriptor `fd` refers to now (`/proc/self/fd/N`). It is about us,
+/// so it reads the procfs we run under, never the configured root.
+pub fn own_fd_target(fd: i32) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_from_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("4242");
+        std::fs::create_dir_all(p.join("fd")).unwrap();
+        std::fs::write(p.join("comm"), "trainer\n").unwrap();
+        std::fs::write(p.join("environ"), b"A=1\0B=2\0").unwrap();
+        let log = dir.path().join("train.log");
+        std::fs::write(&log, "").unwrap();
+        std::os::unix::fs::symlink(&log, p.join("fd").join("3")).unwrap();
+        std::fs::create_dir(dir.path().join("self")).unwrap();
+        let procfs = Procfs::new(dir.path());
+        assert_eq!(procfs.pids().unwrap().collect::<Vec<_>>(), [4242]);
+        assert_eq!(procfs.comm(4242).unwrap(), "trainer");
+        assert_eq!(procfs.environ(4242).unwrap(), b"A=1\0B=2\0");
+        let fds: Vec<Fd> = procfs.fds(4242).unwrap().collect();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(fds[0].target().unwrap(), log);
+        assert!(fds[0].metadata().unwrap().is_file());
+        // a PID of the real /proc (ours) is not under this root
+        assert!(procfs.comm(std::process::id()).is_err());
+        assert!(Procfs::new(dir.path().join("nope")).pids().is_err());
+    }
+
+    #[test]
+    fn comm_loses_its_newline() {
+        assert_eq!(parse_comm(b"python3\n"), "python3");
+        assert_eq!(parse_comm(b"pt_main_thread"), "pt_main_thread");
+    }
+}

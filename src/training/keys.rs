@@ -66,6 +66,13 @@ impl<V> KeyMap<V> {
     }
 }
 
+/// As a map in key order (the API's `nonfinite`).
+impl<V: serde::Serialize> serde::Serialize for KeyMap<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 impl<'a, V> IntoIterator for &'a KeyMap<V> {
     type Item = (&'a String, &'a V);
     type IntoIter = std::vec::IntoIter<(&'a String, &'a V)>;

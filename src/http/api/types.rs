@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::training::KeyMap;
+
 use serde::{Serialize, Serializer};
 
 /// A number, or its name when it is not finite: `"NaN"`, `"+Inf"` or `"-Inf"`.
@@ -80,7 +82,7 @@ pub struct RunBody<'a> {
     /// The sum of [`RunBody::nonfinite`].
     pub nonfinite_total: u64,
     /// NaN or infinite values logged, by key.
-    pub nonfinite: &'a BTreeMap<String, u64>,
+    pub nonfinite: &'a KeyMap<u64>,
     /// Every other key's latest value, by key.
     pub metrics: BTreeMap<&'a str, Num>,
     /// When the last record was read, Unix seconds.

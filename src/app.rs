@@ -13,13 +13,13 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::collector::{GpuCollector, HostCollector, Worker};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Source};
 use crate::expose::{self, Dialect, Encoder, TrainingView};
 use crate::http::server::Web;
 use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::state::AppState;
-use crate::tail::{self, Source, SourcesSlot, TailOptions, Tailer};
+use crate::tail::{self, SourcesSlot, TailOptions, Tailer};
 use crate::training::{lock, Limits, Runs};
 
 /// Reads the configuration again, as at start (the same flags): what SIGHUP puts in force.
@@ -215,7 +215,7 @@ struct Reloader {
     started: Config,
     current: Mutex<Config>,
     runs: Arc<Mutex<Runs>>,
-    sources: SourcesSlot,
+    sources: SourcesSlot<Format>,
     web: Arc<Web>,
 }
 
@@ -339,7 +339,7 @@ pub fn parse_files(
         .map(|f| Source {
             run: Some(f.display().to_string()),
             path: f.display().to_string(),
-            format,
+            tag: format,
             // named on the command line: wherever it leads
             follow_symlinks_outside: true,
         })

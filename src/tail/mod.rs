@@ -29,23 +29,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
 
-use crate::parse::Format;
-
-/// One configured source: a path or glob, with an optional run-name prefix and a format.
+/// One configured source: a path or glob, with an optional run-name prefix and a tag the
+/// tailer does not look at but hands to [`Sink::open`] with each file the source finds (the
+/// program's tag is the log format).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Source {
+pub struct Source<T> {
     pub run: Option<String>,
     pub path: String,
-    pub format: Format,
+    pub tag: T,
     /// Follow files whose symbolic links lead out of the pattern's base directory
     /// ([`discover::base_dir`]); refused by default.
     pub follow_symlinks_outside: bool,
 }
 
-/// Receives lines per run.
-pub trait Sink {
-    /// A new file was found for `run`. Returning false refuses it (a cap was reached).
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool;
+/// Receives lines per run; `T` is the tag of the sources ([`Source::tag`]).
+pub trait Sink<T> {
+    /// A new file was found for `run` by a source tagged `tag`. Returning false refuses it
+    /// (a cap was reached).
+    fn open(&mut self, run: &str, path: &Path, tag: &T) -> bool;
     /// One line, read at `time` (unix seconds).
     fn line(&mut self, run: &str, line: &[u8], time: f64);
     fn too_long(&mut self, run: &str);
@@ -88,10 +89,10 @@ impl Default for TailOptions {
     }
 }
 
-struct Tracked {
+struct Tracked<T> {
     run: String,
     /// The source that found it: a reload that keeps the source keeps the file.
-    source: Source,
+    source: Source<T>,
     follower: Follower,
     /// The file the scan found at the path, until the follower opens one.
     found_id: Option<FileId>,
@@ -107,21 +108,21 @@ struct Tracked {
 type Expanded = (usize, Option<discover::Expansion>);
 
 /// Follows every file of every source.
-pub struct Tailer {
-    sources: Arc<Vec<Source>>,
+pub struct Tailer<T> {
+    sources: Arc<Vec<Source<T>>>,
     opts: TailOptions,
-    files: BTreeMap<PathBuf, Tracked>,
+    files: BTreeMap<PathBuf, Tracked<T>>,
     /// Which followed path has each open file.
     owners: HashMap<FileId, PathBuf>,
     /// Per source.
     scan_state: Vec<ScanState>,
     last_scan: Option<Instant>,
     /// New sources handed in while running (a config reload), taken at the next poll.
-    pending: SourcesSlot,
+    pending: SourcesSlot<T>,
 }
 
 /// Where a running tailer's new sources are put: see [`Tailer::sources_slot`].
-pub type SourcesSlot = Arc<Mutex<Option<Vec<Source>>>>;
+pub type SourcesSlot<T> = Arc<Mutex<Option<Vec<Source<T>>>>>;
 
 #[derive(Default)]
 struct ScanState {
@@ -134,8 +135,8 @@ struct ScanState {
     bounded: bool,
 }
 
-impl Tailer {
-    pub fn new(sources: Vec<Source>, opts: TailOptions) -> Self {
+impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
+    pub fn new(sources: Vec<Source<T>>, opts: TailOptions) -> Self {
         let scan_state = sources.iter().map(|_| ScanState::default()).collect();
         Tailer {
             sources: Arc::new(sources),
@@ -150,14 +151,14 @@ impl Tailer {
 
     /// A slot through which another thread gives this tailer new sources: they replace the
     /// current ones (as [`Tailer::set_sources`]) at its next poll.
-    pub fn sources_slot(&self) -> SourcesSlot {
+    pub fn sources_slot(&self) -> SourcesSlot<T> {
         self.pending.clone()
     }
 
     /// Replaces the sources. Files found by a source that is still configured go on as they
     /// were; the others stop being followed and their runs are forgotten. The next poll
     /// scans the new sources.
-    pub fn set_sources(&mut self, sources: Vec<Source>, sink: &mut dyn Sink) {
+    pub fn set_sources(&mut self, sources: Vec<Source<T>>, sink: &mut dyn Sink<T>) {
         let gone: Vec<PathBuf> = self
             .files
             .iter()
@@ -176,7 +177,7 @@ impl Tailer {
     }
 
     /// New sources put in the slot since the last call (a reload), applied.
-    fn take_pending(&mut self, sink: &mut dyn Sink) -> bool {
+    fn take_pending(&mut self, sink: &mut dyn Sink<T>) -> bool {
         let pending = self
             .pending
             .lock()
@@ -202,11 +203,11 @@ impl Tailer {
     }
 
     /// Expands the globs and starts following new files.
-    pub fn scan(&mut self, sink: &mut dyn Sink) {
+    pub fn scan(&mut self, sink: &mut dyn Sink<T>) {
         self.scan_at(sink, Instant::now());
     }
 
-    fn scan_at(&mut self, sink: &mut dyn Sink, now: Instant) {
+    fn scan_at(&mut self, sink: &mut dyn Sink<T>, now: Instant) {
         let never = AtomicBool::new(false);
         for i in 0..self.sources.len() {
             let exp = discover::expand(&self.sources[i].path, self.opts.max_scan_entries, &never);
@@ -223,7 +224,7 @@ impl Tailer {
     /// (`None`: the pattern does not compile, which config validation rules out).
     fn apply_expansion(
         &mut self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn Sink<T>,
         i: usize,
         exp: Option<discover::Expansion>,
         now: Instant,
@@ -263,7 +264,7 @@ impl Tailer {
                 continue;
             }
             let (run, altered) = discover::run_name_checked(src.run.as_deref(), &src.path, &f.path);
-            if !sink.open(&run, &f.path, src.format) {
+            if !sink.open(&run, &f.path, &src.tag) {
                 state.refused.insert(f.path);
                 continue;
             }
@@ -294,7 +295,7 @@ impl Tailer {
     }
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
-    pub fn poll_once(&mut self, sink: &mut dyn Sink) -> Instant {
+    pub fn poll_once(&mut self, sink: &mut dyn Sink<T>) -> Instant {
         self.take_pending(sink);
         let now = Instant::now();
         if self.scan_due(now) {
@@ -306,7 +307,7 @@ impl Tailer {
     }
 
     /// Polls every file that is due, until `stop`. Returns when the next poll is due.
-    fn poll_files(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) -> Option<Instant> {
+    fn poll_files(&mut self, sink: &mut dyn Sink<T>, stop: &AtomicBool) -> Option<Instant> {
         let now = Instant::now();
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {
@@ -365,7 +366,7 @@ impl Tailer {
 
     /// Follows until `stop` is set, the globs expanded by a scanner thread. A sleep lasts at
     /// most the longest poll interval; unpark this thread to end it at once.
-    pub fn run(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) {
+    pub fn run(&mut self, sink: &mut dyn Sink<T>, stop: &AtomicBool) {
         let mut scanner = Scanner::spawn(&self.sources, self.opts);
         while !stop.load(Ordering::Relaxed) {
             if self.take_pending(sink) {
@@ -396,7 +397,7 @@ impl Tailer {
     }
 
     /// Reads every file to its end once, partial last lines included (one-shot mode).
-    pub fn read_to_end(&mut self, sink: &mut dyn Sink) {
+    pub fn read_to_end(&mut self, sink: &mut dyn Sink<T>) {
         self.scan(sink);
         for t in self.files.values_mut() {
             // to the size the file has now: a file written faster than it is read ends too
@@ -431,7 +432,10 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn spawn(sources: &Arc<Vec<Source>>, opts: TailOptions) -> Option<Scanner> {
+    fn spawn<T: Send + Sync + 'static>(
+        sources: &Arc<Vec<Source<T>>>,
+        opts: TailOptions,
+    ) -> Option<Scanner> {
         let (tx, results) = mpsc::sync_channel(sources.len().max(1));
         let (wake, woken) = mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
@@ -466,9 +470,9 @@ impl Drop for Scanner {
     }
 }
 
-fn poll_file(
-    t: &mut Tracked,
-    sink: &mut dyn Sink,
+fn poll_file<T>(
+    t: &mut Tracked<T>,
+    sink: &mut dyn Sink<T>,
     budget: u64,
     taken: &dyn Fn(FileId) -> bool,
 ) -> follow::Polled {
@@ -503,13 +507,13 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Adapter<'a> {
+struct Adapter<'a, T> {
     run: &'a str,
-    sink: &'a mut dyn Sink,
+    sink: &'a mut dyn Sink<T>,
     time: f64,
 }
 
-impl follow::LineSink for Adapter<'_> {
+impl<T> follow::LineSink for Adapter<'_, T> {
     fn line(&mut self, line: &[u8]) {
         self.sink.line(self.run, line, self.time);
     }

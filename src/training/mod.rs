@@ -705,8 +705,9 @@ pub fn unique_label(env: &str, name: &str, is_taken: impl Fn(&str) -> bool) -> S
     label
 }
 
-impl tail::Sink for Runs {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+impl tail::Sink<Format> for Runs {
+    fn open(&mut self, run: &str, path: &Path, format: &Format) -> bool {
+        let format = *format;
         if let Some(existing) = self.runs.get(run) {
             if existing.state.path != path.to_string_lossy() {
                 tracing::warn!(run, path = %path.display(), other = %existing.state.path, "two files map to the same run name; ignoring the second");
@@ -818,8 +819,8 @@ impl tail::Sink for Runs {
 }
 
 /// Shares [`Runs`] between the tailer thread and the HTTP server.
-impl tail::Sink for &Mutex<Runs> {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+impl tail::Sink<Format> for &Mutex<Runs> {
+    fn open(&mut self, run: &str, path: &Path, format: &Format) -> bool {
         lock(self).open(run, path, format)
     }
     fn line(&mut self, run: &str, line: &[u8], time: f64) {
@@ -932,7 +933,7 @@ mod tests {
             "77/b/train.log",
             "c/train.log",
         ] {
-            assert!(runs.open(name, Path::new(name), Format::Auto));
+            assert!(runs.open(name, Path::new(name), &Format::Auto));
         }
         let env = |runs: &mut Runs, name: &str, v: &str| {
             let h = Holder {

@@ -18,7 +18,7 @@ fn state_with(run: &str, lines: &[&str]) -> Arc<AppState> {
     let state = Arc::new(AppState::new(&config));
     {
         let mut runs = lock(&state.runs);
-        assert!(runs.open(run, std::path::Path::new("/logs/x.log"), Format::Auto));
+        assert!(runs.open(run, std::path::Path::new("/logs/x.log"), &Format::Auto));
         let now = gpu_train_exporter::tail::unix_now();
         for l in lines {
             runs.line(run, l.as_bytes(), now);

@@ -7,7 +7,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use gpu_train_exporter::parse::Format;
 use gpu_train_exporter::tail::{FileEvent, Follower, Sink, Source, TailOptions, Tailer};
 
 use crate::harness::append;
@@ -19,8 +18,8 @@ struct Collect {
     forgotten: Vec<String>,
 }
 
-impl Sink for Collect {
-    fn open(&mut self, run: &str, _path: &Path, _format: Format) -> bool {
+impl Sink<()> for Collect {
+    fn open(&mut self, run: &str, _path: &Path, _tag: &()) -> bool {
         self.lines.entry(run.to_string()).or_default();
         true
     }
@@ -49,16 +48,11 @@ fn opts() -> TailOptions {
     }
 }
 
-fn tailer(pattern: &str, run: Option<&str>) -> Tailer {
-    Tailer::new(
-        vec![Source {
-            run: run.map(String::from),
-            path: pattern.to_string(),
-            format: Format::Auto,
-            ..Source::default()
-        }],
-        opts(),
-    )
+fn tailer<T>(pattern: &str, run: Option<&str>) -> Tailer<T>
+where
+    T: Default + Clone + PartialEq + Send + Sync + 'static,
+{
+    Tailer::new(vec![source(run, pattern, false)], opts())
 }
 
 fn lines(c: &Collect, run: &str) -> Vec<String> {
@@ -158,7 +152,7 @@ fn deleted_file_is_forgotten_after_the_retention() {
         vec![Source {
             run: Some("r".into()),
             path: p.display().to_string(),
-            format: Format::Auto,
+            tag: (),
             ..Source::default()
         }],
         TailOptions {
@@ -293,11 +287,12 @@ fn model_random_write_rotate_truncate() {
 
 // ---- hostile log directories (issue 10): each test failed before its fix ----
 
-fn source(run: Option<&str>, pattern: &str, outside: bool) -> Source {
+/// A source with the default tag (`()` for [`Collect`], the automatic format for `Runs`).
+fn source<T: Default>(run: Option<&str>, pattern: &str, outside: bool) -> Source<T> {
     Source {
         run: run.map(String::from),
         path: pattern.to_string(),
-        format: Format::Auto,
+        tag: T::default(),
         follow_symlinks_outside: outside,
     }
 }
@@ -340,7 +335,7 @@ fn errors(c: &Collect, run: &str) -> Vec<String> {
         .collect()
 }
 
-fn polls(mut t: Tailer, n: usize, what: &str) -> (Tailer, Collect) {
+fn polls(mut t: Tailer<()>, n: usize, what: &str) -> (Tailer<()>, Collect) {
     within(Duration::from_secs(5), what, move || {
         let mut c = Collect::default();
         for _ in 0..n {
@@ -591,9 +586,9 @@ fn a_symlink_tree_that_explodes_is_cut_at_the_entry_bound() {
 /// A Sink shared with the test while `Tailer::run` runs on its own thread.
 #[derive(Clone, Default)]
 struct Shared(std::sync::Arc<std::sync::Mutex<Collect>>);
-impl Sink for Shared {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
-        self.0.lock().unwrap().open(run, path, format)
+impl Sink<()> for Shared {
+    fn open(&mut self, run: &str, path: &Path, tag: &()) -> bool {
+        self.0.lock().unwrap().open(run, path, tag)
     }
     fn line(&mut self, run: &str, line: &[u8], time: f64) {
         self.0.lock().unwrap().line(run, line, time)

@@ -6,15 +6,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::{GpuProcesses, Scanner};
+use crate::clock::{unix_now, Waker};
 use crate::collector::gpu::{GpuReader, GpuSnapshot};
-use crate::collector::Stop;
 use crate::config::Attribution;
-use crate::tail;
 use crate::training::{lock, Runs};
 
 /// Scans /proc every interval for the processes holding each run's log, until `stop`.
 /// The lock is held only to read the paths and to store the result, never during the scan.
-pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>, stop: &Stop) {
+pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>, stop: &Waker) {
     let scanner = Scanner::new(&settings.procfs, settings.run_from_env.clone());
     let mut warned = false;
     loop {
@@ -29,7 +28,7 @@ pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>,
                     warned = true;
                     tracing::info!(processes = scan.unreadable, "some processes' open files cannot be read (other users'); their runs fall back to the idle timeout");
                 }
-                let now = tail::unix_now();
+                let now = unix_now();
                 let gpus = gpus.map(|g| gpu_processes(&g.snapshot()));
                 let mut runs = lock(runs);
                 for (name, holders) in names.iter().zip(scan.holders) {

@@ -13,8 +13,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::clock::unix_now;
 use crate::state::AppState;
-use crate::tail::unix_now;
 use crate::training::{lock, Known, Limits, RunState};
 
 /// A run with no step progress for this long while active is shown as stalled.

@@ -24,10 +24,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
+
+use crate::clock::unix_now;
 
 /// One configured source: a path or glob, with an optional run-name prefix and a tag the
 /// tailer does not look at but hands to [`Sink::open`] with each file the source finds (the
@@ -497,14 +499,6 @@ fn poll_file<T>(
         t.catching_up = false;
     }
     polled
-}
-
-/// Unix time now, in seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 struct Adapter<'a, T> {

@@ -19,7 +19,7 @@ fn state_with(run: &str, lines: &[&str]) -> Arc<AppState> {
     {
         let mut runs = lock(&state.runs);
         assert!(runs.open(run, std::path::Path::new("/logs/x.log"), &Format::Auto));
-        let now = gpu_train_exporter::tail::unix_now();
+        let now = gpu_train_exporter::clock::unix_now();
         for l in lines {
             runs.line(run, l.as_bytes(), now);
         }

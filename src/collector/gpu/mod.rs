@@ -9,12 +9,13 @@
 //! data), [`nvml`] (every NVML call, the only nvml-wrapper user), [`xid`] (XID counting)
 //! and [`encode`] (the exposition families).
 
-use super::{Stop, Worker};
+use super::Worker;
+use crate::clock::{unix_now, Waker};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{unix_now, GpuOptions};
+use super::GpuOptions;
 use crate::expose::Encoder;
 use crate::training::lock;
 
@@ -127,7 +128,7 @@ impl GpuCollector {
 
 /// The sampling thread: opens NVML, starts the XID thread, then samples every interval
 /// until `stop`. `ready` is told once the first snapshot is stored (or NVML failed).
-fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) {
+fn run(opts: GpuOptions, shared: &Shared, stop: &Waker, ready: mpsc::Sender<()>) {
     let lib = match nvml::Library::open(opts.library.as_deref()) {
         Ok(l) => l,
         Err(why) => {
@@ -148,7 +149,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) 
         });
         let mut ready = Some(ready);
         let mut last_history: Option<Instant> = None;
-        while !stop.is_set() {
+        while !stop.is_stopped() {
             let started = Instant::now();
             let samples = gpus.sample(&shared.errors);
             let snap = GpuSnapshot {

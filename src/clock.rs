@@ -57,6 +57,11 @@ impl Waker {
         }
     }
 
+    /// Whether this is a test's manual waker.
+    pub fn is_manual(&self) -> bool {
+        self.manual
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }

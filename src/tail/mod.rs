@@ -13,9 +13,11 @@
 //! device and inode, not by path: reached by two paths (a symlinked run directory), it is
 //! followed once, under the first path found (a path without symbolic links first). A file
 //! the sink refused (run limit, name taken) is offered again at the next scan after a run
-//! was forgotten; the refused set holds only paths the last scan matched. The stop flag is
-//! seen between two files' polls, and a sleep ends at [`std::thread::Thread::unpark`].
-//! Tests drive it with [`Tailer::poll_once`], which scans inline, instead of sleeping.
+//! was forgotten; the refused set holds only paths the last scan matched. [`Tailer::run`]
+//! sleeps on a [`Waker`]: its stop is seen between two files' polls and ends a sleep at once,
+//! and the scanner notifies it when an expansion is ready. Tests drive it with
+//! [`Tailer::poll_once`] or [`Tailer::poll_at`] (an explicit `now`), which scan inline, or
+//! run it on a manual waker and wake it cycle by cycle, instead of sleeping.
 
 pub mod discover;
 pub mod follow;
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
 
-use crate::clock::unix_now;
+use crate::clock::{unix_now, Waker};
 
 /// One configured source: a path or glob, with an optional run-name prefix and a tag the
 /// tailer does not look at but hands to [`Sink::open`] with each file the source finds (the
@@ -298,22 +300,33 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
     pub fn poll_once(&mut self, sink: &mut dyn Sink<T>) -> Instant {
+        self.poll_at(sink, Instant::now())
+    }
+
+    /// [`Tailer::poll_once`] as if it were `now`: what is due, and how long a file has been
+    /// gone, are reckoned from `now` (a test steps time with it; give each call a `now` no
+    /// earlier than the last).
+    pub fn poll_at(&mut self, sink: &mut dyn Sink<T>, now: Instant) -> Instant {
         self.take_pending(sink);
-        let now = Instant::now();
         if self.scan_due(now) {
             self.scan_at(sink, now);
         }
         let next_scan = self.last_scan.map(|t| t + self.opts.rescan).unwrap_or(now);
-        self.poll_files(sink, &AtomicBool::new(false))
+        self.poll_files(sink, now, &|| false)
             .map_or(next_scan, |n| n.min(next_scan))
     }
 
-    /// Polls every file that is due, until `stop`. Returns when the next poll is due.
-    fn poll_files(&mut self, sink: &mut dyn Sink<T>, stop: &AtomicBool) -> Option<Instant> {
-        let now = Instant::now();
+    /// Polls every file that is due at `now`, until `stopped`. Returns when the next poll is
+    /// due.
+    fn poll_files(
+        &mut self,
+        sink: &mut dyn Sink<T>,
+        now: Instant,
+        stopped: &dyn Fn() -> bool,
+    ) -> Option<Instant> {
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {
-            if stop.load(Ordering::Relaxed) {
+            if stopped() {
                 break;
             }
             if t.next > now + COALESCE {
@@ -366,14 +379,16 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
         self.files.values().map(|t| t.next).min()
     }
 
-    /// Follows until `stop` is set, the globs expanded by a scanner thread. A sleep lasts at
-    /// most the longest poll interval; unpark this thread to end it at once.
-    pub fn run(&mut self, sink: &mut dyn Sink<T>, stop: &AtomicBool) {
-        let mut scanner = Scanner::spawn(&self.sources, self.opts);
-        while !stop.load(Ordering::Relaxed) {
+    /// Follows until `waker` is stopped, the globs expanded by a scanner thread. A sleep lasts
+    /// at most the longest poll interval; the scanner's notification ends it at once. Each
+    /// sleep asked for is one cycle of `waker`, and so is each pass with nothing to wait
+    /// for on a manual waker.
+    pub fn run(&mut self, sink: &mut dyn Sink<T>, waker: &Arc<Waker>) {
+        let mut scanner = Scanner::spawn(&self.sources, self.opts, waker);
+        while !waker.is_stopped() {
             if self.take_pending(sink) {
                 // the old scanner's expansions index the old sources: start afresh
-                scanner = Scanner::spawn(&self.sources, self.opts);
+                scanner = Scanner::spawn(&self.sources, self.opts, waker);
             }
             let now = Instant::now();
             match &scanner {
@@ -387,13 +402,13 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
                 None => {}
             }
             let next = self
-                .poll_files(sink, stop)
+                .poll_files(sink, Instant::now(), &|| waker.is_stopped())
                 .unwrap_or(now + self.opts.max_delay);
             let wait = next
                 .saturating_duration_since(Instant::now())
                 .min(self.opts.max_delay);
-            if !wait.is_zero() && !stop.load(Ordering::Relaxed) {
-                std::thread::park_timeout(wait);
+            if (!wait.is_zero() || waker.is_manual()) && !waker.is_stopped() {
+                waker.sleep_until(Instant::now() + wait);
             }
         }
     }
@@ -424,7 +439,7 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
 }
 
 /// The scanner thread of [`Tailer::run`]: expands every glob each rescan interval and hands
-/// each expansion over as soon as it is done, waking the tailer. Dropping it stops it,
+/// each expansion over as soon as it is done, notifying the tailer's waker. Dropping it stops it,
 /// mid-walk too.
 struct Scanner {
     results: mpsc::Receiver<Expanded>,
@@ -437,11 +452,12 @@ impl Scanner {
     fn spawn<T: Send + Sync + 'static>(
         sources: &Arc<Vec<Source<T>>>,
         opts: TailOptions,
+        waker: &Arc<Waker>,
     ) -> Option<Scanner> {
         let (tx, results) = mpsc::sync_channel(sources.len().max(1));
         let (wake, woken) = mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
-        let tailer = std::thread::current();
+        let tailer = waker.clone();
         let (sources, flag) = (sources.clone(), stop.clone());
         std::thread::Builder::new()
             .name("tail-scan".into())
@@ -451,7 +467,7 @@ impl Scanner {
                     if flag.load(Ordering::Relaxed) || tx.send((i, exp.ok())).is_err() {
                         return;
                     }
-                    tailer.unpark();
+                    tailer.notify();
                 }
                 if woken.recv_timeout(opts.rescan) != Err(mpsc::RecvTimeoutError::Timeout) {
                     return;

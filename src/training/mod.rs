@@ -483,6 +483,8 @@ pub struct Runs {
     pub runs: BTreeMap<String, Run>,
     /// Files refused because `max_runs` was reached.
     pub runs_dropped: u64,
+    /// Attribution scans completed; `None` while attribution is not running.
+    pub attribution_cycles: Option<u64>,
     /// User rules, applied to the cleaned lines of the runs they are scoped to.
     pub rules: Arc<Vec<Rule>>,
     /// Every run's history together: bytes accounted, the overhead part, series, and the
@@ -526,6 +528,7 @@ impl Runs {
             max_runs,
             runs: BTreeMap::new(),
             runs_dropped: 0,
+            attribution_cycles: None,
             rules: Arc::new(Vec::new()),
             history_bytes: 0,
             history_overhead: 0,

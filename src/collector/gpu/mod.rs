@@ -69,6 +69,12 @@ impl GpuCollector {
     /// reports `nvml_up` false. Waits (up to 10 s) for the first cycle so that the first
     /// scrape already has values.
     pub fn start(opts: GpuOptions) -> GpuCollector {
+        Self::start_with(opts, Arc::new(Waker::new()))
+    }
+
+    /// As [`GpuCollector::start`], the sampling thread waiting on `waker` between cycles
+    /// (a test's manual one).
+    pub fn start_with(opts: GpuOptions, waker: Arc<Waker>) -> GpuCollector {
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(GpuSnapshot::default())),
             history: Mutex::new(BTreeMap::new()),
@@ -78,7 +84,7 @@ impl GpuCollector {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker = {
             let shared = shared.clone();
-            Worker::spawn("gpu", move |stop| run(opts, &shared, stop, ready_tx))
+            Worker::spawn_with("gpu", waker, move |stop| run(opts, &shared, stop, ready_tx))
         };
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
         GpuCollector { shared, worker }

@@ -54,6 +54,8 @@ pub trait Sink<T> {
     /// One line, read at `time` (unix seconds).
     fn line(&mut self, run: &str, line: &[u8], time: f64);
     fn too_long(&mut self, run: &str);
+    /// One poll read `bytes` (> 0) of the run's file, a partial last line included.
+    fn read(&mut self, _run: &str, _bytes: u64) {}
     fn event(&mut self, run: &str, event: &FileEvent);
     /// The file has been gone longer than the retention: drop the run.
     fn forget(&mut self, run: &str);
@@ -511,6 +513,9 @@ fn poll_file<T>(
         time,
     };
     let polled = t.follower.poll_unless(&mut adapter, budget, taken);
+    if polled.bytes > 0 {
+        sink.read(&t.run, polled.bytes);
+    }
     if !polled.more {
         t.catching_up = false;
     }

@@ -502,6 +502,8 @@ pub struct Run {
     parser: LineParser,
     /// Read errors on the run's file (permission denied, a directory ...).
     pub read_errors: u64,
+    /// Bytes read from the run's file, partial lines included.
+    pub bytes_read: u64,
     warned_keys: bool,
     /// A parser panicked on a line of this run's file (logged once).
     warned_panic: bool,
@@ -736,6 +738,7 @@ impl tail::Sink<Format> for Runs {
                     always: |k| Known::from_key(k).is_some(),
                 }),
                 read_errors: 0,
+                bytes_read: 0,
                 warned_keys: false,
                 warned_panic: false,
                 rules: (0..self.rules.len())
@@ -775,6 +778,12 @@ impl tail::Sink<Format> for Runs {
         if let Some(r) = self.runs.get_mut(run) {
             r.state.lines += 1;
             r.state.skip(SkipReason::TooLong);
+        }
+    }
+
+    fn read(&mut self, run: &str, bytes: u64) {
+        if let Some(r) = self.runs.get_mut(run) {
+            r.bytes_read += bytes;
         }
     }
 
@@ -831,6 +840,9 @@ impl tail::Sink<Format> for &Mutex<Runs> {
     }
     fn too_long(&mut self, run: &str) {
         lock(self).too_long(run)
+    }
+    fn read(&mut self, run: &str, bytes: u64) {
+        lock(self).read(run, bytes)
     }
     fn event(&mut self, run: &str, event: &FileEvent) {
         lock(self).event(run, event)

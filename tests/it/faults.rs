@@ -157,7 +157,17 @@ fn a_write_cut_short_counts_once_when_completed() {
     let d = Daemon::start(&["--log", &spec]);
     assert!(wait_for(Duration::from_secs(10), || records(&d, "r") == 1.0));
     append(&log, "{\"loss\": 0.25, \"st");
-    std::thread::sleep(Duration::from_millis(600));
+    // the witness: the daemon has read the cut line's bytes
+    let size = std::fs::metadata(&log).unwrap().len() as f64;
+    let read = || {
+        let m = quick_scrape(&d);
+        value(
+            &m,
+            "gpu_train_exporter_log_bytes_read_total",
+            &[("run", "r")],
+        )
+    };
+    assert!(wait_for(Duration::from_secs(10), || read() == Some(size)));
     let m = quick_scrape(&d);
     assert_eq!(
         value(&m, "training_records_total", &[("run", "r")]),

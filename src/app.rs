@@ -5,21 +5,21 @@
 //! one-shot `parse` mode.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use crate::clock::Waker;
 use crate::collector::{GpuCollector, HostCollector, Worker};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Source};
 use crate::expose::{self, Dialect, Encoder, TrainingView};
 use crate::http::server::Web;
 use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::state::AppState;
-use crate::tail::{self, Source, SourcesSlot, TailOptions, Tailer};
+use crate::tail::{self, SourcesSlot, TailOptions, Tailer};
 use crate::training::{lock, Limits, Runs};
 
 /// Reads the configuration again, as at start (the same flags): what SIGHUP puts in force.
@@ -41,17 +41,17 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             "no logs configured (--log or logs: in --config); serving exporter metrics only"
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let tail_waker = Arc::new(Waker::new());
     let mut tailer = Tailer::new(config.sources.clone(), config.tail);
     let sources = tailer.sources_slot();
     let tailer = {
         let runs = state.runs.clone();
-        let stop = stop.clone();
+        let waker = tail_waker.clone();
         std::thread::Builder::new()
             .name("tailer".into())
             .spawn(move || {
                 let mut sink: &Mutex<Runs> = &runs;
-                tailer.run(&mut sink, &stop);
+                tailer.run(&mut sink, &waker);
             })
             .context("starting the tailer thread")?
     };
@@ -109,9 +109,8 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     // Tasks still running (a request past the drain) are dropped; a bcrypt check or a
     // render on a blocking thread is not waited for.
     rt.shutdown_timeout(Duration::from_millis(50));
-    stop.store(true, Ordering::Relaxed);
     // ends the tailer's sleep at once
-    tailer.thread().unpark();
+    tail_waker.stop();
     // Each part stops on a thread of its own, all at once, and is waited for until a
     // deadline: one blocked part neither delays the others nor the exit.
     let (done, stopped) = std::sync::mpsc::channel::<()>();
@@ -215,7 +214,7 @@ struct Reloader {
     started: Config,
     current: Mutex<Config>,
     runs: Arc<Mutex<Runs>>,
-    sources: SourcesSlot,
+    sources: SourcesSlot<Format>,
     web: Arc<Web>,
 }
 
@@ -339,7 +338,7 @@ pub fn parse_files(
         .map(|f| Source {
             run: Some(f.display().to_string()),
             path: f.display().to_string(),
-            format,
+            tag: format,
             // named on the command line: wherever it leads
             follow_symlinks_outside: true,
         })

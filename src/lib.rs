@@ -7,10 +7,12 @@
 //! [`config`] validates flags and the file; [`app`] wires it all and reloads on SIGHUP.
 //! [`attribution`] finds the processes that hold each run's log open, through [`procfs`]
 //! (the one reader of `/proc`, at `--path.procfs`). Beside the logs,
-//! [`collector`] samples the GPUs (NVML) and the host in the background.
+//! [`collector`] samples the GPUs (NVML) and the host in the background; [`clock`] is the
+//! time they and the tailer wait on.
 
 pub mod app;
 pub mod attribution;
+pub mod clock;
 pub mod collector;
 pub mod config;
 pub mod expose;

@@ -5,10 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::clock::unix_now;
 use crate::collector::{self, GpuCollector, HostCollector};
 use crate::config::Config;
 use crate::expose::{self, Dialect, Encoder, TrainingView};
-use crate::tail;
 use crate::training::{lock, Runs};
 
 /// State shared by the HTTP handlers.
@@ -49,7 +49,7 @@ impl AppState {
                 &TrainingView {
                     runs: &list,
                     limits: &runs.limits,
-                    now: tail::unix_now(),
+                    now: unix_now(),
                     wall_clock: true,
                     rules: &runs.rules,
                 },

@@ -3,6 +3,7 @@
 //! thread; node_exporter remains the tool for everything else about the host.
 
 use super::Worker;
+use crate::clock::Waker;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -40,6 +41,12 @@ pub struct HostCollector {
 impl HostCollector {
     /// Starts sampling; the first memory and load values are read before it returns.
     pub fn start(opts: HostOptions) -> HostCollector {
+        Self::start_with(opts, Arc::new(Waker::new()))
+    }
+
+    /// As [`HostCollector::start`], the sampling thread waiting on `waker` between cycles
+    /// (a test's manual one).
+    pub fn start_with(opts: HostOptions, waker: Arc<Waker>) -> HostCollector {
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(HostSnapshot::default()),
             errors: Mutex::new([0; CALLS.len()]),
@@ -57,7 +64,7 @@ impl HostCollector {
         }
         let worker = sys.and_then(|mut sys| {
             let shared = shared.clone();
-            Worker::spawn("host", move |stop| {
+            Worker::spawn_with("host", waker, move |stop| {
                 let mut next = Instant::now() + opts.interval;
                 while stop.sleep_until(next) {
                     next += opts.interval;
@@ -142,5 +149,30 @@ pub fn encode(enc: &mut Encoder<'_>, s: &HostSnapshot) {
             enc.family(name, help, Kind::Gauge);
             enc.sample(name, &[], v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The CPU utilization takes two samples: absent after the one `start` takes, present
+    /// once a wake-up of the sampling thread has taken the second.
+    #[test]
+    fn the_second_sample_comes_at_a_wake_up() {
+        let waker = Arc::new(Waker::manual());
+        let opts = HostOptions {
+            interval: Duration::from_secs(3600),
+        };
+        let host = HostCollector::start_with(opts, waker.clone());
+        assert!(waker.wait_cycles(1, Duration::from_secs(10)));
+        let first = host.snapshot();
+        assert!(first.cycle_seconds.is_some());
+        assert_eq!(first.cpu_utilization, None);
+        assert!(waker.wake(1, Duration::from_secs(10)));
+        let u = host.snapshot().cpu_utilization.expect("a second sample");
+        assert!((0.0..=1.0).contains(&u), "{u}");
+        host.stop();
     }
 }

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::clock::Waker;
 use crate::expose::{Encoder, Kind};
 
 pub mod gpu;
@@ -31,14 +32,6 @@ pub struct GpuOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostOptions {
     pub interval: Duration,
-}
-
-/// Unix time now, in seconds.
-pub(crate) fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// What every collector offers the scrape: its name (the `collector` label), its families,
@@ -183,72 +176,42 @@ pub fn encode_all(enc: &mut Encoder<'_>, collectors: &[&dyn Collector]) {
     }
 }
 
-/// The stop signal of a collector's threads: a flag to check, and a sleep that a stop ends
-/// at once (so a sampling loop wakes once per interval, not every few milliseconds).
-#[derive(Debug, Default)]
-pub struct Stop {
-    flag: std::sync::atomic::AtomicBool,
-    lock: std::sync::Mutex<()>,
-    wake: std::sync::Condvar,
-}
-
-impl Stop {
-    pub fn is_set(&self) -> bool {
-        self.flag.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn set(&self) {
-        self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _guard = crate::training::lock(&self.lock);
-        self.wake.notify_all();
-    }
-
-    /// Sleeps until `deadline`; false if the stop came first.
-    pub fn sleep_until(&self, deadline: std::time::Instant) -> bool {
-        let mut guard = crate::training::lock(&self.lock);
-        loop {
-            if self.is_set() {
-                return false;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            guard = match self.wake.wait_timeout(guard, deadline - now) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-        }
-    }
-}
-
 /// A collector's background thread: told to stop when dropped, stopped and joined by
 /// [`Worker::stop`].
 #[derive(Debug)]
 pub struct Worker {
-    stop: std::sync::Arc<Stop>,
+    waker: std::sync::Arc<Waker>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
-    /// Starts `body` on a thread named `name`. `None`, logged, if no thread can be started.
-    pub fn spawn(name: &str, body: impl FnOnce(&Stop) + Send + 'static) -> Option<Worker> {
-        let stop = std::sync::Arc::new(Stop::default());
-        let signal = stop.clone();
+    /// Starts `body` on a thread named `name`, waiting on a production [`Waker`]. `None`,
+    /// logged, if no thread can be started.
+    pub fn spawn(name: &str, body: impl FnOnce(&Waker) + Send + 'static) -> Option<Worker> {
+        Self::spawn_with(name, std::sync::Arc::new(Waker::new()), body)
+    }
+
+    /// As [`Worker::spawn`], waiting on `waker` (a test's manual one).
+    pub fn spawn_with(
+        name: &str,
+        waker: std::sync::Arc<Waker>,
+        body: impl FnOnce(&Waker) + Send + 'static,
+    ) -> Option<Worker> {
+        let signal = waker.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || body(&signal))
             .map_err(|e| tracing::warn!("{name} metrics absent: cannot start a thread: {e}"))
             .ok()
             .map(|t| Worker {
-                stop,
+                waker,
                 thread: Some(t),
             })
     }
 
     /// Stops the thread and waits for it.
     pub fn stop(mut self) {
-        self.stop.set();
+        self.waker.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -257,6 +220,6 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.stop.set();
+        self.waker.stop();
     }
 }

@@ -28,7 +28,7 @@ use self::web_file::{Limits as WebLimits, WebConfig};
 use crate::collector::{GpuOptions, HostOptions};
 use crate::parse::rules::{self, Rule};
 use crate::parse::Format;
-use crate::tail::{Source, TailOptions};
+use crate::tail::{self, TailOptions};
 use crate::training::Limits;
 
 /// The default listen address.
@@ -43,6 +43,9 @@ pub struct Attribution {
     /// Environment variables that name a run, first set wins.
     pub run_from_env: Vec<String>,
 }
+
+/// A configured log source, tagged with its format.
+pub type Source = tail::Source<Format>;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -332,7 +335,7 @@ fn source(
     Ok(Source {
         run,
         path,
-        format,
+        tag: format,
         follow_symlinks_outside: false,
     })
 }

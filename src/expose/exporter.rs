@@ -1,5 +1,6 @@
 //! The exporter's own families (`gpu_train_exporter_*` of the runs: build info, runs
-//! followed and dropped, keys dropped, log read errors), beside the training families.
+//! followed and dropped, keys dropped, log bytes read and read errors, attribution scans),
+//! beside the training families.
 
 use std::borrow::Cow;
 
@@ -41,6 +42,14 @@ pub fn encode(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Ru
         &[],
         runs.runs_dropped as f64,
     );
+    if let Some(n) = runs.attribution_cycles {
+        enc.family(
+            "gpu_train_exporter_attribution_cycles_total",
+            "Attribution scans of the procfs completed (absent when attribution is off).",
+            Kind::Counter,
+        );
+        enc.sample("gpu_train_exporter_attribution_cycles_total", &[], n as f64);
+    }
     enc.family(
         "gpu_train_exporter_keys_dropped_total",
         "Keys not recorded because the per-run key limit or key length limit was reached.",
@@ -51,6 +60,18 @@ pub fn encode(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Ru
             "gpu_train_exporter_keys_dropped_total",
             &[("run", name)],
             r.state.keys_dropped as f64,
+        );
+    }
+    enc.family(
+        "gpu_train_exporter_log_bytes_read_total",
+        "Bytes read from the run's log file, a partial last line included.",
+        Kind::Counter,
+    );
+    for (name, r) in labelled {
+        enc.sample(
+            "gpu_train_exporter_log_bytes_read_total",
+            &[("run", name)],
+            r.bytes_read as f64,
         );
     }
     enc.family(

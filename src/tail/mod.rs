@@ -13,9 +13,11 @@
 //! device and inode, not by path: reached by two paths (a symlinked run directory), it is
 //! followed once, under the first path found (a path without symbolic links first). A file
 //! the sink refused (run limit, name taken) is offered again at the next scan after a run
-//! was forgotten; the refused set holds only paths the last scan matched. The stop flag is
-//! seen between two files' polls, and a sleep ends at [`std::thread::Thread::unpark`].
-//! Tests drive it with [`Tailer::poll_once`], which scans inline, instead of sleeping.
+//! was forgotten; the refused set holds only paths the last scan matched. [`Tailer::run`]
+//! sleeps on a [`Waker`]: its stop is seen between two files' polls and ends a sleep at once,
+//! and the scanner notifies it when an expansion is ready. Tests drive it with
+//! [`Tailer::poll_once`] or [`Tailer::poll_at`] (an explicit `now`), which scan inline, or
+//! run it on a manual waker and wake it cycle by cycle, instead of sleeping.
 
 pub mod discover;
 pub mod follow;
@@ -24,31 +26,36 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
 
-use crate::parse::Format;
+use crate::clock::{unix_now, Waker};
 
-/// One configured source: a path or glob, with an optional run-name prefix and a format.
+/// One configured source: a path or glob, with an optional run-name prefix and a tag the
+/// tailer does not look at but hands to [`Sink::open`] with each file the source finds (the
+/// program's tag is the log format).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Source {
+pub struct Source<T> {
     pub run: Option<String>,
     pub path: String,
-    pub format: Format,
+    pub tag: T,
     /// Follow files whose symbolic links lead out of the pattern's base directory
     /// ([`discover::base_dir`]); refused by default.
     pub follow_symlinks_outside: bool,
 }
 
-/// Receives lines per run.
-pub trait Sink {
-    /// A new file was found for `run`. Returning false refuses it (a cap was reached).
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool;
+/// Receives lines per run; `T` is the tag of the sources ([`Source::tag`]).
+pub trait Sink<T> {
+    /// A new file was found for `run` by a source tagged `tag`. Returning false refuses it
+    /// (a cap was reached).
+    fn open(&mut self, run: &str, path: &Path, tag: &T) -> bool;
     /// One line, read at `time` (unix seconds).
     fn line(&mut self, run: &str, line: &[u8], time: f64);
     fn too_long(&mut self, run: &str);
+    /// One poll read `bytes` (> 0) of the run's file, a partial last line included.
+    fn read(&mut self, _run: &str, _bytes: u64) {}
     fn event(&mut self, run: &str, event: &FileEvent);
     /// The file has been gone longer than the retention: drop the run.
     fn forget(&mut self, run: &str);
@@ -88,10 +95,10 @@ impl Default for TailOptions {
     }
 }
 
-struct Tracked {
+struct Tracked<T> {
     run: String,
     /// The source that found it: a reload that keeps the source keeps the file.
-    source: Source,
+    source: Source<T>,
     follower: Follower,
     /// The file the scan found at the path, until the follower opens one.
     found_id: Option<FileId>,
@@ -107,21 +114,21 @@ struct Tracked {
 type Expanded = (usize, Option<discover::Expansion>);
 
 /// Follows every file of every source.
-pub struct Tailer {
-    sources: Arc<Vec<Source>>,
+pub struct Tailer<T> {
+    sources: Arc<Vec<Source<T>>>,
     opts: TailOptions,
-    files: BTreeMap<PathBuf, Tracked>,
+    files: BTreeMap<PathBuf, Tracked<T>>,
     /// Which followed path has each open file.
     owners: HashMap<FileId, PathBuf>,
     /// Per source.
     scan_state: Vec<ScanState>,
     last_scan: Option<Instant>,
     /// New sources handed in while running (a config reload), taken at the next poll.
-    pending: SourcesSlot,
+    pending: SourcesSlot<T>,
 }
 
 /// Where a running tailer's new sources are put: see [`Tailer::sources_slot`].
-pub type SourcesSlot = Arc<Mutex<Option<Vec<Source>>>>;
+pub type SourcesSlot<T> = Arc<Mutex<Option<Vec<Source<T>>>>>;
 
 #[derive(Default)]
 struct ScanState {
@@ -134,8 +141,8 @@ struct ScanState {
     bounded: bool,
 }
 
-impl Tailer {
-    pub fn new(sources: Vec<Source>, opts: TailOptions) -> Self {
+impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
+    pub fn new(sources: Vec<Source<T>>, opts: TailOptions) -> Self {
         let scan_state = sources.iter().map(|_| ScanState::default()).collect();
         Tailer {
             sources: Arc::new(sources),
@@ -150,14 +157,14 @@ impl Tailer {
 
     /// A slot through which another thread gives this tailer new sources: they replace the
     /// current ones (as [`Tailer::set_sources`]) at its next poll.
-    pub fn sources_slot(&self) -> SourcesSlot {
+    pub fn sources_slot(&self) -> SourcesSlot<T> {
         self.pending.clone()
     }
 
     /// Replaces the sources. Files found by a source that is still configured go on as they
     /// were; the others stop being followed and their runs are forgotten. The next poll
     /// scans the new sources.
-    pub fn set_sources(&mut self, sources: Vec<Source>, sink: &mut dyn Sink) {
+    pub fn set_sources(&mut self, sources: Vec<Source<T>>, sink: &mut dyn Sink<T>) {
         let gone: Vec<PathBuf> = self
             .files
             .iter()
@@ -176,7 +183,7 @@ impl Tailer {
     }
 
     /// New sources put in the slot since the last call (a reload), applied.
-    fn take_pending(&mut self, sink: &mut dyn Sink) -> bool {
+    fn take_pending(&mut self, sink: &mut dyn Sink<T>) -> bool {
         let pending = self
             .pending
             .lock()
@@ -202,11 +209,11 @@ impl Tailer {
     }
 
     /// Expands the globs and starts following new files.
-    pub fn scan(&mut self, sink: &mut dyn Sink) {
+    pub fn scan(&mut self, sink: &mut dyn Sink<T>) {
         self.scan_at(sink, Instant::now());
     }
 
-    fn scan_at(&mut self, sink: &mut dyn Sink, now: Instant) {
+    fn scan_at(&mut self, sink: &mut dyn Sink<T>, now: Instant) {
         let never = AtomicBool::new(false);
         for i in 0..self.sources.len() {
             let exp = discover::expand(&self.sources[i].path, self.opts.max_scan_entries, &never);
@@ -223,7 +230,7 @@ impl Tailer {
     /// (`None`: the pattern does not compile, which config validation rules out).
     fn apply_expansion(
         &mut self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn Sink<T>,
         i: usize,
         exp: Option<discover::Expansion>,
         now: Instant,
@@ -263,7 +270,7 @@ impl Tailer {
                 continue;
             }
             let (run, altered) = discover::run_name_checked(src.run.as_deref(), &src.path, &f.path);
-            if !sink.open(&run, &f.path, src.format) {
+            if !sink.open(&run, &f.path, &src.tag) {
                 state.refused.insert(f.path);
                 continue;
             }
@@ -294,23 +301,34 @@ impl Tailer {
     }
 
     /// Polls every file that is due, scans if due. Returns when the next poll is due.
-    pub fn poll_once(&mut self, sink: &mut dyn Sink) -> Instant {
+    pub fn poll_once(&mut self, sink: &mut dyn Sink<T>) -> Instant {
+        self.poll_at(sink, Instant::now())
+    }
+
+    /// [`Tailer::poll_once`] as if it were `now`: what is due, and how long a file has been
+    /// gone, are reckoned from `now` (a test steps time with it; give each call a `now` no
+    /// earlier than the last).
+    pub fn poll_at(&mut self, sink: &mut dyn Sink<T>, now: Instant) -> Instant {
         self.take_pending(sink);
-        let now = Instant::now();
         if self.scan_due(now) {
             self.scan_at(sink, now);
         }
         let next_scan = self.last_scan.map(|t| t + self.opts.rescan).unwrap_or(now);
-        self.poll_files(sink, &AtomicBool::new(false))
+        self.poll_files(sink, now, &|| false)
             .map_or(next_scan, |n| n.min(next_scan))
     }
 
-    /// Polls every file that is due, until `stop`. Returns when the next poll is due.
-    fn poll_files(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) -> Option<Instant> {
-        let now = Instant::now();
+    /// Polls every file that is due at `now`, until `stopped`. Returns when the next poll is
+    /// due.
+    fn poll_files(
+        &mut self,
+        sink: &mut dyn Sink<T>,
+        now: Instant,
+        stopped: &dyn Fn() -> bool,
+    ) -> Option<Instant> {
         let mut forget = Vec::new();
         for (path, t) in self.files.iter_mut() {
-            if stop.load(Ordering::Relaxed) {
+            if stopped() {
                 break;
             }
             if t.next > now + COALESCE {
@@ -363,14 +381,16 @@ impl Tailer {
         self.files.values().map(|t| t.next).min()
     }
 
-    /// Follows until `stop` is set, the globs expanded by a scanner thread. A sleep lasts at
-    /// most the longest poll interval; unpark this thread to end it at once.
-    pub fn run(&mut self, sink: &mut dyn Sink, stop: &AtomicBool) {
-        let mut scanner = Scanner::spawn(&self.sources, self.opts);
-        while !stop.load(Ordering::Relaxed) {
+    /// Follows until `waker` is stopped, the globs expanded by a scanner thread. A sleep lasts
+    /// at most the longest poll interval; the scanner's notification ends it at once. Each
+    /// sleep asked for is one cycle of `waker`, and so is each pass with nothing to wait
+    /// for on a manual waker.
+    pub fn run(&mut self, sink: &mut dyn Sink<T>, waker: &Arc<Waker>) {
+        let mut scanner = Scanner::spawn(&self.sources, self.opts, waker);
+        while !waker.is_stopped() {
             if self.take_pending(sink) {
                 // the old scanner's expansions index the old sources: start afresh
-                scanner = Scanner::spawn(&self.sources, self.opts);
+                scanner = Scanner::spawn(&self.sources, self.opts, waker);
             }
             let now = Instant::now();
             match &scanner {
@@ -384,19 +404,19 @@ impl Tailer {
                 None => {}
             }
             let next = self
-                .poll_files(sink, stop)
+                .poll_files(sink, Instant::now(), &|| waker.is_stopped())
                 .unwrap_or(now + self.opts.max_delay);
             let wait = next
                 .saturating_duration_since(Instant::now())
                 .min(self.opts.max_delay);
-            if !wait.is_zero() && !stop.load(Ordering::Relaxed) {
-                std::thread::park_timeout(wait);
+            if (!wait.is_zero() || waker.is_manual()) && !waker.is_stopped() {
+                waker.sleep_until(Instant::now() + wait);
             }
         }
     }
 
     /// Reads every file to its end once, partial last lines included (one-shot mode).
-    pub fn read_to_end(&mut self, sink: &mut dyn Sink) {
+    pub fn read_to_end(&mut self, sink: &mut dyn Sink<T>) {
         self.scan(sink);
         for t in self.files.values_mut() {
             // to the size the file has now: a file written faster than it is read ends too
@@ -421,7 +441,7 @@ impl Tailer {
 }
 
 /// The scanner thread of [`Tailer::run`]: expands every glob each rescan interval and hands
-/// each expansion over as soon as it is done, waking the tailer. Dropping it stops it,
+/// each expansion over as soon as it is done, notifying the tailer's waker. Dropping it stops it,
 /// mid-walk too.
 struct Scanner {
     results: mpsc::Receiver<Expanded>,
@@ -431,11 +451,15 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn spawn(sources: &Arc<Vec<Source>>, opts: TailOptions) -> Option<Scanner> {
+    fn spawn<T: Send + Sync + 'static>(
+        sources: &Arc<Vec<Source<T>>>,
+        opts: TailOptions,
+        waker: &Arc<Waker>,
+    ) -> Option<Scanner> {
         let (tx, results) = mpsc::sync_channel(sources.len().max(1));
         let (wake, woken) = mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
-        let tailer = std::thread::current();
+        let tailer = waker.clone();
         let (sources, flag) = (sources.clone(), stop.clone());
         std::thread::Builder::new()
             .name("tail-scan".into())
@@ -445,7 +469,7 @@ impl Scanner {
                     if flag.load(Ordering::Relaxed) || tx.send((i, exp.ok())).is_err() {
                         return;
                     }
-                    tailer.unpark();
+                    tailer.notify();
                 }
                 if woken.recv_timeout(opts.rescan) != Err(mpsc::RecvTimeoutError::Timeout) {
                     return;
@@ -466,9 +490,9 @@ impl Drop for Scanner {
     }
 }
 
-fn poll_file(
-    t: &mut Tracked,
-    sink: &mut dyn Sink,
+fn poll_file<T>(
+    t: &mut Tracked<T>,
+    sink: &mut dyn Sink<T>,
     budget: u64,
     taken: &dyn Fn(FileId) -> bool,
 ) -> follow::Polled {
@@ -489,27 +513,22 @@ fn poll_file(
         time,
     };
     let polled = t.follower.poll_unless(&mut adapter, budget, taken);
+    if polled.bytes > 0 {
+        sink.read(&t.run, polled.bytes);
+    }
     if !polled.more {
         t.catching_up = false;
     }
     polled
 }
 
-/// Unix time now, in seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-struct Adapter<'a> {
+struct Adapter<'a, T> {
     run: &'a str,
-    sink: &'a mut dyn Sink,
+    sink: &'a mut dyn Sink<T>,
     time: f64,
 }
 
-impl follow::LineSink for Adapter<'_> {
+impl<T> follow::LineSink for Adapter<'_, T> {
     fn line(&mut self, line: &[u8]) {
         self.sink.line(self.run, line, self.time);
     }

@@ -419,6 +419,8 @@ pub struct Runs {
     pub runs: BTreeMap<String, Run>,
     /// Files refused because `max_runs` was reached.
     pub runs_dropped: u64,
+    /// Attribution scans completed; `None` while attribution is not running.
+    pub attribution_cycles: Option<u64>,
     /// User rules, applied to the cleaned lines of the runs they are scoped to.
     pub rules: Arc<Vec<Rule>>,
     /// Every run's history together: bytes accounted, the overhead part, series, and the
@@ -436,6 +438,8 @@ pub struct Run {
     parser: LineParser,
     /// Read errors on the run's file (permission denied, a directory ...).
     pub read_errors: u64,
+    /// Bytes read from the run's file, partial lines included.
+    pub bytes_read: u64,
     warned_keys: bool,
     /// A parser panicked on a line of this run's file (logged once).
     warned_panic: bool,
@@ -502,6 +506,7 @@ impl Runs {
             max_runs,
             runs: BTreeMap::new(),
             runs_dropped: 0,
+            attribution_cycles: None,
             rules: Arc::new(Vec::new()),
             history_bytes: 0,
             history_overhead: 0,
@@ -639,8 +644,9 @@ pub fn unique_label(env: &str, name: &str, is_taken: impl Fn(&str) -> bool) -> S
     label
 }
 
-impl tail::Sink for Runs {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+impl tail::Sink<Format> for Runs {
+    fn open(&mut self, run: &str, path: &Path, format: &Format) -> bool {
+        let format = *format;
         if let Some(existing) = self.runs.get(run) {
             if existing.state.path != path.to_string_lossy() {
                 tracing::warn!(run, path = %path.display(), other = %existing.state.path, "two files map to the same run name; ignoring the second");
@@ -666,6 +672,7 @@ impl tail::Sink for Runs {
                     always: |k| Known::from_key(k).is_some(),
                 }),
                 read_errors: 0,
+                bytes_read: 0,
                 warned_keys: false,
                 warned_panic: false,
                 rules: (0..self.rules.len())
@@ -702,6 +709,12 @@ impl tail::Sink for Runs {
         if let Some(r) = self.runs.get_mut(run) {
             r.state.lines += 1;
             r.state.skip(SkipReason::TooLong);
+        }
+    }
+
+    fn read(&mut self, run: &str, bytes: u64) {
+        if let Some(r) = self.runs.get_mut(run) {
+            r.bytes_read += bytes;
         }
     }
 
@@ -749,8 +762,8 @@ impl tail::Sink for Runs {
 }
 
 /// Shares [`Runs`] between the tailer thread and the HTTP server.
-impl tail::Sink for &Mutex<Runs> {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
+impl tail::Sink<Format> for &Mutex<Runs> {
+    fn open(&mut self, run: &str, path: &Path, format: &Format) -> bool {
         lock(self).open(run, path, format)
     }
     fn line(&mut self, run: &str, line: &[u8], time: f64) {
@@ -758,6 +771,9 @@ impl tail::Sink for &Mutex<Runs> {
     }
     fn too_long(&mut self, run: &str) {
         lock(self).too_long(run)
+    }
+    fn read(&mut self, run: &str, bytes: u64) {
+        lock(self).read(run, bytes)
     }
     fn event(&mut self, run: &str, event: &FileEvent) {
         lock(self).event(run, event)
@@ -863,7 +879,7 @@ mod tests {
             "77/b/train.log",
             "c/train.log",
         ] {
-            assert!(runs.open(name, Path::new(name), Format::Auto));
+            assert!(runs.open(name, Path::new(name), &Format::Auto));
         }
         let env = |runs: &mut Runs, name: &str, v: &str| {
             let h = Holder {

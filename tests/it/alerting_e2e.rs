@@ -126,6 +126,34 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The last evaluation of the `TrainingLossNaN` rule: its start time and health, as
+/// Prometheus' rules API reports them (empty strings before the first).
+fn nan_rule_evaluation(port: u16) -> (String, String) {
+    let (status, body) = http_get(port, "/api/v1/rules?type=alert").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rule = v["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["name"] == "TrainingLossNaN")
+        .unwrap_or_else(|| panic!("no TrainingLossNaN rule: {body}"));
+    let text = |k: &str| rule[k].as_str().unwrap_or_default().to_string();
+    (text("lastEvaluation"), text("health"))
+}
+
+/// The alerts the Alertmanager holds, with their status (`/api/v2/alerts`).
+fn am_alerts(port: u16) -> Vec<serde_json::Value> {
+    let (status, body) = http_get(port, "/api/v2/alerts").unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// An instant query against Prometheus' HTTP API: the result vector.
 fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
     let (status, body) = http_get(port, &format!("/api/v1/query?query={}", urlencode(q)))
@@ -285,7 +313,22 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
         "Prometheus does not scrape the daemon:\n{}",
         prom.output()
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // the witness: the NaN rule has been evaluated, without error, twice since the data was
+    // there (the first of those may have begun before; the second began after)
+    let before = nan_rule_evaluation(prom_port);
+    let mut seen = vec![before.clone()];
+    let evaluated = wait_for(Duration::from_secs(30), || {
+        let now = nan_rule_evaluation(prom_port);
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        seen.len() >= 3
+    });
+    assert!(evaluated, "the NaN rule is not evaluated: {seen:?}");
+    assert!(
+        seen.iter().skip(1).all(|(_, health)| health == "ok"),
+        "{seen:?}"
+    );
     assert!(
         query(prom_port, "ALERTS{alertname=\"TrainingLossNaN\"}").is_empty(),
         "no NaN yet"
@@ -435,8 +478,43 @@ fn inhibitions_hold(am_port: u16, bodies: &Mutex<Vec<String>>) {
             && !titled("GpuLost on up:9842").is_empty()
     });
     assert!(arrived, "notifications: {:?}", attachments(bodies));
-    // a few more group intervals for anything that should not come
-    std::thread::sleep(Duration::from_secs(3));
+    // The witnesses that what should not come had its chance: the Alertmanager marks the
+    // targets inhibited, and an alert posted now, in a group of its own, is notified after
+    // its group wait, which is later than every group above was first flushed and at least
+    // one group interval after.
+    let inhibited = wait_for(Duration::from_secs(30), || {
+        let alerts = am_alerts(am_port);
+        let suppressed = |name: &str, instance: &str, key: &str, value: &str| {
+            alerts.iter().any(|a| {
+                a["labels"]["alertname"] == name
+                    && a["labels"]["instance"] == instance
+                    && a["labels"][key] == value
+                    && a["status"]["state"] == "suppressed"
+                    && a["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty())
+            })
+        };
+        suppressed("TrainingLossDiverging", "inhibit:9842", "run", "run-a")
+            && suppressed("GpuLost", "down:9842", "gpu", "0")
+    });
+    assert!(inhibited, "{:?}", am_alerts(am_port));
+    let witness = serde_json::json!([alert(
+        serde_json::json!({"alertname": "GpuLost", "severity": "critical",
+        "instance": "witness:9842", "job": "gpu-train-exporter", "gpu": "2", "uuid": "GPU-z"})
+    )]);
+    assert_eq!(
+        http_post_json(am_port, "/api/v2/alerts", &witness.to_string()),
+        200
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || !titled(
+            "GpuLost on witness:9842"
+        )
+        .is_empty()),
+        "notifications: {:?}",
+        attachments(bodies)
+    );
     let div = titled("TrainingLossDiverging on inhibit:9842");
     assert!(
         div.iter().all(|(_, text)| text.contains("run-b")),

@@ -18,8 +18,8 @@ fn state_with(run: &str, lines: &[&str]) -> Arc<AppState> {
     let state = Arc::new(AppState::new(&config));
     {
         let mut runs = lock(&state.runs);
-        assert!(runs.open(run, std::path::Path::new("/logs/x.log"), Format::Auto));
-        let now = gpu_train_exporter::tail::unix_now();
+        assert!(runs.open(run, std::path::Path::new("/logs/x.log"), &Format::Auto));
+        let now = gpu_train_exporter::clock::unix_now();
         for l in lines {
             runs.line(run, l.as_bytes(), now);
         }

@@ -239,14 +239,31 @@ fn attribution_can_be_turned_off() {
     let log = dir.path().join("train.log");
     std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
     let child = launcher(&log, &[]);
-    let d = Daemon::start(&[
-        "--log",
-        &format!("train={}", log.display()),
-        "--no-attribution",
-    ]);
-    d.wait_value("training_step", &[("run", "train")], 1.0, T);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(samples(&d.scrape(), "training_run_process_info").is_empty());
+    let spec = format!("train={}", log.display());
+    let args = ["--log", &spec, "--attribution.interval", "100ms"];
+    let off = Daemon::start(&[&args[..], &["--no-attribution"]].concat());
+    // the witness: a daemon started later with attribution on, on the same log, has scanned
+    // twice and found the launcher (and the first daemon, which follows the log too), so the
+    // first had the time and the processes to do so
+    let on = Daemon::start(&args);
+    let sh = (child.id().to_string(), "sh".to_string());
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = on.scrape();
+            value(&m, "gpu_train_exporter_attribution_cycles_total", &[]) >= Some(2.0)
+                && pids(&m, "train").contains(&sh)
+        }),
+        "{m}"
+    );
+    off.wait_value("training_step", &[("run", "train")], 1.0, T);
+    let m = off.scrape();
+    assert!(samples(&m, "training_run_process_info").is_empty(), "{m}");
+    assert_eq!(
+        value(&m, "gpu_train_exporter_attribution_cycles_total", &[]),
+        None,
+        "{m}"
+    );
     kill_group(child);
 }
 

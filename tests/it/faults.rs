@@ -71,11 +71,25 @@ fn log_replaced_by_a_directory() {
     std::fs::remove_file(&log).unwrap();
     std::fs::create_dir(&log).unwrap();
     std::fs::write(log.join("inner.log"), line(99)).unwrap();
-    for _ in 0..10 {
+    // the witness: the tailer has looked at the path since and refused the directory
+    let refused = || {
+        value(
+            &quick_scrape(&d),
+            "gpu_train_exporter_log_read_errors_total",
+            &[("run", "r")],
+        ) == Some(1.0)
+    };
+    assert!(wait_for(Duration::from_secs(10), refused), "{}", d.scrape());
+    // Nothing of the directory is read as log lines, then or at later rescans.
+    let rescans = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < rescans {
         let m = quick_scrape(&d);
-        // Nothing of the directory is read as log lines.
         assert_ne!(value(&m, "training_step", &[("run", "r")]), Some(99.0));
-        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            value(&m, "training_records_total", &[("run", "r")]),
+            Some(2.0)
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
     // A file again: followed again.
     std::fs::remove_dir_all(&log).unwrap();
@@ -157,7 +171,17 @@ fn a_write_cut_short_counts_once_when_completed() {
     let d = Daemon::start(&["--log", &spec]);
     assert!(wait_for(Duration::from_secs(10), || records(&d, "r") == 1.0));
     append(&log, "{\"loss\": 0.25, \"st");
-    std::thread::sleep(Duration::from_millis(600));
+    // the witness: the daemon has read the cut line's bytes
+    let size = std::fs::metadata(&log).unwrap().len() as f64;
+    let read = || {
+        let m = quick_scrape(&d);
+        value(
+            &m,
+            "gpu_train_exporter_log_bytes_read_total",
+            &[("run", "r")],
+        )
+    };
+    assert!(wait_for(Duration::from_secs(10), || read() == Some(size)));
     let m = quick_scrape(&d);
     assert_eq!(
         value(&m, "training_records_total", &[("run", "r")]),

@@ -143,7 +143,18 @@ fn soak_rotating_logs_under_frequent_scrapes() {
             .zip(&written)
             .all(|((r, _), &w)| records(&last, r) >= w as f64)
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // the witness that nothing more can come: every byte written, rotated files included,
+    // has been read
+    let read_all = wait_for(Duration::from_secs(60), || {
+        last = d.scrape();
+        runs.iter().all(|(r, p)| {
+            value(
+                &last,
+                "gpu_train_exporter_log_bytes_read_total",
+                &[("run", r)],
+            ) == Some(bytes_written(p) as f64)
+        })
+    });
     stop.store(true, Ordering::Relaxed);
     scraper.join().unwrap();
     let m = d.scrape();
@@ -156,6 +167,7 @@ fn soak_rotating_logs_under_frequent_scrapes() {
         slowest_ms.load(Ordering::Relaxed)
     );
     assert!(caught_up, "records never caught up:\n{last}");
+    assert!(read_all, "bytes read never reached bytes written:\n{last}");
     for ((r, p), &w) in runs.iter().zip(&written) {
         assert_eq!(w, LINES_PER_SECOND / WRITERS as u64 * secs);
         assert_eq!(
@@ -185,6 +197,20 @@ fn soak_rotating_logs_under_frequent_scrapes() {
         rss_end < rss_start + 32 * 1024,
         "RSS grew from {rss_start} KiB to {rss_end} KiB"
     );
+}
+
+/// Bytes in `p` and its rotated files.
+fn bytes_written(p: &Path) -> u64 {
+    let name = p.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::read_dir(p.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n == name || n.starts_with(&format!("{name}."))
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
 }
 
 fn rotated_files(p: &Path) -> usize {

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gpu_train_exporter::parse::Format;
+use gpu_train_exporter::clock::Waker;
 use gpu_train_exporter::tail::{FileEvent, Follower, Sink, Source, TailOptions, Tailer};
 
 use crate::harness::append;
@@ -19,8 +19,8 @@ struct Collect {
     forgotten: Vec<String>,
 }
 
-impl Sink for Collect {
-    fn open(&mut self, run: &str, _path: &Path, _format: Format) -> bool {
+impl Sink<()> for Collect {
+    fn open(&mut self, run: &str, _path: &Path, _tag: &()) -> bool {
         self.lines.entry(run.to_string()).or_default();
         true
     }
@@ -49,16 +49,11 @@ fn opts() -> TailOptions {
     }
 }
 
-fn tailer(pattern: &str, run: Option<&str>) -> Tailer {
-    Tailer::new(
-        vec![Source {
-            run: run.map(String::from),
-            path: pattern.to_string(),
-            format: Format::Auto,
-            ..Source::default()
-        }],
-        opts(),
-    )
+fn tailer<T>(pattern: &str, run: Option<&str>) -> Tailer<T>
+where
+    T: Default + Clone + PartialEq + Send + Sync + 'static,
+{
+    Tailer::new(vec![source(run, pattern, false)], opts())
 }
 
 fn lines(c: &Collect, run: &str) -> Vec<String> {
@@ -158,21 +153,24 @@ fn deleted_file_is_forgotten_after_the_retention() {
         vec![Source {
             run: Some("r".into()),
             path: p.display().to_string(),
-            format: Format::Auto,
+            tag: (),
             ..Source::default()
         }],
         TailOptions {
-            forget_after: Duration::from_millis(50),
+            forget_after: Duration::from_secs(3600),
             ..opts()
         },
     );
     let mut c = Collect::default();
-    t.poll_once(&mut c);
+    // time stepped by hand: gone at t0 + 1 s, kept until an hour later
+    let t0 = Instant::now();
+    t.poll_at(&mut c, t0);
     std::fs::remove_file(&p).unwrap();
-    t.poll_once(&mut c);
+    t.poll_at(&mut c, t0 + Duration::from_secs(1));
     assert!(c.forgotten.is_empty());
-    std::thread::sleep(Duration::from_millis(80));
-    t.poll_once(&mut c);
+    t.poll_at(&mut c, t0 + Duration::from_secs(3600));
+    assert!(c.forgotten.is_empty(), "gone 3599 s of 3600");
+    t.poll_at(&mut c, t0 + Duration::from_secs(3601));
     assert_eq!(c.forgotten, ["r"]);
     assert_eq!(t.file_count(), 0);
 }
@@ -293,11 +291,12 @@ fn model_random_write_rotate_truncate() {
 
 // ---- hostile log directories (issue 10): each test failed before its fix ----
 
-fn source(run: Option<&str>, pattern: &str, outside: bool) -> Source {
+/// A source with the default tag (`()` for [`Collect`], the automatic format for `Runs`).
+fn source<T: Default>(run: Option<&str>, pattern: &str, outside: bool) -> Source<T> {
     Source {
         run: run.map(String::from),
         path: pattern.to_string(),
-        format: Format::Auto,
+        tag: T::default(),
         follow_symlinks_outside: outside,
     }
 }
@@ -340,7 +339,7 @@ fn errors(c: &Collect, run: &str) -> Vec<String> {
         .collect()
 }
 
-fn polls(mut t: Tailer, n: usize, what: &str) -> (Tailer, Collect) {
+fn polls(mut t: Tailer<()>, n: usize, what: &str) -> (Tailer<()>, Collect) {
     within(Duration::from_secs(5), what, move || {
         let mut c = Collect::default();
         for _ in 0..n {
@@ -591,9 +590,9 @@ fn a_symlink_tree_that_explodes_is_cut_at_the_entry_bound() {
 /// A Sink shared with the test while `Tailer::run` runs on its own thread.
 #[derive(Clone, Default)]
 struct Shared(std::sync::Arc<std::sync::Mutex<Collect>>);
-impl Sink for Shared {
-    fn open(&mut self, run: &str, path: &Path, format: Format) -> bool {
-        self.0.lock().unwrap().open(run, path, format)
+impl Sink<()> for Shared {
+    fn open(&mut self, run: &str, path: &Path, tag: &()) -> bool {
+        self.0.lock().unwrap().open(run, path, tag)
     }
     fn line(&mut self, run: &str, line: &[u8], time: f64) {
         self.0.lock().unwrap().line(run, line, time)
@@ -641,7 +640,7 @@ fn run_follows_files_while_a_scan_walks_and_stops_within_100ms() {
         },
     );
     let sink = Shared::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(Waker::new());
     let (done_tx, done) = std::sync::mpsc::channel();
     let handle = {
         let (mut sink, stop) = (sink.clone(), stop.clone());
@@ -663,8 +662,7 @@ fn run_follows_files_while_a_scan_walks_and_stops_within_100ms() {
     append(&log, "4\n");
     assert!(seen(4));
     let asked = std::time::Instant::now();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    handle.thread().unpark();
+    stop.stop();
     let returned = done
         .recv_timeout(Duration::from_secs(3))
         .expect("run returns once its stop flag is set");
@@ -750,11 +748,12 @@ fn a_run_refused_at_max_runs_is_taken_when_a_slot_frees() {
     assert_eq!(runs_of(&runs), [("a".to_string(), 1)]);
     assert_eq!(t.refused_count(), 1);
     std::fs::remove_file(dir.path().join("a.log")).unwrap();
-    t.poll_once(&mut runs);
-    std::thread::sleep(Duration::from_millis(80));
-    t.poll_once(&mut runs); // a is forgotten
-    t.poll_once(&mut runs); // b is offered again
-    t.poll_once(&mut runs);
+    let t0 = Instant::now();
+    t.poll_at(&mut runs, t0);
+    let later = t0 + Duration::from_millis(80);
+    t.poll_at(&mut runs, later); // a is forgotten
+    t.poll_at(&mut runs, later); // b is offered again
+    t.poll_at(&mut runs, later);
     assert_eq!(runs_of(&runs), [("b".to_string(), 2)]);
     assert_eq!(t.refused_count(), 0);
 }
@@ -787,11 +786,12 @@ fn a_run_refused_for_its_name_is_taken_when_the_name_frees() {
         d1.join("x.log").to_string_lossy()
     );
     std::fs::remove_file(d1.join("x.log")).unwrap();
-    t.poll_once(&mut runs);
-    std::thread::sleep(Duration::from_millis(80));
-    t.poll_once(&mut runs); // r/x is forgotten
-    t.poll_once(&mut runs); // d2/x.log is offered again
-    t.poll_once(&mut runs);
+    let t0 = Instant::now();
+    t.poll_at(&mut runs, t0);
+    let later = t0 + Duration::from_millis(80);
+    t.poll_at(&mut runs, later); // r/x is forgotten
+    t.poll_at(&mut runs, later); // d2/x.log is offered again
+    t.poll_at(&mut runs, later);
     assert_eq!(
         runs.runs["r/x"].state.path,
         d2.join("x.log").to_string_lossy()
@@ -932,4 +932,39 @@ fn a_file_name_that_is_not_utf8_is_matched() {
     let (t, c) = polls(t, 2, "a non-UTF-8 name");
     assert_eq!(t.file_count(), 1);
     assert_eq!(lines(&c, "\u{fffd}\u{fffd}"), ["x"]);
+}
+
+/// `run` on a manual waker reads only at a wake-up: a line appended while it waits is read
+/// by the next cycle, and `wake(1)` returns once that cycle is done.
+#[test]
+fn run_on_a_manual_waker_reads_at_each_wake() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    append(&log, "1\n");
+    let mut t = Tailer::new(
+        vec![source(Some("r"), log.to_str().unwrap(), false)],
+        opts(),
+    );
+    let sink = Shared::default();
+    let waker = std::sync::Arc::new(Waker::manual());
+    let handle = {
+        let (mut sink, waker) = (sink.clone(), waker.clone());
+        std::thread::spawn(move || t.run(&mut sink, &waker))
+    };
+    let read = || lines(&sink.0.lock().unwrap(), "r");
+    // the scanner thread finds the file at a moment of its own: wake until it is followed
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read().is_empty() {
+        assert!(Instant::now() < deadline, "never followed");
+        assert!(waker.wake(1, Duration::from_secs(10)));
+    }
+    assert_eq!(read(), ["1"]);
+    append(&log, "2\n3\n");
+    let cycles = waker.cycles();
+    assert_eq!(read(), ["1"], "read while waiting");
+    assert!(waker.wake(1, Duration::from_secs(10)));
+    assert_eq!(waker.cycles(), cycles + 1);
+    assert_eq!(read(), ["1", "2", "3"]);
+    waker.stop();
+    handle.join().unwrap();
 }

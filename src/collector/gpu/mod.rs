@@ -9,12 +9,13 @@
 //! data), [`nvml`] (every NVML call, the only nvml-wrapper user), [`xid`] (XID counting)
 //! and [`encode`] (the exposition families).
 
-use super::{Stop, Worker};
+use super::Worker;
+use crate::clock::{unix_now, Waker};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{unix_now, GpuOptions};
+use super::GpuOptions;
 use crate::expose::Encoder;
 use crate::procfs::Procfs;
 use crate::training::lock;
@@ -69,6 +70,12 @@ impl GpuCollector {
     /// reports `nvml_up` false. Waits (up to 10 s) for the first cycle so that the first
     /// scrape already has values.
     pub fn start(opts: GpuOptions) -> GpuCollector {
+        Self::start_with(opts, Arc::new(Waker::new()))
+    }
+
+    /// As [`GpuCollector::start`], the sampling thread waiting on `waker` between cycles
+    /// (a test's manual one).
+    pub fn start_with(opts: GpuOptions, waker: Arc<Waker>) -> GpuCollector {
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(GpuSnapshot::default())),
             history: Mutex::new(BTreeMap::new()),
@@ -78,7 +85,7 @@ impl GpuCollector {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker = {
             let shared = shared.clone();
-            Worker::spawn("gpu", move |stop| run(opts, &shared, stop, ready_tx))
+            Worker::spawn_with("gpu", waker, move |stop| run(opts, &shared, stop, ready_tx))
         };
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
         GpuCollector { shared, worker }
@@ -128,7 +135,7 @@ impl GpuCollector {
 
 /// The sampling thread: opens NVML, starts the XID thread, then samples every interval
 /// until `stop`. `ready` is told once the first snapshot is stored (or NVML failed).
-fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) {
+fn run(opts: GpuOptions, shared: &Shared, stop: &Waker, ready: mpsc::Sender<()>) {
     let lib = match nvml::Library::open(opts.library.as_deref()) {
         Ok(l) => l,
         Err(why) => {
@@ -149,7 +156,7 @@ fn run(opts: GpuOptions, shared: &Shared, stop: &Stop, ready: mpsc::Sender<()>) 
         });
         let mut ready = Some(ready);
         let mut last_history: Option<Instant> = None;
-        while !stop.is_set() {
+        while !stop.is_stopped() {
             let started = Instant::now();
             let samples = gpus.sample(&shared.errors);
             let snap = GpuSnapshot {

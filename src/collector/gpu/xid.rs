@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::model::XidCount;
-use crate::collector::{unix_now, Stop};
+use crate::clock::{unix_now, Waker};
 use crate::training::lock;
 
 /// What one wait for an event brought.
@@ -55,9 +55,9 @@ impl Xids {
 
 /// Waits for XID events and counts them until `stop`. A failed wait is logged once and
 /// retried after 200 ms.
-pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Stop) {
+pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Waker) {
     let mut warned = false;
-    while !stop.is_set() {
+    while !stop.is_stopped() {
         match events.wait(200) {
             Wait::Xid { gpu, xid } => {
                 tracing::warn!(gpu, xid, "XID error");
@@ -83,7 +83,7 @@ mod tests {
     /// Plays back a script of waits, then stops the loop.
     struct Script<'a> {
         waits: VecDeque<Wait>,
-        stop: &'a Stop,
+        stop: &'a Waker,
         calls: usize,
     }
 
@@ -91,7 +91,7 @@ mod tests {
         fn wait(&mut self, _timeout_ms: u32) -> Wait {
             self.calls += 1;
             self.waits.pop_front().unwrap_or_else(|| {
-                self.stop.set();
+                self.stop.stop();
                 Wait::Nothing
             })
         }
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn xids_are_counted_per_gpu_and_code_across_timeouts_and_failures() {
-        let stop = Stop::default();
+        let stop = Waker::new();
         let xids = Xids::default();
         assert_eq!(xids.counts(), None);
         let mut script = Script {

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::clock::unix_now;
 use crate::state::AppState;
-use crate::tail::unix_now;
 use crate::training::{lock, Known, Limits, RunState};
 
 use types::{ErrorResponse, GpuBody, GpusResponse, Num, RunBody, RunsResponse, SeriesResponse};

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use gpu_train_exporter::config::web_file;
 use gpu_train_exporter::config::{self, Config, Flags};
-use gpu_train_exporter::parse::{self, dict, Event, Format, LineParser};
+use gpu_train_exporter::parse::{self, Event, Format, LineParser};
 
 /// Inputs past this size are cut: lines are capped far lower in the daemon.
 const MAX: usize = 64 * 1024;
@@ -37,7 +37,7 @@ pub fn mapping(data: &[u8]) {
     let s = text(data);
     let mut out = Vec::new();
     if parse::lex::mapping::scan(&s, &mut out).is_ok() {
-        let _ = dict::record(out, Format::Hf);
+        let _ = parse::hf::record(out, Format::Hf);
     }
     for tok in s.split([' ', ',', ':']) {
         let _ = parse::lex::number::number(tok);

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::lex::number::number;
-use super::{Format, Record};
+use super::{Cleaned, Event, Format, LineFormat, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -163,6 +163,20 @@ fn pipeline(rest: &str) -> Option<Record<'_>> {
         }
     }
     Some(rec)
+}
+
+/// DeepSpeed lines: no state between lines.
+#[derive(Debug, Default)]
+pub struct Deepspeed;
+
+impl LineFormat for Deepspeed {
+    fn detect(&self, text: &str) -> bool {
+        detect(text)
+    }
+
+    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        parse(&line.text).map(Event::Record)
+    }
 }
 
 #[cfg(test)]

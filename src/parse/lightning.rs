@@ -17,8 +17,8 @@
 use std::borrow::Cow;
 
 use super::lex::number::number;
-use super::lex::tqdm::Bar;
-use super::{Event, Format, Record};
+use super::lex::tqdm::{self, Bar};
+use super::{Cleaned, Event, Format, LineFormat, Record};
 
 fn key_of(k: &str) -> Cow<'static, str> {
     Cow::Borrowed(match k {
@@ -62,9 +62,69 @@ pub fn bar_record<'a>(bar: &Bar<'a>, epoch: f64) -> Option<Record<'a>> {
     Some(rec)
 }
 
+/// Lightning's parser state for one file: the `metrics.csv` header, and the last bar postfix
+/// (tqdm redraws the bar many times per second; a record is made only when it changes).
+#[derive(Debug, Default)]
+pub struct Lightning {
+    csv: Csv,
+    last_postfix: String,
+}
+
+impl Lightning {
+    /// A tqdm bar: `Some` when it is Lightning's epoch bar with a postfix (its record, or
+    /// `None` when the postfix is unchanged), `None` when it is some other bar.
+    pub fn bar<'a>(&mut self, bar: &Bar<'a>) -> Option<Option<Event<'a>>> {
+        let epoch = bar_epoch(bar)?;
+        if self.last_postfix.len() == bar.desc.len() + bar.postfix.len()
+            && self.last_postfix.starts_with(bar.desc)
+            && self.last_postfix.ends_with(bar.postfix)
+        {
+            return Some(None);
+        }
+        self.last_postfix.clear();
+        self.last_postfix.push_str(bar.desc);
+        self.last_postfix.push_str(bar.postfix);
+        Some(bar_record(bar, epoch).map(Event::Record))
+    }
+}
+
+impl LineFormat for Lightning {
+    /// A `metrics.csv` header, or any line once a header was read.
+    fn detect(&self, text: &str) -> bool {
+        self.csv.active() || Csv::is_header(text)
+    }
+
+    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        let text: &'a str = &line.text;
+        if Csv::is_header(text) {
+            self.csv.header(text);
+            return None;
+        }
+        if self.csv.active() {
+            if let Some(e) = self.csv.row(text) {
+                return Some(e);
+            }
+        }
+        let bar = tqdm::parse(text)?;
+        if line.cursor_up {
+            return None;
+        }
+        self.bar(&bar).flatten()
+    }
+
+    fn file_changed(&mut self, replaced: bool) {
+        if replaced {
+            self.csv.forget();
+        } else {
+            self.csv.reset();
+        }
+        self.last_postfix.clear();
+    }
+}
+
 /// Parser state for `metrics.csv`.
 #[derive(Debug, Default)]
-pub struct Csv {
+struct Csv {
     header: Vec<String>,
     /// Data rows read from the current file (those skipped after a rewrite included).
     rows: u64,
@@ -82,7 +142,11 @@ impl Csv {
 
     /// A header row: column names only, among them `step` or `epoch`.
     pub fn is_header(text: &str) -> bool {
-        if text.contains(' ') || !text.contains(',') {
+        // every column name starts with a letter: most lines fail on their first byte
+        if !text.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+            || text.contains(' ')
+            || !text.contains(',')
+        {
             return false;
         }
         let mut known = false;
@@ -156,7 +220,6 @@ impl Csv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::lex::tqdm;
 
     #[test]
     fn bar_postfix() {

@@ -1,15 +1,18 @@
 //! Pure line parsers: one cleaned line in, at most one [`Event`] out.
 //!
-//! [`clean`] strips decoration; each trainer format has its own file (Hugging Face dicts in
-//! [`dict`], [`megatron`], [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]);
-//! [`LineParser`] picks the format per line by cheap prefix checks (or uses the one the config
-//! forces). [`rules`] holds the users' regex rules. Nothing here knows about files, metrics or
-//! time. [`guard`] contains a parser's panic to the line it was reading.
+//! [`clean`] strips decoration; [`lex`] holds the lexers formats share (the dict/JSON
+//! scanner, the tqdm bar, numbers). Each trainer format is one file implementing
+//! [`LineFormat`] and keeping its own per-file state: [`hf`], [`jsonl`], [`megatron`],
+//! [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]; the [`formats!`] table registers
+//! them (one line each) and [`LineParser`] dispatches a line to the configured format, or
+//! detects it per line. [`rules`] holds the users' regex rules. Nothing here knows about
+//! files, metrics or time. [`guard`] contains a parser's panic to the line it was reading.
 
 pub mod clean;
 pub mod deepspeed;
-pub mod dict;
 pub mod guard;
+pub mod hf;
+pub mod jsonl;
 pub mod lex;
 pub mod lightning;
 pub mod megatron;
@@ -24,56 +27,94 @@ use std::str::FromStr;
 pub use clean::{clean, Cleaned};
 use lex::tqdm;
 
-/// A log format. `Auto` detects per line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Auto,
+/// One trainer format: which lines are its own, how one is read, and the state it keeps for
+/// the file it reads (Lightning's CSV header, say). A format knows nothing of files or time.
+pub trait LineFormat {
+    /// Whether a cleaned, non-empty line is this format's, by a cheap check of its start (no
+    /// search through the line where it can be helped): `Auto` asks each format in turn.
+    fn detect(&self, text: &str) -> bool;
+
+    /// Reads one of its lines.
+    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>>;
+
+    /// The file was rewritten in place or truncated (`replaced == false`), or another file
+    /// now sits at its path: per-file state follows.
+    fn file_changed(&mut self, _replaced: bool) {}
+}
+
+/// The format registry: one line per format (its variant, its name in the config, its
+/// parser, and whether `Auto` tries its `detect`, in this order). Generates [`Format`] and
+/// the per-file set of parsers.
+macro_rules! formats {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $parser:ty, detected: $detected:literal; )*) => {
+        /// A log format. `Auto` detects per line.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub enum Format {
+            #[default]
+            Auto,
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Format {
+            pub const ALL: &'static [Format] = &[Format::Auto, $( Format::$variant ),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Format::Auto => "auto",
+                    $( Format::$variant => $name, )*
+                }
+            }
+        }
+
+        /// Every format's parser with its state for one file.
+        #[derive(Debug, Default)]
+        #[allow(non_snake_case)]
+        struct Parsers {
+            $( $variant: $parser, )*
+        }
+
+        impl Parsers {
+            /// The formats `Auto` tries, and whether it does.
+            const TRIED: &'static [(Format, bool)] = &[$( (Format::$variant, $detected) ),*];
+
+            fn get(&mut self, format: Format) -> Option<&mut dyn LineFormat> {
+                match format {
+                    Format::Auto => None,
+                    $( Format::$variant => Some(&mut self.$variant), )*
+                }
+            }
+
+            fn file_changed(&mut self, replaced: bool) {
+                $( self.$variant.file_changed(replaced); )*
+            }
+        }
+    };
+}
+
+formats! {
     /// Hugging Face Trainer / TRL / ms-swift / axolotl console: printed dicts and tqdm bars.
-    Hf,
-    /// One JSON object per line: ms-swift `logging.jsonl`, LLaMA-Factory, generic.
-    Jsonl,
+    /// `Auto` reads a line starting with `{` and every undetected line this way.
+    Hf => "hf", hf::Hf, detected: false;
+    /// One JSON object per line: ms-swift `logging.jsonl`, LLaMA-Factory, generic. `Auto`
+    /// tells it from a printed dict by the first key's quote.
+    Jsonl => "jsonl", jsonl::Jsonl, detected: false;
     /// Megatron-LM `iteration N/ M | ...` and validation lines.
-    Megatron,
+    Megatron => "megatron", megatron::Megatron, detected: true;
     /// DeepSpeed engine, throughput-timer and pipeline-engine lines.
-    Deepspeed,
+    Deepspeed => "deepspeed", deepspeed::Deepspeed, detected: true;
     /// torchtitan `step: N  loss: ...` lines.
-    Torchtitan,
+    Torchtitan => "torchtitan", torchtitan::Torchtitan, detected: true;
     /// vLLM engine statistics.
-    Vllm,
+    Vllm => "vllm", vllm::Vllm, detected: true;
     /// PyTorch Lightning: tqdm bar postfix and `CSVLogger`'s `metrics.csv`.
-    Lightning,
+    Lightning => "lightning", lightning::Lightning, detected: true;
 }
 
 impl Format {
-    pub const ALL: &'static [Format] = &[
-        Format::Auto,
-        Format::Hf,
-        Format::Jsonl,
-        Format::Megatron,
-        Format::Deepspeed,
-        Format::Torchtitan,
-        Format::Vllm,
-        Format::Lightning,
-    ];
-
     /// Whether this format's tqdm bars count epochs rather than steps once it has printed
     /// a record (Lightning's epoch bar).
     pub fn bars_count_epochs(self) -> bool {
         matches!(self, Format::Lightning)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Hf => "hf",
-            Format::Jsonl => "jsonl",
-            Format::Megatron => "megatron",
-            Format::Deepspeed => "deepspeed",
-            Format::Torchtitan => "torchtitan",
-            Format::Vllm => "vllm",
-            Format::Lightning => "lightning",
-        }
     }
 }
 
@@ -184,29 +225,28 @@ pub enum Event<'a> {
     Malformed(&'static str),
 }
 
-/// Parses the lines of one file. Holds per-file parser state: the CSV header of a
-/// `metrics.csv`, the last Lightning bar postfix.
+/// Parses the lines of one file in its configured format, or in the one each line shows
+/// (`Auto`). Holds every format's per-file state.
 #[derive(Debug, Default)]
 pub struct LineParser {
     format: Format,
-    pairs_buf: usize,
-    cap: RecordCap,
-    csv: lightning::Csv,
-    last_postfix: String,
+    parsers: Parsers,
 }
 
 impl LineParser {
     pub fn new(format: Format) -> Self {
-        LineParser {
-            format,
-            pairs_buf: 16,
-            ..LineParser::default()
+        let mut parsers = Parsers::default();
+        if format == Format::Auto {
+            // printed dicts and JSON lines told apart by the quote
+            parsers.Hf = hf::Hf::new(Format::Auto);
         }
+        LineParser { format, parsers }
     }
 
     /// Caps what a mapping record keeps of its line (see [`RecordCap`]).
     pub fn with_cap(mut self, cap: RecordCap) -> Self {
-        self.cap = cap;
+        self.parsers.Hf.set_cap(cap);
+        self.parsers.Jsonl.set_cap(cap);
         self
     }
 
@@ -214,29 +254,10 @@ impl LineParser {
         self.format
     }
 
-    /// The file was truncated or rewritten in place (`rewritten`), or replaced by another
-    /// file: per-file state follows.
+    /// The file was truncated or rewritten in place (`replaced == false`), or replaced by
+    /// another file: per-file state follows.
     pub fn file_changed(&mut self, replaced: bool) {
-        if replaced {
-            self.csv.forget();
-        } else {
-            self.csv.reset();
-        }
-        self.last_postfix.clear();
-    }
-
-    /// Which format a line is, by cheap prefix checks (no regex, no allocation).
-    fn detect(&self, text: &str) -> Format {
-        let b = text.as_bytes();
-        match b[0] {
-            b'{' => Format::Hf,
-            b'i' | b'v' if megatron::detect(text) => Format::Megatron,
-            b's' | b'e' | b'0'..=b'9' if deepspeed::detect(text) => Format::Deepspeed,
-            b's' if torchtitan::detect(text) => Format::Torchtitan,
-            b'E' | b'A' if vllm::detect(text) => Format::Vllm,
-            _ if self.csv.active() || lightning::Csv::is_header(text) => Format::Lightning,
-            _ => Format::Hf,
-        }
+        self.parsers.file_changed(replaced);
     }
 
     /// Parses one cleaned line.
@@ -245,104 +266,35 @@ impl LineParser {
         #[cfg(feature = "fault-injection")]
         guard::fault::parser(text);
         let first = *text.as_bytes().first()?;
-        let format = match self.format {
-            Format::Auto => self.detect(text),
-            f => f,
-        };
-        let record = |r: Option<Record<'a>>| r.map(Event::Record);
-        match format {
-            Format::Auto | Format::Hf | Format::Jsonl => {
-                if first == b'{' {
-                    return self.mapping(text);
-                }
-                self.bar(line)
+        if let Some(parser) = self.parsers.get(self.format) {
+            return parser.parse(line);
+        }
+        if first == b'{' {
+            return self.parsers.Hf.mapping(text);
+        }
+        for &(format, tried) in Parsers::TRIED {
+            if !tried {
+                continue;
             }
-            Format::Megatron => record(megatron::parse(text)),
-            Format::Deepspeed => record(deepspeed::parse(text)),
-            Format::Torchtitan => record(torchtitan::parse(text)),
-            Format::Vllm => record(vllm::parse(text)),
-            Format::Lightning => {
-                if lightning::Csv::is_header(text) {
-                    self.csv.header(text);
-                    return None;
-                }
-                if self.csv.active() {
-                    if let Some(e) = self.csv.row(text) {
-                        return Some(e);
-                    }
-                }
-                self.bar(line)
+            let parser = self.parsers.get(format)?;
+            if parser.detect(text) {
+                return parser.parse(line);
             }
         }
+        self.bar(line)
     }
 
-    /// A tqdm bar: the training bar's progress, or Lightning's postfix metrics.
+    /// A tqdm bar in a log of no known format yet: Lightning's epoch bar carries metrics,
+    /// any other may be the Hugging Face training bar.
     fn bar<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        let text: &'a str = &line.text;
-        if !matches!(self.format, Format::Auto | Format::Hf | Format::Lightning) {
-            return None;
-        }
-        let bar = tqdm::parse(text)?;
+        let bar = tqdm::parse(&line.text)?;
         if line.cursor_up {
             return None;
         }
-        if self.format != Format::Hf {
-            if let Some(epoch) = lightning::bar_epoch(&bar) {
-                if self.last_postfix.len() == bar.desc.len() + bar.postfix.len()
-                    && self.last_postfix.starts_with(bar.desc)
-                    && self.last_postfix.ends_with(bar.postfix)
-                {
-                    return None;
-                }
-                self.last_postfix.clear();
-                self.last_postfix.push_str(bar.desc);
-                self.last_postfix.push_str(bar.postfix);
-                return lightning::bar_record(&bar, epoch).map(Event::Record);
-            }
-            if self.format == Format::Lightning {
-                return None;
-            }
+        if let Some(event) = self.parsers.Lightning.bar(&bar) {
+            return event;
         }
-        if !bar.is_training_candidate() {
-            return None;
-        }
-        Some(Event::Progress(Progress {
-            n: bar.n,
-            total: bar.total,
-            rate: bar.rate,
-        }))
-    }
-
-    fn mapping<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
-        // `text[0]` is `{`; the key's quote is the first character after any whitespace,
-        // Unicode's included (`{\u{a0}'loss': ...` looks like a record and is reported as a
-        // malformed one), so what follows it is sliced from `after`, never from `text` by a
-        // byte count
-        let after = lex::trim_start(&text[1..]);
-        let quote = after.as_bytes().first().copied();
-        let format = match (self.format, quote) {
-            (Format::Jsonl, _) => Format::Jsonl,
-            (Format::Hf, _) => Format::Hf,
-            (_, Some(b'"')) => Format::Jsonl,
-            (_, Some(b'\'')) => Format::Hf,
-            // `{}`, `{` alone (a pretty-printed config) or `{foo}`: not a record
-            _ => return None,
-        };
-        if !text.ends_with('}') {
-            // a record cut short (a crash mid-write) or a multi-line dump
-            return (matches!(quote, Some(b'"') | Some(b'\'')) && after[1..].contains(':'))
-                .then_some(Event::Malformed("record does not end with '}'"));
-        }
-        // the pairs go into the record as they are scanned, within the cap: never a list of
-        // every pair of a huge line
-        match dict::scan_record(text, format, &self.cap, self.pairs_buf) {
-            Err(e) => Some(Event::Malformed(e.0)),
-            Ok(r) => {
-                let r = r?;
-                self.pairs_buf = self.pairs_buf.max(r.values.len()).min(64);
-                Some(Event::Record(r))
-            }
-        }
+        hf::progress(&bar)
     }
 }
 

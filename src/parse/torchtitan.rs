@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use super::lex::number::number;
 use super::lex::number::percent;
-use super::{Format, Record};
+use super::{Cleaned, Event, Format, LineFormat, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -71,6 +71,20 @@ pub fn parse(text: &str) -> Option<Record<'_>> {
 fn push(rec: &mut Record<'_>, key: &'static str, tok: &str) {
     if let Some(v) = number(tok) {
         rec.push(key, v);
+    }
+}
+
+/// torchtitan lines: no state between lines.
+#[derive(Debug, Default)]
+pub struct Torchtitan;
+
+impl LineFormat for Torchtitan {
+    fn detect(&self, text: &str) -> bool {
+        detect(text)
+    }
+
+    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        parse(&line.text).map(Event::Record)
     }
 }
 

@@ -1,10 +1,12 @@
-//! Key/value records: the Hugging Face Trainer's printed dict (transformers 4.x raw floats and
-//! 5.x quoted strings), TRL/axolotl/ms-swift console dicts, ms-swift's `logging.jsonl`,
-//! LLaMA-Factory's `trainer_log.jsonl` and generic JSON lines.
+//! The Hugging Face family: the Trainer's console (transformers 4.x raw floats and 5.x quoted
+//! strings) and what prints the same way (TRL, axolotl, ms-swift's console): one printed dict
+//! per record, the step from the training tqdm bar in the same stream.
 //!
-//! All of them are one mapping per line; what differs is the key vocabulary, normalised here
-//! onto the names [`crate::training`] knows: `loss`, `eval_loss`, `learning_rate`,
-//! `grad_norm`, `epoch`, `*_per_second`, with the step and max steps pulled out.
+//! The dict's key vocabulary is normalised here onto the names [`crate::training`] knows:
+//! `loss`, `eval_loss`, `learning_rate`, `grad_norm`, `epoch`, `*_per_second`, with the step and
+//! max steps pulled out. JSON lines ([`super::jsonl`]: ms-swift's `logging.jsonl`,
+//! LLaMA-Factory's `trainer_log.jsonl`) share that vocabulary and this reader; the mapping
+//! grammar itself is [`super::lex::mapping`]'s.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,7 +14,102 @@ use std::collections::HashMap;
 use super::lex::mapping::{self, Malformed, Value};
 use super::lex::number::{duration_seconds, float, number};
 use super::lex::trim;
-use super::{Format, Record, RecordCap};
+use super::lex::tqdm::{self, Bar};
+use super::{Cleaned, Event, Format, LineFormat, Progress, Record, RecordCap};
+
+/// The Hugging Face console parser for one file: the cap on a record's keys, and the size
+/// of the last record (the next one's first allocation).
+#[derive(Debug)]
+pub struct Hf {
+    /// `Hf` or `Jsonl` when the config names the format, `Auto` to tell them by the quote.
+    format: Format,
+    cap: RecordCap,
+    pairs_buf: usize,
+}
+
+impl Default for Hf {
+    fn default() -> Self {
+        Hf::new(Format::Hf)
+    }
+}
+
+impl Hf {
+    /// A reader of mappings labelled `format` (`Auto`: by the first key's quote).
+    pub fn new(format: Format) -> Self {
+        Hf {
+            format,
+            cap: RecordCap::NONE,
+            pairs_buf: 16,
+        }
+    }
+
+    /// Caps what a record keeps of its line (see [`RecordCap`]).
+    pub fn set_cap(&mut self, cap: RecordCap) {
+        self.cap = cap;
+    }
+
+    /// A line that starts with `{`: a record, a record cut short, or no record at all.
+    pub fn mapping<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
+        // `text[0]` is `{`; the key's quote is the first character after any whitespace,
+        // Unicode's included (`{\u{a0}'loss': ...` looks like a record and is reported as a
+        // malformed one), so what follows it is sliced from `after`, never from `text` by a
+        // byte count
+        let after = super::lex::trim_start(&text[1..]);
+        let quote = after.as_bytes().first().copied();
+        let format = match (self.format, quote) {
+            (Format::Jsonl, _) => Format::Jsonl,
+            (Format::Hf, _) => Format::Hf,
+            (_, Some(b'"')) => Format::Jsonl,
+            (_, Some(b'\'')) => Format::Hf,
+            // `{}`, `{` alone (a pretty-printed config) or `{foo}`: not a record
+            _ => return None,
+        };
+        if !text.ends_with('}') {
+            // a record cut short (a crash mid-write) or a multi-line dump
+            return (matches!(quote, Some(b'"') | Some(b'\'')) && after[1..].contains(':'))
+                .then_some(Event::Malformed("record does not end with '}'"));
+        }
+        // the pairs go into the record as they are scanned, within the cap: never a list of
+        // every pair of a huge line
+        match scan_record(text, format, &self.cap, self.pairs_buf) {
+            Err(e) => Some(Event::Malformed(e.0)),
+            Ok(r) => {
+                let r = r?;
+                self.pairs_buf = self.pairs_buf.max(r.values.len()).min(64);
+                Some(Event::Record(r))
+            }
+        }
+    }
+}
+
+/// A bar's progress when it may be the trainer's main bar (the state picks which one is).
+pub fn progress<'a>(bar: &Bar<'_>) -> Option<Event<'a>> {
+    bar.is_training_candidate().then_some(Event::Progress(Progress {
+        n: bar.n,
+        total: bar.total,
+        rate: bar.rate,
+    }))
+}
+
+impl LineFormat for Hf {
+    /// A printed dict, or a tqdm bar.
+    fn detect(&self, text: &str) -> bool {
+        text.starts_with('{') || tqdm::parse(text).is_some()
+    }
+
+    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
+        let text: &'a str = &line.text;
+        if text.starts_with('{') {
+            return self.mapping(text);
+        }
+        let bar = tqdm::parse(text)?;
+        if line.cursor_up {
+            // a nested bar (evaluation inside training) is drawn below the main one
+            return None;
+        }
+        progress(&bar)
+    }
+}
 
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
 /// (a config dump such as `{'device_map': 'cpu'}` is not a record).

@@ -21,12 +21,13 @@ pub struct Cleaned<'a> {
 
 /// Cleans one line. Invalid UTF-8 is decoded lossily.
 pub fn clean(raw: &[u8]) -> Cleaned<'_> {
-    // `from_utf8` checks ASCII a word at a time; the lossy decoder only when it fails
-    let text = match std::str::from_utf8(raw) {
+    // SIMD validation (tqdm bars are full of multi-byte block characters); the lossy
+    // decoder only when it fails
+    let text = match simdutf8::basic::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(raw),
     };
-    let (text, cursor_up) = if text.as_bytes().contains(&0x1b) {
+    let (text, cursor_up) = if memchr::memchr(0x1b, text.as_bytes()).is_some() {
         let (s, up) = strip_ansi(&text);
         (Cow::Owned(s), up)
     } else {

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use super::lex::mapping::{self, Malformed, Value};
 use super::lex::number::{duration_seconds, float, number};
-use super::lex::trim;
 use super::lex::tqdm::{self, Bar};
+use super::lex::trim;
 use super::{Cleaned, Event, Format, LineFormat, Progress, Record, RecordCap};
 
 /// The Hugging Face console parser for one file: the cap on a record's keys, and the size
@@ -84,11 +84,12 @@ impl Hf {
 
 /// A bar's progress when it may be the trainer's main bar (the state picks which one is).
 pub fn progress<'a>(bar: &Bar<'_>) -> Option<Event<'a>> {
-    bar.is_training_candidate().then_some(Event::Progress(Progress {
-        n: bar.n,
-        total: bar.total,
-        rate: bar.rate,
-    }))
+    bar.is_training_candidate()
+        .then_some(Event::Progress(Progress {
+            n: bar.n,
+            total: bar.total,
+            rate: bar.rate,
+        }))
 }
 
 impl LineFormat for Hf {
@@ -205,7 +206,7 @@ impl<'a> Builder<'a> {
             return;
         }
         if self.index.is_none() && self.rec.values.len() < self.cap.max_keys {
-            self.others += usize::from(!(self.cap.always)(&key));
+            // below the cap every key is kept; `others` is counted when the index is built
             self.rec.values.push((key, v));
             return;
         }

@@ -128,11 +128,7 @@ impl<'a> Parser<'a> {
         let mut escaped = false;
         loop {
             // to the closing quote or the next escape
-            let Some(at) = self
-                .b
-                .get(self.i..)
-                .and_then(|rest| memchr::memchr2(q, b'\\', rest))
-            else {
+            let Some(at) = self.b.get(self.i..).and_then(|rest| find2(rest, q, b'\\')) else {
                 return Err(Malformed("unterminated string"));
             };
             self.i += at + 1;
@@ -209,6 +205,26 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The first `x` or `y` in `b`, eight bytes at a time (keys and values are short: a
+/// vectorised search would spend more on its setup than on the search).
+fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // the lowest zero byte of `v` is the lowest set high bit (bits above it may be wrong)
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let (rx, ry) = (ONES * u64::from(x), ONES * u64::from(y));
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let hit = zero(w ^ rx) | zero(w ^ ry);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == x || c == y).map(|p| p + i)
+}
+
 /// Decodes a quoted string's escapes: JSON's (`\n`, `\uXXXX`, surrogate pairs for the
 /// characters beyond the Basic Multilingual Plane) and Python's (`\xXX`, `\UXXXXXXXX`).
 /// A `\u`, `\x` or `\U` without its hex digits, a lone surrogate or a code point that is no
@@ -273,6 +289,19 @@ fn hex(chars: &mut std::str::Chars<'_>, n: usize) -> Result<u32, Malformed> {
 
 fn char_of(code: u32) -> Result<char, Malformed> {
     char::from_u32(code).ok_or(Malformed("escape is not a Unicode character"))
+}
+
+#[cfg(test)]
+mod find2_tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn finds_what_a_plain_search_finds(b in proptest::collection::vec(prop_oneof![Just(b'\''), Just(b'\\'), Just(b'a'), Just(0x80u8), Just(0u8), any::<u8>()], 0..40)) {
+            let plain = b.iter().position(|&c| c == b'\'' || c == b'\\');
+            prop_assert_eq!(super::find2(&b, b'\'', b'\\'), plain);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,28 +21,43 @@ pub fn float(s: &str) -> Option<f64> {
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
     let b = s.as_bytes();
-    let (neg, digits) = match b.first() {
+    let (neg, d) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         _ => (false, b),
     };
-    let (mut mantissa, mut n, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
-    for &c in digits {
-        match c {
-            b'0'..=b'9' if n < 15 => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                n += 1;
-                frac += usize::from(dot);
-            }
-            b'.' if !dot => dot = true,
-            // after a digit, only an exponent or a long mantissa can still make a number
-            // (`nan` and `inf` start with a letter): `41s` and `1h 2m` are not
-            c if n > 0 && !matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') => {
-                return None
-            }
-            _ => return s.parse().ok(),
-        }
+    // integer digits, then a dot and fraction digits, into one mantissa (wrapping: beyond
+    // 15 digits the standard parser decides anyway)
+    let mut mantissa = 0u64;
+    let mut i = 0;
+    while i < d.len() && d[i].is_ascii_digit() {
+        mantissa = mantissa
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(d[i] - b'0'));
+        i += 1;
     }
-    if n == 0 {
+    let mut digits = i;
+    let mut frac = 0;
+    if i < d.len() && d[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < d.len() && d[i].is_ascii_digit() {
+            mantissa = mantissa
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d[i] - b'0'));
+            i += 1;
+        }
+        frac = i - start;
+        digits += frac;
+    }
+    if i < d.len() {
+        // after a digit, only an exponent (or a second dot, refused) can still make a
+        // number (`nan` and `inf` start with a letter): `41s` and `1h 2m` are not
+        if digits > 0 && !matches!(d[i], b'e' | b'E' | b'+' | b'-' | b'.') {
+            return None;
+        }
+        return s.parse().ok();
+    }
+    if digits == 0 || digits > 15 {
         return s.parse().ok();
     }
     let v = mantissa as f64 / POW10[frac];

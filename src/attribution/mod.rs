@@ -5,7 +5,7 @@
 //! so scanning `/proc/*/fd` for descriptors whose target has the log's device and inode finds
 //! the launcher and every rank. That answers "is the run still alive?" at once: when every
 //! holder has exited without the end-of-training summary, the run has crashed. It also gives
-//! the PIDs to join with NVML's compute processes, and, when configured, a run name taken
+//! the PIDs to join with NVML's compute processes, and (unless configured off) a run name taken
 //! from the writer's environment ([`identity`]: `TORCHELASTIC_RUN_ID`, `SLURM_JOB_ID`,
 //! `MASTER_ADDR:MASTER_PORT`) so that one job has one `run` label on every node. The same
 //! environment names the run of every GPU compute process of the node ([`node`]), where the

@@ -942,6 +942,30 @@ mod tests {
     }
 
     #[test]
+    fn run_from_env_defaults_to_the_launchers_and_an_empty_list_turns_it_off() {
+        let c = build("").unwrap();
+        assert_eq!(
+            c.attribution.run_from_env,
+            [
+                "TORCHELASTIC_RUN_ID",
+                "SLURM_JOB_ID",
+                "MASTER_ADDR:MASTER_PORT"
+            ]
+        );
+        let c = build("attribution:\n  run_from_env: []\n").unwrap();
+        assert!(c.attribution.run_from_env.is_empty());
+        let c =
+            build("attribution:\n  run_from_env: [RUN, \"MASTER_ADDR:MASTER_PORT\"]\n").unwrap();
+        assert_eq!(c.attribution.run_from_env, ["RUN", TORCH_MASTER_ENTRY]);
+        // the one pair entry there is, not any pair
+        let e = build("attribution:\n  run_from_env: [\"A:B\"]\n").unwrap_err();
+        assert_eq!(
+            e,
+            "attribution.run_from_env: \"A:B\" is not an environment variable name"
+        );
+    }
+
+    #[test]
     fn switches_turn_a_part_off_over_the_file() {
         let flags = Flags {
             no_attribution: true,

@@ -11,7 +11,8 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(15);
 
-/// `sh` with two `sleep` children, all writing to `log`, in their own process group.
+/// `sh` with two `sleep` children, all writing to `log`, in their own process group; the
+/// variables that name a run by default are this test's `env` alone, not the test runner's.
 fn launcher(log: &Path, env: &[(&str, &str)]) -> Child {
     let out = std::fs::OpenOptions::new()
         .append(true)
@@ -20,6 +21,9 @@ fn launcher(log: &Path, env: &[(&str, &str)]) -> Child {
         .unwrap();
     Command::new("sh")
         .args(["-c", "sleep 60 & sleep 60 & wait"])
+        .env_remove("TORCHELASTIC_RUN_ID")
+        .env_remove("SLURM_JOB_ID")
+        .env_remove("MASTER_ADDR")
         .envs(env.iter().copied())
         .stdout(out)
         .process_group(0)

@@ -85,7 +85,7 @@ pub fn node_runs(
                     rank: None,
                     local_rank: None,
                 });
-            if gpu.rank.is_none() || lower(gpu.rank, ranks.rank) != gpu.rank {
+            if ranks.rank.is_some() && (gpu.rank.is_none() || ranks.rank < gpu.rank) {
                 gpu.rank = ranks.rank;
                 gpu.local_rank = ranks.local_rank;
             }

@@ -361,6 +361,7 @@ pub fn parse_files(
             now: 0.0,
             wall_clock: false,
             rules: &runs.rules,
+            node: None,
         },
     );
     enc.finish();

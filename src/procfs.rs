@@ -52,6 +52,11 @@ impl Procfs {
         std::fs::read(self.pid_dir(pid).join("comm")).map(|b| parse_comm(&b))
     }
 
+    /// `sys/kernel/hostname`: this machine's host name, without its newline.
+    pub fn hostname(&self) -> io::Result<String> {
+        std::fs::read(self.root.join("sys/kernel/hostname")).map(|b| parse_comm(&b))
+    }
+
     /// `PID/environ`, raw: NUL-separated `KEY=value` entries.
     pub fn environ(&self, pid: u32) -> io::Result<Vec<u8>> {
         std::fs::read(self.pid_dir(pid).join("environ"))
@@ -116,6 +121,10 @@ mod tests {
         assert_eq!(procfs.pids().unwrap().collect::<Vec<_>>(), [4242]);
         assert_eq!(procfs.comm(4242).unwrap(), "trainer");
         assert_eq!(procfs.environ(4242).unwrap(), b"A=1\0B=2\0");
+        assert!(procfs.hostname().is_err());
+        std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("sys/kernel/hostname"), "node7\n").unwrap();
+        assert_eq!(procfs.hostname().unwrap(), "node7");
         let fds: Vec<Fd> = procfs.fds(4242).unwrap().collect();
         assert_eq!(fds.len(), 1);
         assert_eq!(fds[0].target().unwrap(), log);

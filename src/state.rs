@@ -52,6 +52,7 @@ impl AppState {
                     now: unix_now(),
                     wall_clock: true,
                     rules: &runs.rules,
+                    node: Some(&runs.node),
                 },
             );
             expose::exporter::encode(&mut enc, &runs, &labelled);

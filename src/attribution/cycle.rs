@@ -1,13 +1,15 @@
 //! The attribution cycle: every interval, scans the procfs for the processes holding each
 //! run's log, stores them in the run, and joins them with the GPU collector's compute
-//! processes, so that a scrape only reads what this cycle wrote. Each scan is counted
+//! processes, so that a scrape only reads what this cycle wrote. It also names the run of
+//! every GPU compute process from its environment ([`super::node`]), whether or not its log
+//! is followed here. Each scan is counted
 //! ([`Runs::attribution_cycles`]): the proof, for whoever waits on it, that a scan has
 //! happened since.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::{GpuProcesses, Scanner};
+use super::{node, GpuProcesses, Scanner};
 use crate::clock::{unix_now, Waker};
 use crate::collector::gpu::{GpuReader, GpuSnapshot};
 use crate::config::Attribution;
@@ -20,6 +22,7 @@ use crate::training::{lock, Runs};
 pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>, waker: &Waker) {
     let scanner = Scanner::new(Procfs::new(&settings.procfs), settings.run_from_env.clone());
     let mut warned = false;
+    let mut warned_env = false;
     lock(runs).attribution_cycles.get_or_insert(0);
     loop {
         let (names, paths): (Vec<String>, Vec<PathBuf>) = lock(runs)
@@ -35,7 +38,17 @@ pub fn run(runs: &Mutex<Runs>, settings: &Attribution, gpus: Option<&GpuReader>,
                 }
                 let now = unix_now();
                 let gpus = gpus.map(|g| gpu_processes(&g.snapshot()));
+                let (node, unreadable) = match &gpus {
+                    Some(gpus) => node::node_runs(gpus, |pid| scanner.identified(pid)),
+                    None => Default::default(),
+                };
+                if unreadable > 0 && !warned_env {
+                    warned_env = true;
+                    tracing::info!(processes = unreadable, "some GPU processes' environments cannot be read (other users'); they are mapped to no run, counted in gpu_train_exporter_process_environ_errors_total");
+                }
                 let mut runs = lock(runs);
+                runs.node = node;
+                runs.environ_errors += unreadable;
                 for (name, holders) in names.iter().zip(scan.holders) {
                     if let Some(r) = runs.runs.get_mut(name) {
                         r.state.set_holders(holders, now);

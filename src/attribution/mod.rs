@@ -5,27 +5,31 @@
 //! so scanning `/proc/*/fd` for descriptors whose target has the log's device and inode finds
 //! the launcher and every rank. That answers "is the run still alive?" at once: when every
 //! holder has exited without the end-of-training summary, the run has crashed. It also gives
-//! the PIDs to join with NVML's compute processes, and, when configured, a run name taken
-//! from the writer's environment (`SLURM_JOB_ID`, `TORCHELASTIC_RUN_ID`) so that one job has
-//! one `run` label on every node.
+//! the PIDs to join with NVML's compute processes, and (unless configured off) a run name taken
+//! from the writer's environment ([`identity`]: `TORCHELASTIC_RUN_ID`, `SLURM_JOB_ID`,
+//! `MASTER_ADDR:MASTER_PORT`) so that one job has one `run` label on every node. The same
+//! environment names the run of every GPU compute process of the node ([`node`]), where the
+//! log is written or not.
 //!
-//! Reading ([`Scanner::scan`]) is apart from parsing ([`parse_environ`],
+//! Reading ([`Scanner::scan`]) is apart from parsing ([`identity`], [`parse_environ`],
 //! [`crate::procfs::parse_comm`]), which are pure. Processes whose `/proc/PID/fd` we may not read (another user's, without
 //! `CAP_SYS_PTRACE`) are skipped and counted; in Kubernetes the pod needs `hostPID: true` to
 //! see the trainers' processes at all.
 
 pub mod cycle;
+pub mod identity;
+pub mod node;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+pub use self::identity::{Ranks, MAX_ENV_RUN_BYTES};
+use self::node::Identified;
 use crate::procfs::{Fd, Procfs};
 
 /// Most processes recorded per run (a launcher and its ranks fit easily).
 pub const MAX_PROCESSES_PER_RUN: usize = 256;
-/// Longest run name accepted from an environment variable.
-pub const MAX_ENV_RUN_BYTES: usize = 128;
 
 /// One process holding a run's log open.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +39,8 @@ pub struct Holder {
     pub command: String,
     /// The run name from the first configured environment variable the process has.
     pub env_run: Option<String>,
+    /// Its place in the run, from its environment.
+    pub ranks: Ranks,
 }
 
 /// What one scan found.
@@ -52,16 +58,38 @@ pub struct Scanner {
     procfs: Procfs,
     env_vars: Vec<String>,
     own_pid: u32,
+    /// This node's host name, for a loopback `MASTER_ADDR`.
+    host: Option<String>,
 }
 
 impl Scanner {
     /// `procfs` is `/proc` or a host's procfs mounted elsewhere; `env_vars` name the
-    /// environment variables that may name the run, first found wins.
+    /// sources that may name the run, first found wins ([`identity::run_identity`]).
     pub fn new(procfs: Procfs, env_vars: Vec<String>) -> Self {
+        let host = procfs.hostname().ok().filter(|h| !h.is_empty());
         Scanner {
             procfs,
             env_vars,
             own_pid: std::process::id(),
+            host,
+        }
+    }
+
+    /// The run name and ranks of process `pid`, from its environment.
+    pub fn identify(&self, pid: u32) -> std::io::Result<(Option<String>, Ranks)> {
+        let b = self.procfs.environ(pid)?;
+        let env = identity::env_pairs(&b);
+        let run = identity::run_identity(&env, &self.env_vars, self.host.as_deref());
+        Ok((run, identity::ranks(&env)))
+    }
+
+    /// [`Scanner::identify`] for the node join: a process gone is nothing to say, any other
+    /// error is an environment we could not read.
+    pub fn identified(&self, pid: u32) -> Identified {
+        match self.identify(pid) {
+            Ok((run, ranks)) => Identified::Known(run, ranks),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Identified::Gone,
+            Err(_) => Identified::Unreadable,
         }
     }
 
@@ -107,14 +135,7 @@ impl Scanner {
                 continue;
             }
             let command = self.procfs.comm(pid).unwrap_or_default();
-            let env_run = if self.env_vars.is_empty() {
-                None
-            } else {
-                self.procfs
-                    .environ(pid)
-                    .ok()
-                    .and_then(|b| parse_environ(&b, &self.env_vars))
-            };
+            let (env_run, ranks) = self.identify(pid).unwrap_or_default();
             found.sort_unstable();
             found.dedup();
             for &i in &found {
@@ -124,6 +145,7 @@ impl Scanner {
                         pid,
                         command: command.clone(),
                         env_run: env_run.clone(),
+                        ranks,
                     });
                 }
             }
@@ -177,11 +199,14 @@ pub struct GpuProcesses {
     pub processes: Vec<(u32, Option<u64>)>,
 }
 
-/// A GPU one of a run's processes computes on.
+/// A GPU one of a run's processes computes on, with the lowest known rank of the run's
+/// processes on it (from their environment).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RunGpu {
     pub index: u32,
     pub uuid: String,
+    pub rank: Option<u32>,
+    pub local_rank: Option<u32>,
 }
 
 /// Joins a run's holders with the GPUs' compute processes: the GPUs its processes use and
@@ -191,47 +216,36 @@ pub fn join_gpus(holders: &[Holder], gpus: &[GpuProcesses]) -> (Vec<RunGpu>, Opt
     let mut out = Vec::new();
     let mut memory: Option<u64> = None;
     for g in gpus {
-        let mut used = false;
+        let mut used: Option<RunGpu> = None;
         for &(pid, mem) in &g.processes {
-            if holders.iter().any(|h| h.pid == pid) {
-                used = true;
-                if let Some(m) = mem {
-                    memory = Some(memory.unwrap_or(0).saturating_add(m));
-                }
-            }
-        }
-        if used {
-            out.push(RunGpu {
+            let Some(h) = holders.iter().find(|h| h.pid == pid) else {
+                continue;
+            };
+            let gpu = used.get_or_insert_with(|| RunGpu {
                 index: g.index,
                 uuid: g.uuid.clone(),
+                rank: None,
+                local_rank: None,
             });
+            if h.ranks.rank.is_some() && (gpu.rank.is_none() || h.ranks.rank < gpu.rank) {
+                gpu.rank = h.ranks.rank;
+                gpu.local_rank = h.ranks.local_rank;
+            }
+            if let Some(m) = mem {
+                memory = Some(memory.unwrap_or(0).saturating_add(m));
+            }
         }
+        out.extend(used);
     }
     out.sort();
     (out, memory)
 }
 
-/// `/proc/PID/environ` (NUL-separated `KEY=value`): the value of the first of `vars` that
-/// is set and non-empty, if it is a usable run name (printable, at most 128 bytes).
+/// `/proc/PID/environ` (NUL-separated `KEY=value`): the run name from the first of `vars`
+/// that is set and non-empty, if it is usable (printable, at most 128 bytes); see
+/// [`identity::run_identity`].
 pub fn parse_environ(b: &[u8], vars: &[String]) -> Option<String> {
-    let mut best: Option<(usize, &[u8])> = None;
-    for entry in b.split(|&c| c == 0) {
-        let Some(eq) = entry.iter().position(|&c| c == b'=') else {
-            continue;
-        };
-        let (k, v) = (&entry[..eq], &entry[eq + 1..]);
-        if v.is_empty() {
-            continue;
-        }
-        if let Some(rank) = vars.iter().position(|var| var.as_bytes() == k) {
-            if best.is_none_or(|(r, _)| rank < r) {
-                best = Some((rank, v));
-            }
-        }
-    }
-    let (_, v) = best?;
-    let s = std::str::from_utf8(v).ok()?;
-    (s.len() <= MAX_ENV_RUN_BYTES && !s.chars().any(char::is_control)).then(|| s.to_string())
+    identity::run_identity(&identity::env_pairs(b), vars, None)
 }
 
 #[cfg(test)]
@@ -261,6 +275,7 @@ mod tests {
             pid,
             command: "python".into(),
             env_run: None,
+            ranks: Ranks::default(),
         };
         let gpus = [
             GpuProcesses {
@@ -285,11 +300,15 @@ mod tests {
             [
                 RunGpu {
                     index: 0,
-                    uuid: "GPU-a".into()
+                    uuid: "GPU-a".into(),
+                    rank: None,
+                    local_rank: None,
                 },
                 RunGpu {
                     index: 1,
-                    uuid: "GPU-b".into()
+                    uuid: "GPU-b".into(),
+                    rank: None,
+                    local_rank: None,
                 }
             ]
         );
@@ -335,7 +354,8 @@ mod tests {
             [Holder {
                 pid: child.id(),
                 command: "sleep".into(),
-                env_run: Some("77".into())
+                env_run: Some("77".into()),
+                ranks: Ranks::default(),
             }]
         );
         assert!(scan.holders[1].is_empty());

@@ -44,8 +44,8 @@ pub struct AttributionFile {
     pub enabled: Option<bool>,
     pub interval: Option<String>,
     pub procfs: Option<PathBuf>,
-    #[serde(default)]
-    pub run_from_env: Vec<String>,
+    /// `[]` turns naming runs from the environment off.
+    pub run_from_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,13 +34,23 @@ use crate::training::Limits;
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = ":9842";
 
+/// The `attribution.run_from_env` entry that names a `torch.distributed` job from the
+/// `MASTER_ADDR` and `MASTER_PORT` every rank shares (`torch-ADDR-PORT`).
+pub const TORCH_MASTER_ENTRY: &str = "MASTER_ADDR:MASTER_PORT";
+
+/// The default sources of a run name, first set wins: torchrun, Slurm, `torch.distributed`
+/// (see [`crate::attribution::identity`]).
+pub const DEFAULT_RUN_FROM_ENV: [&str; 3] =
+    ["TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", TORCH_MASTER_ENTRY];
+
 /// Run attribution settings (see [`crate::attribution`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
     pub enabled: bool,
     pub interval: Duration,
     pub procfs: PathBuf,
-    /// Environment variables that name a run, first set wins.
+    /// Environment variables (or [`TORCH_MASTER_ENTRY`]) that name a run, first set wins;
+    /// empty: runs are named from their log paths alone.
     pub run_from_env: Vec<String>,
 }
 
@@ -476,12 +486,17 @@ fn attribution(flags: &Flags, file: AttributionFile) -> Result<Attribution, Conf
             "--attribution.run-from-env",
             (!flags.run_from_env.is_empty()).then(|| flags.run_from_env.clone()),
         ),
-        ("attribution.run_from_env", Some(file.run_from_env)),
-        Vec::new(),
+        ("attribution.run_from_env", file.run_from_env),
+        DEFAULT_RUN_FROM_ENV.iter().map(|s| s.to_string()).collect(),
     )
-    .check(|vars| match vars.iter().find(|v| !is_env_name(v)) {
-        Some(v) => Err(format!("{v:?} is not an environment variable name")),
-        None => Ok(vars),
+    .check(|vars| {
+        match vars
+            .iter()
+            .find(|v| !is_env_name(v) && v.as_str() != TORCH_MASTER_ENTRY)
+        {
+            Some(v) => Err(format!("{v:?} is not an environment variable name")),
+            None => Ok(vars),
+        }
     })?;
     Ok(Attribution {
         enabled: pick(
@@ -923,6 +938,30 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--attribution.run-from-env: \"A-B\" is not an environment variable name"
+        );
+    }
+
+    #[test]
+    fn run_from_env_defaults_to_the_launchers_and_an_empty_list_turns_it_off() {
+        let c = build("").unwrap();
+        assert_eq!(
+            c.attribution.run_from_env,
+            [
+                "TORCHELASTIC_RUN_ID",
+                "SLURM_JOB_ID",
+                "MASTER_ADDR:MASTER_PORT"
+            ]
+        );
+        let c = build("attribution:\n  run_from_env: []\n").unwrap();
+        assert!(c.attribution.run_from_env.is_empty());
+        let c =
+            build("attribution:\n  run_from_env: [RUN, \"MASTER_ADDR:MASTER_PORT\"]\n").unwrap();
+        assert_eq!(c.attribution.run_from_env, ["RUN", TORCH_MASTER_ENTRY]);
+        // the one pair entry there is, not any pair
+        let e = build("attribution:\n  run_from_env: [\"A:B\"]\n").unwrap_err();
+        assert_eq!(
+            e,
+            "attribution.run_from_env: \"A:B\" is not an environment variable name"
         );
     }
 

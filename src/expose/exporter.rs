@@ -1,5 +1,6 @@
 //! The exporter's own families (`gpu_train_exporter_*` of the runs: build info, runs
-//! followed and dropped, keys dropped, log bytes read and read errors, attribution scans),
+//! followed and dropped, keys dropped, log bytes read and read errors, attribution scans and
+//! unreadable process environments),
 //! beside the training families.
 
 use std::borrow::Cow;
@@ -49,6 +50,16 @@ pub fn encode(enc: &mut Encoder<'_>, runs: &Runs, labelled: &[(Cow<'_, str>, &Ru
             Kind::Counter,
         );
         enc.sample("gpu_train_exporter_attribution_cycles_total", &[], n as f64);
+        enc.family(
+            "gpu_train_exporter_process_environ_errors_total",
+            "Reads of a GPU compute process's environment that failed (another user's process, without the capabilities): such a process is mapped to no run.",
+            Kind::Counter,
+        );
+        enc.sample(
+            "gpu_train_exporter_process_environ_errors_total",
+            &[],
+            runs.environ_errors as f64,
+        );
     }
     enc.family(
         "gpu_train_exporter_keys_dropped_total",

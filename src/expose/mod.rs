@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 
 pub mod exporter;
 
+use crate::attribution::node::NodeRuns;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::training::{Known, Limits, RunState, SkipReason};
 
@@ -150,6 +151,8 @@ pub struct TrainingView<'a> {
     pub wall_clock: bool,
     /// The user rules, whose series the runs hold.
     pub rules: &'a [Rule],
+    /// The runs of this node's GPU processes, by their environment (with wall time only).
+    pub node: Option<&'a NodeRuns>,
 }
 
 /// Writes every training family, each run a series, families in a fixed order.
@@ -285,30 +288,8 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             }
         }
     }
-    if view.wall_clock && runs.iter().any(|(_, r)| !r.gpus.is_empty()) {
-        enc.family(
-            "training_run_gpu_info",
-            "1 for each GPU the run's processes compute on.",
-            Kind::Gauge,
-        );
-        let mut idx = String::new();
-        for (run, r) in runs {
-            for g in &r.gpus {
-                idx.clear();
-                let _ = write!(idx, "{}", g.index);
-                enc.sample(
-                    "training_run_gpu_info",
-                    &[("run", run), ("gpu", &idx), ("uuid", &g.uuid)],
-                    1.0,
-                );
-            }
-        }
-        gauge(
-            enc,
-            "training_run_gpu_memory_used_bytes",
-            "GPU memory used by the run's processes, over all its GPUs.",
-            &|r| r.gpu_memory_bytes.map(|b| b as f64),
-        );
+    if view.wall_clock {
+        encode_run_gpus(enc, view);
     }
     encode_rules(enc, view);
     enc.family(
@@ -338,6 +319,119 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             ],
             1.0,
         );
+    }
+}
+
+/// A rank's label value: empty when unknown.
+fn rank_label(out: &mut String, v: Option<u32>) -> &str {
+    out.clear();
+    if let Some(v) = v {
+        let _ = write!(out, "{v}");
+    }
+    out
+}
+
+/// The run ↔ GPU mapping (`training_run_gpu_info{run,gpu,uuid,rank,local_rank}`, one series
+/// per GPU and run), `training_run_gpu_memory_used_bytes` of the runs followed here,
+/// `training_run_world_size` and `training_run_node_info`. A run is a followed log (the GPUs
+/// of its holders) or a name from the environment of this node's GPU processes; a log whose
+/// writer has that name is exported under it, so the two meet in one series.
+fn encode_run_gpus(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
+    use std::collections::BTreeMap;
+    type Gpu<'a> = (&'a str, Option<u32>, Option<u32>);
+    let mut gpus: BTreeMap<(&str, u32), Gpu<'_>> = BTreeMap::new();
+    let mut places: BTreeMap<&str, (Option<u32>, Option<u32>)> = BTreeMap::new();
+    for (run, r) in view.runs {
+        for g in &r.gpus {
+            gpus.insert((run, g.index), (&g.uuid, g.rank, g.local_rank));
+        }
+        if !r.holders.is_empty() {
+            let ws = r.holders.iter().find_map(|h| h.ranks.world_size);
+            let node = r.holders.iter().filter_map(|h| h.ranks.node_rank).min();
+            places.insert(run, (ws, node));
+        }
+    }
+    if let Some(node) = view.node {
+        for ((run, index), g) in &node.gpus {
+            gpus.entry((run, *index))
+                .or_insert((&g.uuid, g.rank, g.local_rank));
+        }
+        for (run, p) in &node.runs {
+            let e = places.entry(run).or_insert((None, None));
+            e.0 = e.0.or(p.world_size);
+            e.1 = match (e.1, p.node_rank) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let (mut idx, mut rank, mut local) = (String::new(), String::new(), String::new());
+    if !gpus.is_empty() {
+        enc.family(
+            "training_run_gpu_info",
+            "1 for each GPU a run computes on: the GPUs of the processes holding its log, and of every compute process whose environment names the run; rank and local_rank of its lowest-ranked process there, empty when unknown.",
+            Kind::Gauge,
+        );
+        for ((run, index), (uuid, r, l)) in &gpus {
+            idx.clear();
+            let _ = write!(idx, "{index}");
+            let r = rank_label(&mut rank, *r);
+            let l = rank_label(&mut local, *l);
+            enc.sample(
+                "training_run_gpu_info",
+                &[
+                    ("run", run),
+                    ("gpu", &idx),
+                    ("uuid", uuid),
+                    ("rank", r),
+                    ("local_rank", l),
+                ],
+                1.0,
+            );
+        }
+    }
+    if view.runs.iter().any(|(_, r)| r.gpu_memory_bytes.is_some()) {
+        enc.family(
+            "training_run_gpu_memory_used_bytes",
+            "GPU memory used by the run's processes, over all its GPUs.",
+            Kind::Gauge,
+        );
+        for (run, r) in view.runs {
+            if let Some(b) = r.gpu_memory_bytes {
+                enc.sample(
+                    "training_run_gpu_memory_used_bytes",
+                    &[("run", run)],
+                    b as f64,
+                );
+            }
+        }
+    }
+    if places.values().any(|p| p.0.is_some()) {
+        enc.family(
+            "training_run_world_size",
+            "Processes in the run over all its nodes (WORLD_SIZE, else SLURM_NTASKS), when its processes here say.",
+            Kind::Gauge,
+        );
+        for (run, (ws, _)) in &places {
+            if let Some(ws) = ws {
+                enc.sample("training_run_world_size", &[("run", run)], *ws as f64);
+            }
+        }
+    }
+    if !places.is_empty() {
+        enc.family(
+            "training_run_node_info",
+            "1 for each run with processes on this node; node_rank is its lowest node rank here (GROUP_RANK, NODE_RANK, SLURM_NODEID), empty when unknown.",
+            Kind::Gauge,
+        );
+        for (run, (_, node)) in &places {
+            let n = rank_label(&mut rank, *node);
+            enc.sample(
+                "training_run_node_info",
+                &[("run", run), ("node_rank", n)],
+                1.0,
+            );
+        }
     }
 }
 
@@ -416,6 +510,7 @@ mod tests {
                 pid: 7,
                 command: "python3".into(),
                 env_run: None,
+                ranks: Default::default(),
             }],
             1.0,
         );
@@ -434,12 +529,15 @@ mod tests {
                 now: 2.0,
                 wall_clock: true,
                 rules: &[],
+                node: None,
             },
         );
         assert!(
             s.contains("training_run_process_info{run=\"sft\",pid=\"7\",command=\"python3\"} 1\n")
         );
-        assert!(s.contains("training_run_gpu_info{run=\"sft\",gpu=\"2\",uuid=\"GPU-2\"} 1\n"));
+        assert!(s.contains(
+            "training_run_gpu_info{run=\"sft\",gpu=\"2\",uuid=\"GPU-2\",rank=\"\",local_rank=\"\"} 1\n"
+        ));
         assert!(s.contains("training_run_gpu_memory_used_bytes{run=\"sft\"} 5368709120\n"));
         assert!(s.contains("training_run_active{run=\"sft\"} 1\n"));
     }

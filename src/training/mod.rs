@@ -421,6 +421,11 @@ pub struct Runs {
     pub runs_dropped: u64,
     /// Attribution scans completed; `None` while attribution is not running.
     pub attribution_cycles: Option<u64>,
+    /// The runs this node's GPU compute processes belong to, by their environment, from the
+    /// last attribution cycle (logs followed here or not).
+    pub node: attribution::node::NodeRuns,
+    /// GPU compute processes whose environment could not be read, over all cycles.
+    pub environ_errors: u64,
     /// User rules, applied to the cleaned lines of the runs they are scoped to.
     pub rules: Arc<Vec<Rule>>,
     /// Every run's history together: bytes accounted, the overhead part, series, and the
@@ -507,6 +512,8 @@ impl Runs {
             runs: BTreeMap::new(),
             runs_dropped: 0,
             attribution_cycles: None,
+            node: Default::default(),
+            environ_errors: 0,
             rules: Arc::new(Vec::new()),
             history_bytes: 0,
             history_overhead: 0,
@@ -886,6 +893,7 @@ mod tests {
                 pid: 1,
                 command: "python".into(),
                 env_run: Some(v.into()),
+                ranks: Default::default(),
             };
             runs.runs
                 .get_mut(name)
@@ -935,6 +943,7 @@ mod tests {
             pid: 42,
             command: "python".into(),
             env_run: Some("job-1".into()),
+            ranks: Default::default(),
         };
         r.set_holders(vec![h.clone()], 11.0);
         // held: active even past the idle limit

@@ -11,7 +11,8 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(15);
 
-/// `sh` with two `sleep` children, all writing to `log`, in their own process group.
+/// `sh` with two `sleep` children, all writing to `log`, in their own process group; the
+/// variables that name a run by default are this test's `env` alone, not the test runner's.
 fn launcher(log: &Path, env: &[(&str, &str)]) -> Child {
     let out = std::fs::OpenOptions::new()
         .append(true)
@@ -20,6 +21,9 @@ fn launcher(log: &Path, env: &[(&str, &str)]) -> Child {
         .unwrap();
     Command::new("sh")
         .args(["-c", "sleep 60 & sleep 60 & wait"])
+        .env_remove("TORCHELASTIC_RUN_ID")
+        .env_remove("SLURM_JOB_ID")
+        .env_remove("MASTER_ADDR")
         .envs(env.iter().copied())
         .stdout(out)
         .process_group(0)
@@ -349,5 +353,310 @@ fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
         }),
         "{}",
         f.daemon.scrape()
+    );
+}
+
+/// A `sleep` with `env` as its only environment, in its own process group.
+fn ranked(env: &[(&str, &str)]) -> Child {
+    Command::new("sleep")
+        .arg("60")
+        .env_clear()
+        .envs(env.iter().copied())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// The labels of every `training_run_gpu_info` series, as (run, gpu, uuid, rank, local_rank).
+fn run_gpus(m: &str) -> Vec<[String; 5]> {
+    let mut v: Vec<_> = samples(m, "training_run_gpu_info")
+        .into_iter()
+        .map(|(l, v)| {
+            assert_eq!(v, 1.0);
+            let get = |name: &str| {
+                l.iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("no {name} in {l:?}"))
+            };
+            ["run", "gpu", "uuid", "rank", "local_rank"].map(get)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn row(run: &str, gpu: &str, rank: &str, local: &str) -> [String; 5] {
+    [run, gpu, &format!("GPU-{gpu}"), rank, local].map(str::to_string)
+}
+
+#[test]
+fn gpu_processes_of_a_run_whose_log_is_on_another_node_are_named_and_ranked() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    // a log of another run, nobody writing it: this node does not have the job's log
+    let idle = dir.path().join("idle.log");
+    std::fs::write(&idle, "{'loss': 3.0, 'step': 1}\n").unwrap();
+    // node 1 of a Slurm job of 16 ranks, launched by torchrun: its ranks 8 and 9
+    let job = |rank: &'static str, local: &'static str| {
+        ranked(&[
+            ("SLURM_JOB_ID", "991"),
+            ("SLURM_NODEID", "1"),
+            ("RANK", rank),
+            ("LOCAL_RANK", local),
+            ("WORLD_SIZE", "16"),
+        ])
+    };
+    let (a, b) = (job("8", "0"), job("9", "1"));
+    // a plain torch.distributed job beside it, and a process no variable names
+    let torch = ranked(&[
+        ("MASTER_ADDR", "10.1.2.3"),
+        ("MASTER_PORT", "29500"),
+        ("RANK", "3"),
+    ]);
+    let anonymous = ranked(&[("PATH", "/bin")]);
+    let gpu = |i: usize, pids: &[u32]| {
+        let processes: Vec<_> = pids
+            .iter()
+            .map(|p| json!({"pid": p, "used_memory": 1u64 << 30}))
+            .collect();
+        json!({"name": "NVIDIA H100", "uuid": format!("GPU-{i}"), "processes": processes})
+    };
+    let cfg = json!({"driver_version": "550.54.15", "gpus": [
+        gpu(0, &[a.id()]),
+        gpu(1, &[b.id()]),
+        gpu(2, &[torch.id(), anonymous.id()]),
+        gpu(3, &[anonymous.id()]),
+    ]});
+    let arg = format!("idle={}", idle.display());
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let want = vec![
+        row("991", "0", "8", "0"),
+        row("991", "1", "9", "1"),
+        row("torch-10.1.2.3-29500", "2", "3", ""),
+    ];
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            run_gpus(&m) == want
+        }),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "training_run_world_size", &[("run", "991")]),
+        Some(16.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "training_run_node_info",
+            &[("run", "991"), ("node_rank", "1")]
+        ),
+        Some(1.0)
+    );
+    // what its environment does not say is not made up
+    assert_eq!(
+        value(
+            &m,
+            "training_run_node_info",
+            &[("run", "torch-10.1.2.3-29500"), ("node_rank", "")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "training_run_world_size",
+            &[("run", "torch-10.1.2.3-29500")]
+        ),
+        None
+    );
+    // no run label on the GPU series themselves (the collector's, not the exporter's own)
+    let gpu_lines: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("gpu_") && !l.starts_with("gpu_train_exporter_"))
+        .collect();
+    assert!(
+        gpu_lines.iter().any(|l| l.contains("uuid=\"GPU-1\"")),
+        "{m}"
+    );
+    for l in gpu_lines {
+        assert!(!l.contains("run=\"") && !l.contains(",run="), "{l}");
+    }
+    // the idle log is still a run of its own, on no GPU
+    assert_eq!(
+        value(&m, "training_run_info", &[("run", "idle")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "gpu_train_exporter_process_environ_errors_total", &[]),
+        Some(0.0)
+    );
+    // a rank exits: its GPU's mapping goes at the next cycle, while NVML still lists it
+    kill_group(b);
+    let want = vec![
+        row("991", "0", "8", "0"),
+        row("torch-10.1.2.3-29500", "2", "3", ""),
+    ];
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            run_gpus(&m) == want
+        }),
+        "{m}"
+    );
+    for c in [a, torch, anonymous] {
+        kill_group(c);
+    }
+}
+
+#[test]
+fn a_followed_log_whose_writer_has_the_jobs_identity_shares_its_run_label() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 7}\n").unwrap();
+    // rank 0 writes the log (its launcher and children inherit it); rank 1 on the same node
+    // does not hold it
+    let env = [
+        ("TORCHELASTIC_RUN_ID", "llama-70b"),
+        ("RANK", "0"),
+        ("LOCAL_RANK", "0"),
+        ("WORLD_SIZE", "2"),
+        ("GROUP_RANK", "0"),
+    ];
+    let writer = launcher(&log, &env);
+    let other = ranked(&[
+        ("TORCHELASTIC_RUN_ID", "llama-70b"),
+        ("RANK", "1"),
+        ("LOCAL_RANK", "1"),
+        ("WORLD_SIZE", "2"),
+        ("GROUP_RANK", "0"),
+    ]);
+    let cfg = json!({"driver_version": "550.54.15", "gpus": [
+        {"name": "NVIDIA H100", "uuid": "GPU-0", "processes": [{"pid": writer.id(), "used_memory": 2u64 << 30}]},
+        {"name": "NVIDIA H100", "uuid": "GPU-1", "processes": [{"pid": other.id(), "used_memory": 3u64 << 30}]},
+    ]});
+    let arg = format!("node-a={}", log.display());
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let want = vec![
+        row("llama-70b", "0", "0", "0"),
+        row("llama-70b", "1", "1", "1"),
+    ];
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            run_gpus(&m) == want && value(&m, "training_step", &[("run", "llama-70b")]) == Some(7.0)
+        }),
+        "{m}"
+    );
+    // the log's series are under the job's name; its path-derived name stays in the info
+    assert_eq!(value(&m, "training_step", &[("run", "node-a")]), None);
+    let info = samples(&m, "training_run_info");
+    assert_eq!(info.len(), 1, "{m}");
+    assert!(info[0]
+        .0
+        .iter()
+        .any(|(k, v)| k == "path" && v == &log.display().to_string()));
+    assert_eq!(pids(&m, "llama-70b").len(), 3);
+    // the holders' memory is the log's run's: the writer's GPU only
+    assert_eq!(
+        value(
+            &m,
+            "training_run_gpu_memory_used_bytes",
+            &[("run", "llama-70b")]
+        ),
+        Some((2u64 << 30) as f64)
+    );
+    assert_eq!(
+        value(&m, "training_run_world_size", &[("run", "llama-70b")]),
+        Some(2.0)
+    );
+    assert_eq!(samples(&m, "training_run_node_info").len(), 1, "{m}");
+    assert_eq!(
+        value(
+            &m,
+            "training_run_node_info",
+            &[("run", "llama-70b"), ("node_rank", "0")]
+        ),
+        Some(1.0)
+    );
+    kill_group(writer);
+    kill_group(other);
+}
+
+#[test]
+fn a_gpu_process_whose_environment_cannot_be_read_is_counted_and_mapped_to_no_run() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    // a procfs of two processes: one readable, one whose environ cannot be read
+    let dir = tempfile::tempdir().unwrap();
+    let procfs = dir.path().join("proc");
+    std::fs::create_dir_all(procfs.join("4001")).unwrap();
+    std::fs::write(
+        procfs.join("4001/environ"),
+        b"SLURM_JOB_ID=5\0SLURM_PROCID=3\0SLURM_LOCALID=1\0SLURM_NTASKS=8\0",
+    )
+    .unwrap();
+    std::fs::create_dir_all(procfs.join("4002/environ")).unwrap();
+    let log = dir.path().join("idle.log");
+    std::fs::write(&log, "{'loss': 3.0, 'step': 1}\n").unwrap();
+    let cfg = json!({"driver_version": "550.54.15", "gpus": [
+        {"name": "NVIDIA H100", "uuid": "GPU-0", "processes": [{"pid": 4001, "used_memory": 1u64 << 30}]},
+        {"name": "NVIDIA H100", "uuid": "GPU-1", "processes": [{"pid": 4002, "used_memory": 1u64 << 30}]},
+    ]});
+    let arg = format!("idle={}", log.display());
+    let root = procfs.display().to_string();
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--path.procfs",
+            &root,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let mut m = String::new();
+    assert!(
+        wait_for(T, || {
+            m = f.daemon.scrape();
+            value(&m, "gpu_train_exporter_process_environ_errors_total", &[])
+                .is_some_and(|n| n >= 1.0)
+        }),
+        "{m}"
+    );
+    // the cycle that counted it mapped the readable one (Slurm's names) and not it
+    assert_eq!(run_gpus(&m), [row("5", "0", "3", "1")], "{m}");
+    assert_eq!(
+        value(&m, "training_run_world_size", &[("run", "5")]),
+        Some(8.0)
     );
 }

@@ -120,23 +120,21 @@ pub fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) {
 /// Metrics that Prometheus itself makes, not the daemon.
 const PROMETHEUS_OWN: [&str; 2] = ["ALERTS", "up"];
 
-/// Series the rules read that the daemon does not serve yet (proposed in the runbook).
-/// Every alert expression of the shipped rule files, as `(alert, expr)`.
+/// The run-identity series (`training_run_world_size{run}`, `training_run_node_info{run,
+/// node_rank}`) that the run rules and board read: served once run identity lands (the
+/// daemon derives them from the environment of each GPU process); until then the check
+/// accepts exactly these names.
+const RUN_IDENTITY: [&str; 2] = ["training_run_world_size", "training_run_node_info"];
+
+/// Every expression of the shipped rule files, alerting and recording, as `(name, expr)`.
 fn rule_exprs() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for f in ["training", "gpu", "exporter"] {
-        let text = std::fs::read_to_string(root().join(format!("alerts/{f}.rules.yml"))).unwrap();
-        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        for g in doc["groups"].as_array().unwrap() {
-            for r in g["rules"].as_array().unwrap() {
-                out.push((
-                    r["alert"].as_str().unwrap().to_string(),
-                    r["expr"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-    }
-    out
+    crate::alerts::all_rules()
+        .into_iter()
+        .map(|(_, r)| {
+            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap();
+            (name.to_string(), r["expr"].as_str().unwrap().to_string())
+        })
+        .collect()
 }
 
 /// The fake NVML library (`tests/fake-nvml`, see `harness::fake_nvml`), built, when the
@@ -400,6 +398,9 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         &hf,
         "{'loss': 'nan', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '1.6'}\n",
     );
+    // this test process holds the log open and is the fake GPUs' compute process, so the
+    // daemon's attribution maps run hf to both GPUs (training_run_gpu_info)
+    let _holder = std::fs::File::open(&hf).unwrap();
     let gpu = fake_nvml().is_some();
     let d = start_daemon(dir.path(), &hf);
 
@@ -409,6 +410,7 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         panel: alert,
         expr,
     });
+    let recorded = crate::alerts::recorded_names();
     let mut wanted: Vec<(String, String)> = Vec::new();
     let mut pending = BTreeSet::new();
     for q in queries().into_iter().chain(rules) {
@@ -416,7 +418,14 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         let mut names = BTreeSet::new();
         metric_names(&ast, &mut names);
         for n in names {
-            if PROMETHEUS_OWN.contains(&n.as_str()) {
+            // what Prometheus makes itself, and what the shipped recording rules record
+            // (their own expressions are checked here as rules)
+            if PROMETHEUS_OWN.contains(&n.as_str()) || recorded.contains(&n) {
+                continue;
+            }
+            if RUN_IDENTITY.contains(&n.as_str()) {
+                // served once run identity lands
+                pending.insert(n);
                 continue;
             }
             if !gpu && needs_gpu(&n) {
@@ -440,6 +449,6 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         );
     }
     if !pending.is_empty() {
-        eprintln!("not checked until the fake NVML library exists (tests/fake-nvml): {pending:?}");
+        eprintln!("not checked until the fake NVML library exists (tests/fake-nvml) or run identity lands: {pending:?}");
     }
 }

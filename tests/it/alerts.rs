@@ -664,3 +664,57 @@ fn slack_templates_render_run_runbook_and_dashboard_links() {
     );
     assert_eq!(render("gte.slack.color").trim(), "danger");
 }
+
+#[test]
+fn slack_links_run_alerts_to_the_run_board_and_names_the_cause() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.json");
+    let labels = serde_json::json!({"alertname": "TrainingRunHung", "instance": INSTANCE,
+        "job": JOB, "run": "slurm-4242", "cause": "collective", "severity": "critical"});
+    let alert = serde_json::json!({
+        "status": "firing", "labels": labels,
+        "annotations": {
+            "summary": "A training run is hung in a collective operation.",
+            "description": "Run slurm-4242 (log on node1:9842) has not advanced its step for 20m 0s.",
+            "runbook_url": format!("{RUNBOOK}#trainingrunhung")
+        },
+        "startsAt": "2026-11-28T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": "1"
+    });
+    let body = serde_json::json!({
+        "receiver": "slack", "status": "firing", "alerts": [alert],
+        "groupLabels": {"alertname": "TrainingRunHung", "instance": INSTANCE},
+        "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093"
+    });
+    std::fs::write(&data, body.to_string()).unwrap();
+    let render = |name: &str| {
+        run_tool(
+            Command::new("amtool")
+                .arg("template")
+                .arg("render")
+                .arg(format!(
+                    "--template.glob={}",
+                    root().join("alerts/templates/*.tmpl").display()
+                ))
+                .arg(format!("--template.data={}", data.display()))
+                .arg(format!("--template.text={{{{ template \"{name}\" . }}}}")),
+        )
+    };
+    let url = render("gte.dashboard_url");
+    assert!(
+        url.trim()
+            .ends_with("/d/gte-run/gpu-train-exporter-run-across-nodes?var-run=slurm-4242"),
+        "{url}"
+    );
+    let text = render("gte.slack.text");
+    assert!(text.contains("cause: `collective`"), "{text}");
+    assert!(
+        text.contains(
+            "/d/gte-run/gpu-train-exporter-run-across-nodes?var-run=slurm-4242|Dashboard>"
+        ),
+        "{text}"
+    );
+}

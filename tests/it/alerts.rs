@@ -23,7 +23,7 @@ const RUNBOOK: &str =
 
 /// The shipped rule files.
 pub fn rule_files() -> Vec<PathBuf> {
-    ["training", "gpu", "exporter"]
+    ["training", "gpu", "run", "exporter"]
         .iter()
         .map(|n| root().join(format!("alerts/{n}.rules.yml")))
         .collect()
@@ -40,8 +40,8 @@ fn run_tool(cmd: &mut Command) -> String {
     text
 }
 
-/// Every rule, as `(group file, rule mapping)`.
-fn rules() -> Vec<(PathBuf, serde_json::Value)> {
+/// Every rule of the shipped files, alerting and recording, as `(file, rule mapping)`.
+pub fn all_rules() -> Vec<(PathBuf, serde_json::Value)> {
     let mut out = Vec::new();
     for f in rule_files() {
         let doc: serde_json::Value =
@@ -55,6 +55,22 @@ fn rules() -> Vec<(PathBuf, serde_json::Value)> {
     out
 }
 
+/// Every alerting rule, as `(group file, rule mapping)`.
+fn rules() -> Vec<(PathBuf, serde_json::Value)> {
+    all_rules()
+        .into_iter()
+        .filter(|(_, r)| r.get("record").is_none())
+        .collect()
+}
+
+/// The names the shipped recording rules record.
+pub fn recorded_names() -> std::collections::BTreeSet<String> {
+    all_rules()
+        .into_iter()
+        .filter_map(|(_, r)| r["record"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[test]
 fn promtool_checks_the_rule_files() {
     if !require_tool("promtool") {
@@ -66,7 +82,57 @@ fn promtool_checks_the_rule_files() {
             .arg("rules")
             .args(rule_files()),
     );
-    assert_eq!(out.matches("SUCCESS").count(), 3, "{out}");
+    assert_eq!(out.matches("SUCCESS").count(), rule_files().len(), "{out}");
+}
+
+#[test]
+fn recording_rules_are_named_by_level_and_tested() {
+    // level:metric[:operations], as the Prometheus naming practice has it, and every recorded
+    // name appears in a promtool unit test (as an expression or through an alert it feeds)
+    let tests: String = ["run"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(root().join(format!("alerts/tests/{n}.test.yml"))).unwrap()
+        })
+        .collect();
+    let rules = all_rules();
+    let names = recorded_names();
+    assert!(names.len() >= 15, "{names:?}");
+    // covered: named in a test, or read by an alert or recording rule that is covered
+    let mut covered: std::collections::BTreeSet<&str> = rules
+        .iter()
+        .filter_map(|(_, r)| r["alert"].as_str().or(r["record"].as_str()))
+        .filter(|n| tests.contains(n))
+        .collect();
+    loop {
+        let before = covered.len();
+        for (_, r) in &rules {
+            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap();
+            if covered.contains(name) {
+                let expr = r["expr"].as_str().unwrap();
+                covered.extend(
+                    names
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|n| expr.contains(n)),
+                );
+            }
+        }
+        if covered.len() == before {
+            break;
+        }
+    }
+    for n in &names {
+        let parts: Vec<&str> = n.split(':').collect();
+        assert!(
+            (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty()),
+            "{n} is not level:metric[:operations]"
+        );
+        assert!(
+            covered.contains(n.as_str()),
+            "{n}: recorded but never checked by a promtool test"
+        );
+    }
 }
 
 #[test]
@@ -597,4 +663,58 @@ fn slack_templates_render_run_runbook_and_dashboard_links() {
         "{text}"
     );
     assert_eq!(render("gte.slack.color").trim(), "danger");
+}
+
+#[test]
+fn slack_links_run_alerts_to_the_run_board_and_names_the_cause() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.json");
+    let labels = serde_json::json!({"alertname": "TrainingRunHung", "instance": INSTANCE,
+        "job": JOB, "run": "slurm-4242", "cause": "collective", "severity": "critical"});
+    let alert = serde_json::json!({
+        "status": "firing", "labels": labels,
+        "annotations": {
+            "summary": "A training run is hung in a collective operation.",
+            "description": "Run slurm-4242 (log on node1:9842) has not advanced its step for 20m 0s.",
+            "runbook_url": format!("{RUNBOOK}#trainingrunhung")
+        },
+        "startsAt": "2026-11-28T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": "1"
+    });
+    let body = serde_json::json!({
+        "receiver": "slack", "status": "firing", "alerts": [alert],
+        "groupLabels": {"alertname": "TrainingRunHung", "instance": INSTANCE},
+        "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093"
+    });
+    std::fs::write(&data, body.to_string()).unwrap();
+    let render = |name: &str| {
+        run_tool(
+            Command::new("amtool")
+                .arg("template")
+                .arg("render")
+                .arg(format!(
+                    "--template.glob={}",
+                    root().join("alerts/templates/*.tmpl").display()
+                ))
+                .arg(format!("--template.data={}", data.display()))
+                .arg(format!("--template.text={{{{ template \"{name}\" . }}}}")),
+        )
+    };
+    let url = render("gte.dashboard_url");
+    assert!(
+        url.trim()
+            .ends_with("/d/gte-run/gpu-train-exporter-run-across-nodes?var-run=slurm-4242"),
+        "{url}"
+    );
+    let text = render("gte.slack.text");
+    assert!(text.contains("cause: `collective`"), "{text}");
+    assert!(
+        text.contains(
+            "/d/gte-run/gpu-train-exporter-run-across-nodes?var-run=slurm-4242|Dashboard>"
+        ),
+        "{text}"
+    );
 }

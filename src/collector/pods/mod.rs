@@ -7,8 +7,9 @@
 //! A thread calls `List` each interval and keeps the mapping as plain data; a scrape only
 //! formats it. The NVIDIA device plugin names devices by UUID; the GPU index comes from the
 //! GPU collector's snapshot ([`GpuReader`]), empty when NVML does not list the device (a
-//! MIG device, or the GPU collector off). Without the socket (not on a Kubernetes node, or
-//! not mounted) the collector is off, said in one log line. Only [`api`] sees tonic.
+//! MIG device, or the GPU collector off). Without the socket (not on a Kubernetes node, not
+//! mounted, or not reachable by the daemon's user) the collector is off, said in one log
+//! line at start. Only [`api`] sees tonic.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -73,10 +74,13 @@ impl PodsCollector {
         waker: Arc<Waker>,
     ) -> Option<PodsCollector> {
         if let Err(e) = std::fs::symlink_metadata(&opts.socket) {
-            tracing::info!(
-                socket = %opts.socket.display(),
-                "pod mapping off: no kubelet pod-resources socket ({e})"
-            );
+            // The kubelet makes its directory root-only (0750): a non-root daemon sees
+            // permission denied, which is "off" as much as an absent socket is.
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no kubelet pod-resources socket",
+                _ => "cannot reach the kubelet pod-resources socket",
+            };
+            tracing::info!(socket = %opts.socket.display(), "pod mapping off: {why} ({e})");
             return None;
         }
         let rt = match tokio::runtime::Builder::new_current_thread()

@@ -24,10 +24,10 @@ use crate::harness::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// What the stand-in answers `List` with: pods, or an error status.
-type Answer = Result<ListPodResourcesResponse, tonic::Code>;
+pub type Answer = Result<ListPodResourcesResponse, tonic::Code>;
 
 /// A stand-in kubelet on `socket`, serving until dropped.
-struct Kubelet {
+pub struct Kubelet {
     socket: PathBuf,
     answer: Arc<Mutex<Answer>>,
     calls: Arc<AtomicUsize>,
@@ -36,7 +36,7 @@ struct Kubelet {
 }
 
 impl Kubelet {
-    fn start(answer: Answer) -> Kubelet {
+    pub fn start(answer: Answer) -> Kubelet {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("kubelet.sock");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +76,7 @@ impl Kubelet {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn socket(&self) -> &str {
+    pub fn socket(&self) -> &str {
         self.socket.to_str().unwrap()
     }
 }
@@ -128,7 +128,7 @@ impl tonic::server::UnaryService<ListPodResourcesRequest> for List {
 }
 
 /// A pod whose one container holds `devices` (resource, ids).
-fn pod(ns: &str, name: &str, container: &str, devices: &[(&str, &[&str])]) -> PodResources {
+pub fn pod(ns: &str, name: &str, container: &str, devices: &[(&str, &[&str])]) -> PodResources {
     PodResources {
         name: name.into(),
         namespace: ns.into(),
@@ -146,7 +146,7 @@ fn pod(ns: &str, name: &str, container: &str, devices: &[(&str, &[&str])]) -> Po
     }
 }
 
-fn pods(list: Vec<PodResources>) -> Answer {
+pub fn pods(list: Vec<PodResources>) -> Answer {
     Ok(ListPodResourcesResponse {
         pod_resources: list,
     })

@@ -91,7 +91,8 @@ pub enum ListError {
 }
 
 /// Opens a gRPC channel on the unix socket at `path`. The URI is a placeholder that tonic
-/// requires; every connection goes to the socket.
+/// requires (its host is the `:authority`, `localhost` as grpc-go sends on a unix socket);
+/// every connection goes to the socket.
 pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, ListError> {
     let socket: PathBuf = path.to_path_buf();
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
@@ -101,7 +102,7 @@ pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, ListErro
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });
-    Endpoint::from_static("http://kubelet.invalid")
+    Endpoint::from_static("http://localhost")
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_with_connector(connector)

@@ -145,8 +145,11 @@ fn cycle(
 ) {
     let started = Instant::now();
     let answer = rt.block_on(api::list(socket, timeout));
-    let was_ok = lock(&shared.snapshot).ok;
-    let first = lock(&shared.snapshot).cycle_seconds.is_none();
+    // the first failure after a success, or at start, is logged
+    let log_failure = {
+        let last = lock(&shared.snapshot);
+        last.ok || last.cycle_seconds.is_none()
+    };
     let snap = match answer {
         Ok(response) => {
             let index: HashMap<String, u32> = gpus
@@ -166,7 +169,7 @@ fn cycle(
         }
         Err(e) => {
             *lock(&shared.errors) += 1;
-            if was_ok || first {
+            if log_failure {
                 tracing::warn!("pod mapping absent until the kubelet answers: {e}");
             }
             PodsSnapshot {

@@ -1,4 +1,4 @@
-//! Wiring and lifecycle: builds the shared state, starts the tailer thread, the GPU and host
+//! Wiring and lifecycle: builds the shared state, starts the tailer thread, the GPU, host and pods
 //! collectors and the HTTP server, reloads the configuration on SIGHUP (logs, rules and the
 //! web config; the rest is logged as needing a restart), and stops on SIGTERM or SIGINT
 //! within about a second, never waiting on a blocked thread or a slow client. Also the
@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::clock::Waker;
-use crate::collector::{GpuCollector, HostCollector, Worker};
+use crate::collector::{GpuCollector, HostCollector, PodsCollector, Worker};
 use crate::config::{Config, ConfigError, Source};
 use crate::expose::{self, Dialect, Encoder, TrainingView};
 use crate::http::server::Web;
@@ -35,6 +35,10 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let mut state = AppState::new(&config);
     state.gpu = config.gpu.clone().map(GpuCollector::start);
     state.host = config.host.clone().map(HostCollector::start);
+    state.pods = config.pods.clone().and_then(|opts| {
+        let gpus = state.gpu.as_ref().map(GpuCollector::reader);
+        PodsCollector::start(opts, gpus)
+    });
     let state = Arc::new(state);
     if config.sources.is_empty() {
         tracing::warn!(
@@ -126,6 +130,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         }
         if let Some(h) = state.host.take() {
             parts.push(Box::new(move || h.stop()));
+        }
+        if let Some(p) = state.pods.take() {
+            parts.push(Box::new(move || p.stop()));
         }
     }
     let mut waiting = 0;
@@ -310,6 +317,7 @@ fn restart_only(running: &Config, new: &Config) -> Vec<&'static str> {
         ("attribution", differ(&a.attribution, &b.attribution)),
         ("gpu", differ(&a.gpu, &b.gpu)),
         ("host", differ(&a.host, &b.host)),
+        ("pods", differ(&a.pods, &b.pods)),
     ]
     .into_iter()
     .filter(|(_, d)| *d)

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::clock::unix_now;
-use crate::collector::{self, GpuCollector, HostCollector};
+use crate::collector::{self, GpuCollector, HostCollector, PodsCollector};
 use crate::config::Config;
 use crate::expose::{self, Dialect, Encoder, TrainingView};
 use crate::training::{lock, Runs};
@@ -19,6 +19,8 @@ pub struct AppState {
     pub gpu: Option<GpuCollector>,
     /// The host collector, when on (`run` starts it).
     pub host: Option<HostCollector>,
+    /// The pods collector, when on and the kubelet's socket exists (`run` starts it).
+    pub pods: Option<PodsCollector>,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             telemetry_path: config.telemetry_path.clone(),
             gpu: None,
             host: None,
+            pods: None,
         }
     }
 
@@ -57,7 +60,8 @@ impl AppState {
             );
             expose::exporter::encode(&mut enc, &runs, &labelled);
         }
-        let collectors = collector::registry(self.gpu.as_ref(), self.host.as_ref());
+        let collectors =
+            collector::registry(self.gpu.as_ref(), self.host.as_ref(), self.pods.as_ref());
         collector::encode_all(&mut enc, &collectors);
         enc.finish();
         out

@@ -1,9 +1,11 @@
-//! Hardware collectors: GPUs through NVML ([`gpu`]) and the host through sysinfo ([`host`]).
+//! Collectors: GPUs through NVML ([`gpu`]), the host through sysinfo ([`host`]) and, on a
+//! Kubernetes node, the pod each GPU is allocated to through the kubelet ([`pods`]).
 //!
 //! Each samples in a background thread on its own interval and keeps the latest values as
 //! plain data, so a scrape only formats what is cached and never waits on the hardware. The
-//! rest of the program reads [`gpu::GpuSnapshot`] and [`host::HostSnapshot`]; only
-//! `gpu/nvml.rs` sees nvml-wrapper and only `host.rs` sees sysinfo.
+//! rest of the program reads [`gpu::GpuSnapshot`], [`host::HostSnapshot`] and
+//! [`pods::PodsSnapshot`]; only `gpu/nvml.rs` sees nvml-wrapper, only `host.rs` sysinfo and
+//! only `pods/api.rs` tonic.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,9 +15,11 @@ use crate::expose::{Encoder, Kind};
 
 pub mod gpu;
 pub mod host;
+pub mod pods;
 
 pub use gpu::{GpuCollector, GpuProcess, GpuSample, GpuSnapshot};
 pub use host::{HostCollector, HostSnapshot};
+pub use pods::{PodsCollector, PodsSnapshot};
 
 /// Settings of the GPU collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +35,14 @@ pub struct GpuOptions {
 /// Settings of the host collector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostOptions {
+    pub interval: Duration,
+}
+
+/// Settings of the pods collector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodsOptions {
+    /// The kubelet's pod-resources socket.
+    pub socket: PathBuf,
     pub interval: Duration,
 }
 
@@ -98,11 +110,30 @@ impl Collector for HostCollector {
     }
 }
 
+impl Collector for PodsCollector {
+    fn name(&self) -> &'static str {
+        "pods"
+    }
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        PodsCollector::encode(self, enc)
+    }
+    fn success(&self) -> bool {
+        self.snapshot().ok
+    }
+    fn cycle_seconds(&self) -> Option<f64> {
+        self.snapshot().cycle_seconds
+    }
+    fn errors(&self) -> Vec<(&'static str, u64)> {
+        PodsCollector::errors(self)
+    }
+}
+
 /// The registry: the collectors that are on, in the order their families are written. The
 /// one place a collector is listed; a new one adds a line here.
 pub fn registry<'a>(
     gpu: Option<&'a GpuCollector>,
     host: Option<&'a HostCollector>,
+    pods: Option<&'a PodsCollector>,
 ) -> Vec<&'a dyn Collector> {
     let mut list: Vec<&dyn Collector> = Vec::new();
     if let Some(g) = gpu {
@@ -110,6 +141,9 @@ pub fn registry<'a>(
     }
     if let Some(h) = host {
         list.push(h);
+    }
+    if let Some(p) = pods {
+        list.push(p);
     }
     list
 }

@@ -123,6 +123,16 @@ pub struct Flags {
     /// How often the host is sampled [default: 5s].
     #[arg(long = "host.interval", value_name = "DURATION")]
     pub host_interval: Option<String>,
+    /// The kubelet's pod-resources socket, read to map GPUs to pods; the mapping is off
+    /// when it does not exist [default: /var/lib/kubelet/pod-resources/kubelet.sock].
+    #[arg(long = "pods.socket", value_name = "PATH")]
+    pub pods_socket: Option<PathBuf>,
+    /// How often the kubelet is asked which pod holds each GPU [default: 10s].
+    #[arg(long = "pods.interval", value_name = "DURATION")]
+    pub pods_interval: Option<String>,
+    /// Turn the pods collector off.
+    #[arg(long = "no-pods")]
+    pub no_pods: bool,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

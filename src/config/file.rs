@@ -36,6 +36,8 @@ pub struct File {
     pub gpu: GpuFile,
     #[serde(default)]
     pub host: HostFile,
+    #[serde(default)]
+    pub pods: PodsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +62,14 @@ pub struct GpuFile {
 #[serde(deny_unknown_fields)]
 pub struct HostFile {
     pub enabled: Option<bool>,
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodsFile {
+    pub enabled: Option<bool>,
+    pub socket: Option<PathBuf>,
     pub interval: Option<String>,
 }
 

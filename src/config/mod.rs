@@ -20,12 +20,12 @@ pub mod web_file;
 
 pub use self::cli::{Cli, Command, Flags};
 pub use self::file::{
-    parse_file, read_file, AttributionFile, File, GpuFile, HostFile, LimitsFile, LogFile, WebFile,
-    MAX_CONFIG_BYTES,
+    parse_file, read_file, AttributionFile, File, GpuFile, HostFile, LimitsFile, LogFile, PodsFile,
+    WebFile, MAX_CONFIG_BYTES,
 };
 
 use self::web_file::{Limits as WebLimits, WebConfig};
-use crate::collector::{GpuOptions, HostOptions};
+use crate::collector::{GpuOptions, HostOptions, PodsOptions};
 use crate::parse::rules::{self, Rule};
 use crate::parse::Format;
 use crate::tail::{self, TailOptions};
@@ -77,6 +77,8 @@ pub struct Config {
     pub gpu: Option<GpuOptions>,
     /// `None` when the host collector is off.
     pub host: Option<HostOptions>,
+    /// `None` when the pods collector is off.
+    pub pods: Option<PodsOptions>,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -211,6 +213,7 @@ impl Config {
             gpu: gpu(flags, &file.gpu, &attribution.procfs)?,
             attribution,
             host: host(flags, &file.host)?,
+            pods: pods(flags, &file.pods)?,
         })
     }
 }
@@ -576,6 +579,35 @@ fn host(flags: &Flags, file: &HostFile) -> Result<Option<HostOptions>, ConfigErr
     Ok(enabled.value.then_some(HostOptions { interval }))
 }
 
+/// The kubelet's pod-resources socket.
+pub const DEFAULT_PODS_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+
+/// The pods collector: `--pods.socket`, `--pods.interval`, `--no-pods` (and their `pods.*`
+/// keys). `None` when it is off; on but without the socket, it is off at start.
+fn pods(flags: &Flags, file: &PodsFile) -> Result<Option<PodsOptions>, ConfigError> {
+    let interval = pick(
+        ("--pods.interval", flags.pods_interval.as_deref()),
+        ("pods.interval", file.interval.as_deref()),
+        "10s",
+    )
+    .check(|d| duration(d, millis(100)..=HOUR))?;
+    let socket = pick(
+        ("--pods.socket", flags.pods_socket.clone()),
+        ("pods.socket", file.socket.clone()),
+        PathBuf::from(DEFAULT_PODS_SOCKET),
+    )
+    .check(|p| match p.as_os_str().is_empty() {
+        true => Err("is empty".to_string()),
+        false => Ok(p),
+    })?;
+    let enabled = pick(
+        ("--no-pods", flags.no_pods.then_some(false)),
+        ("pods.enabled", file.enabled),
+        true,
+    );
+    Ok(enabled.value.then_some(PodsOptions { socket, interval }))
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 /// humantime's year (365.25 days), so that the bound reads `1year`.
 const YEAR: Duration = Duration::from_secs(31_557_600);
@@ -711,6 +743,33 @@ mod tests {
         assert!(e.starts_with("gpu.nvml_library"), "{e}");
         let e = build("host:\n  interval: soon\n").unwrap_err();
         assert!(e.starts_with("host.interval"), "{e}");
+    }
+
+    #[test]
+    fn pods_socket_and_interval_from_file_and_flags() {
+        let p = build("").unwrap().pods.unwrap();
+        assert_eq!(p.socket, PathBuf::from(DEFAULT_PODS_SOCKET));
+        assert_eq!(p.interval, Duration::from_secs(10));
+        let file = "pods:\n  socket: /run/kubelet.sock\n  interval: 2s\n";
+        let p = build(file).unwrap().pods.unwrap();
+        assert_eq!(p.socket, PathBuf::from("/run/kubelet.sock"));
+        assert_eq!(p.interval, Duration::from_secs(2));
+        let flags = Flags {
+            pods_socket: Some("/other.sock".into()),
+            ..Flags::default()
+        };
+        let c = Config::build(&flags, parse_file(file).unwrap()).unwrap();
+        assert_eq!(c.pods.unwrap().socket, PathBuf::from("/other.sock"));
+        assert!(build("pods:\n  enabled: false\n").unwrap().pods.is_none());
+        let no = Flags {
+            no_pods: true,
+            ..Flags::default()
+        };
+        assert!(Config::build(&no, File::default()).unwrap().pods.is_none());
+        let e = build("pods:\n  interval: 1ms\n").unwrap_err();
+        assert!(e.starts_with("pods.interval"), "{e}");
+        let e = build("pods:\n  socket: ''\n").unwrap_err();
+        assert!(e.starts_with("pods.socket"), "{e}");
     }
 
     #[test]

@@ -234,6 +234,20 @@ fn daemonset_has_what_a_gpu_node_needs() {
         .find(|m| m["name"] == logs["name"])
         .expect("the log volume is mounted");
     assert_eq!(m["readOnly"], true);
+    // The kubelet's pod-resources directory: a read-only hostPath mount at the same path,
+    // holding the socket the daemon reads by default.
+    let socket = Path::new(gpu_train_exporter::config::DEFAULT_PODS_SOCKET);
+    let dir = socket.parent().unwrap().to_str().unwrap();
+    let pr = volumes
+        .iter()
+        .find(|v| v["hostPath"]["path"] == dir)
+        .expect("a hostPath volume for the pod-resources socket");
+    let m = mounts
+        .iter()
+        .find(|m| m["name"] == pr["name"])
+        .expect("the pod-resources volume is mounted");
+    assert_eq!(m["mountPath"], dir);
+    assert_eq!(m["readOnly"], true);
     // Every mount has a volume, the config volume is the ConfigMap, and --config points
     // into its mount.
     for m in mounts {

@@ -203,6 +203,12 @@ fn every_family_the_daemon_serves_has_a_prefix_rules_may_not_take() {
         "rules:\n  - name: user_rule_total\n    type: counter\n    pattern: 'loss'\n",
     )
     .unwrap();
+    let kubelet = crate::pods::Kubelet::start(crate::pods::pods(vec![crate::pods::pod(
+        "ns",
+        "p",
+        "c",
+        &[("nvidia.com/gpu", &["GPU-0"])],
+    )]));
     for a in [
         "--log".to_string(),
         format!("vllm={}", fixture("vllm/serve.log").display()),
@@ -210,6 +216,8 @@ fn every_family_the_daemon_serves_has_a_prefix_rules_may_not_take() {
         config.display().to_string(),
         "--attribution.interval".to_string(),
         "100ms".to_string(),
+        "--pods.socket".to_string(),
+        kubelet.socket().to_string(),
     ] {
         args.push(a);
     }
@@ -223,6 +231,7 @@ fn every_family_the_daemon_serves_has_a_prefix_rules_may_not_take() {
         "gpu_power_watts",
         "gpu_xid_errors_total",
         "host_memory_used_bytes",
+        "gpu_pod_info",
         "gpu_train_exporter_build_info",
         "user_rule_total",
     ];

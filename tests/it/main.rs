@@ -32,6 +32,8 @@ mod browser;
 mod gpu;
 // the host collector against /proc
 mod host;
+// the pods collector against a stand-in kubelet serving the pod-resources API on a unix socket
+mod pods;
 // TLS, basic auth, client certificates, headers, slowloris, connection limits, escaping
 mod security;
 // deploy/ checked offline: manifests, PrometheusRule vs alerts/, systemd, Dockerfile, compose

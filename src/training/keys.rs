@@ -1,19 +1,23 @@
 //! A run's values by key, shaped for the per-line path: every record looks up each of its
-//! keys, so the map is hashed (foldhash, seeded per map) rather than ordered; the exposition
-//! and the API read it out sorted by key, as an ordered map would give it.
+//! keys, so the map is hashed (foldhash, seeded per map) rather than ordered, and each key
+//! keeps the slot it was given (keys are never removed), so that a caller may remember where
+//! a key is. The exposition and the API read it out sorted by key, as an ordered map would
+//! give it.
 
 use std::collections::HashMap;
 
-/// Values by key: hashed lookups, iteration in key order.
+/// Values by key: hashed lookups, stable slots, iteration in key order.
 #[derive(Debug, Clone)]
 pub struct KeyMap<V> {
-    map: HashMap<String, V, foldhash::fast::RandomState>,
+    values: Vec<V>,
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         KeyMap {
-            map: HashMap::default(),
+            values: Vec::new(),
+            index: HashMap::default(),
         }
     }
 }
@@ -24,35 +28,58 @@ impl<V> KeyMap<V> {
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.map.get(key)
+        self.index.get(key).map(|&i| &self.values[i])
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-        self.map.get_mut(key)
+        self.index.get(key).map(|&i| &mut self.values[i])
+    }
+
+    /// The key's slot, for [`KeyMap::at_mut`]: it never changes.
+    pub fn slot(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The value in a slot [`KeyMap::slot`] gave.
+    pub fn at_mut(&mut self, slot: usize) -> &mut V {
+        &mut self.values[slot]
     }
 
     pub fn insert(&mut self, key: String, value: V) -> Option<V> {
-        self.map.insert(key, value)
+        match self.index.get(&key) {
+            Some(&i) => Some(std::mem::replace(&mut self.values[i], value)),
+            None => {
+                self.index.insert(key, self.values.len());
+                self.values.push(value);
+                None
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.values.is_empty()
     }
 
     /// The entries in key order.
     pub fn iter(&self) -> std::vec::IntoIter<(&String, &V)> {
-        let mut all: Vec<_> = self.map.iter().collect();
+        let mut all: Vec<_> = self
+            .index
+            .iter()
+            .map(|(k, &i)| (k, &self.values[i]))
+            .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
     }
 
-    /// The entries, mutable, in no particular order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
-        self.map.iter_mut()
+    /// Calls `f` on every entry, in no particular order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&str, &mut V)) {
+        for (k, &i) in &self.index {
+            f(k, &mut self.values[i]);
+        }
     }
 
     /// The keys in order.
@@ -97,5 +124,11 @@ mod tests {
         *m.get_mut("mid").unwrap() = 9;
         assert_eq!(m.values().copied().collect::<Vec<_>>(), [5, 6, 4, 9, 4]);
         assert_eq!(m.len(), 5);
+        let slot = m.slot("beta").unwrap();
+        m.insert("aardvark".to_string(), 1);
+        assert_eq!(m.slot("beta"), Some(slot), "a slot never moves");
+        *m.at_mut(slot) += 10;
+        assert_eq!(m.get("beta"), Some(&14));
+        assert_eq!(m.insert("beta".to_string(), 0), Some(14));
     }
 }

@@ -121,6 +121,8 @@ pub struct RunState {
     bar_total: Option<u64>,
     /// The file's bars are Lightning's: their counts are batches within an epoch, not steps.
     bars_are_epochs: bool,
+    /// Where the last record's keys sit in the maps above.
+    slots: Vec<KeySlots>,
 }
 
 impl RunState {
@@ -157,6 +159,7 @@ impl RunState {
             rate_from_records: false,
             bar_total: None,
             bars_are_epochs: false,
+            slots: Vec::new(),
         }
     }
 
@@ -335,10 +338,10 @@ impl RunState {
     fn limit_history(&mut self, cap: usize) {
         self.history_cap = cap;
         let mut bytes = 0;
-        for (k, s) in self.history.iter_mut() {
+        self.history.for_each_mut(|k, s| {
             s.limit(cap);
             bytes += s.bytes(k);
-        }
+        });
         self.history_bytes = bytes;
     }
 
@@ -370,21 +373,33 @@ impl RunState {
         let x = self.step.unwrap_or(self.records as f64);
         // what the record's cap left out of its line
         let mut dropped = r.dropped;
-        for (key, v) in r.values {
+        for (i, (key, v)) in r.values.into_iter().enumerate() {
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;
             }
-            let known = Known::from_key(&key);
-            self.remember(&key, known.is_some(), x, v);
+            let slots = self.slots_of(i, &key);
+            let known = slots.known;
+            match slots.history {
+                Some(h) => {
+                    self.history_bytes += self.history.at_mut(h).push_within(x, v, self.history_cap)
+                }
+                None => {
+                    self.remember(&key, known.is_some(), x, v);
+                    self.cache(i, |s, run| s.history = run.history.slot(&key));
+                }
+            }
             // the well-known keys' counters exist from their first value, at 0, so that
             // `increase()` sees the first NaN; other keys' appear with their first NaN
             let bump = u64::from(!v.is_finite());
             if bump > 0 || known.is_some_and(Known::watched) {
-                if let Some(c) = self.nonfinite.get_mut(key.as_ref()) {
+                if let Some(n) = slots.nonfinite {
+                    *self.nonfinite.at_mut(n) += bump;
+                } else if let Some(c) = self.nonfinite.get_mut(key.as_ref()) {
                     *c += bump;
                 } else if self.nonfinite.len() < limits.max_keys_per_run {
                     self.nonfinite.insert(key.to_string(), bump);
+                    self.cache(i, |s, run| s.nonfinite = run.nonfinite.slot(&key));
                 } else if bump > 0 {
                     dropped += 1;
                 }
@@ -394,10 +409,11 @@ impl RunState {
                     self.rate_from_records = true;
                 }
                 self.known[k as usize] = Some(v);
-            } else if let Some(slot) = self.metrics.get_mut(key.as_ref()) {
-                *slot = v;
+            } else if let Some(m) = slots.metric {
+                *self.metrics.at_mut(m) = v;
             } else if self.metrics.len() < limits.max_keys_per_run {
-                self.metrics.insert(key.into_owned(), v);
+                self.metrics.insert(key.to_string(), v);
+                self.cache(i, |s, run| s.metric = run.metrics.slot(&key));
             } else {
                 dropped += 1;
             }
@@ -407,6 +423,65 @@ impl RunState {
         }
         self.keys_dropped += dropped;
         dropped
+    }
+}
+
+/// Where the key at one position of the last record sits in each of a run's maps. Nearly
+/// every record of a run has the keys of the one before, in the same order: with this, such
+/// a record costs one comparison per key instead of a lookup in each map.
+#[derive(Debug, Clone, Default)]
+struct KeySlots {
+    key: String,
+    known: Option<Known>,
+    history: Option<usize>,
+    nonfinite: Option<usize>,
+    metric: Option<usize>,
+}
+
+/// Positions of a record whose slots are remembered (a record's first keys).
+const CACHED_POSITIONS: usize = 64;
+
+impl RunState {
+    /// The slots of `key`, the `i`-th key of a record: remembered when the last record had
+    /// the same key there, else looked up (and remembered).
+    fn slots_of(&mut self, i: usize, key: &str) -> KeySlots {
+        if let Some(s) = self.slots.get(i) {
+            if s.key == key {
+                return KeySlots {
+                    key: String::new(),
+                    ..*s
+                };
+            }
+        }
+        let found = KeySlots {
+            key: String::new(),
+            known: Known::from_key(key),
+            history: self.history.slot(key),
+            nonfinite: self.nonfinite.slot(key),
+            metric: self.metrics.slot(key),
+        };
+        if i < CACHED_POSITIONS {
+            if i >= self.slots.len() {
+                self.slots.resize_with(i + 1, KeySlots::default);
+            }
+            let s = &mut self.slots[i];
+            s.key.clear();
+            s.key.push_str(key);
+            s.known = found.known;
+            s.history = found.history;
+            s.nonfinite = found.nonfinite;
+            s.metric = found.metric;
+        }
+        found
+    }
+
+    /// Updates the remembered slots of position `i` after a map gained its key.
+    fn cache(&mut self, i: usize, set: impl FnOnce(&mut KeySlots, &RunState)) {
+        if i < self.slots.len() {
+            let mut s = std::mem::take(&mut self.slots[i]);
+            set(&mut s, self);
+            self.slots[i] = s;
+        }
     }
 }
 

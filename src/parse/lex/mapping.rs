@@ -155,6 +155,14 @@ impl<'a> Parser<'a> {
             }
             Some(_) => {
                 let start = self.i;
+                // the common case, a plain decimal, read in one pass (the same value as the
+                // token read whole below)
+                if let Some((v, n)) = super::number::decimal_prefix(&self.b[start..]) {
+                    if matches!(self.b.get(start + n), Some(b',' | b'}' | b' ' | b'\t')) {
+                        self.i += n;
+                        return Ok(Value::Num(v));
+                    }
+                }
                 while let Some(c) = self.peek() {
                     if matches!(c, b',' | b'}' | b'(' | b' ' | b'\t') {
                         break;

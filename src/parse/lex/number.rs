@@ -17,51 +17,54 @@ pub fn number(tok: &str) -> Option<f64> {
 /// power of ten rounds correctly, so the result is the standard parser's bit for bit.
 /// Everything else (exponents, `nan`, long mantissas) goes to the standard parser.
 pub fn float(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    match decimal_prefix(b) {
+        Some((v, n)) if n == b.len() => Some(v),
+        // after a digit, only an exponent (or a second dot, refused) can still make a
+        // number (`nan` and `inf` start with a letter): `41s` and `1h 2m` are not
+        Some((_, n)) if !matches!(b[n], b'e' | b'E' | b'+' | b'-' | b'.') => None,
+        _ => s.parse().ok(),
+    }
+}
+
+/// A plain decimal at the start of `b` (`-12.5`, `0.0001`, `3.`): its value and length, when
+/// it has 1 to 15 digits (exact in an `f64`, so one division by a power of ten rounds as the
+/// standard parser does). What follows it is the caller's business.
+pub fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
     const POW10: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
-    let b = s.as_bytes();
-    let (neg, d) = match b.first() {
-        Some(b'-') => (true, &b[1..]),
-        _ => (false, b),
-    };
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
     // integer digits, then a dot and fraction digits, into one mantissa (wrapping: beyond
-    // 15 digits the standard parser decides anyway)
+    // 15 digits the answer is None anyway)
     let mut mantissa = 0u64;
-    let mut i = 0;
-    while i < d.len() && d[i].is_ascii_digit() {
+    let start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
         mantissa = mantissa
             .wrapping_mul(10)
-            .wrapping_add(u64::from(d[i] - b'0'));
+            .wrapping_add(u64::from(b[i] - b'0'));
         i += 1;
     }
-    let mut digits = i;
+    let mut digits = i - start;
     let mut frac = 0;
-    if i < d.len() && d[i] == b'.' {
+    if i < b.len() && b[i] == b'.' {
         i += 1;
         let start = i;
-        while i < d.len() && d[i].is_ascii_digit() {
+        while i < b.len() && b[i].is_ascii_digit() {
             mantissa = mantissa
                 .wrapping_mul(10)
-                .wrapping_add(u64::from(d[i] - b'0'));
+                .wrapping_add(u64::from(b[i] - b'0'));
             i += 1;
         }
         frac = i - start;
         digits += frac;
     }
-    if i < d.len() {
-        // after a digit, only an exponent (or a second dot, refused) can still make a
-        // number (`nan` and `inf` start with a letter): `41s` and `1h 2m` are not
-        if digits > 0 && !matches!(d[i], b'e' | b'E' | b'+' | b'-' | b'.') {
-            return None;
-        }
-        return s.parse().ok();
-    }
     if digits == 0 || digits > 15 {
-        return s.parse().ok();
+        return None;
     }
     let v = mantissa as f64 / POW10[frac];
-    Some(if neg { -v } else { v })
+    Some((if neg { -v } else { v }, i))
 }
 
 /// A printed percentage as a ratio, correctly rounded (`64.99` → 0.6499, not

@@ -17,14 +17,14 @@ use crate::dashboards::{self, fake_nvml, needs_gpu};
 use crate::harness::{agent, append, fixture, free_port, http_get, require_tool, root, wait_for};
 
 /// A child process killed on drop, its output in a file for failure messages.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: PathBuf,
     port: u16,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf, port: u16) -> Proc {
+    pub(crate) fn spawn(cmd: &mut Command, log: PathBuf, port: u16) -> Proc {
         let f = std::fs::File::create(&log).unwrap();
         let child = cmd
             .stdout(Stdio::null())
@@ -34,11 +34,11 @@ impl Proc {
         Proc { child, log, port }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self, what: &str) {
+    pub(crate) fn wait_ready(&mut self, what: &str) {
         let port = self.port;
         let ok = wait_for(Duration::from_secs(30), || {
             matches!(self.child.try_wait(), Ok(Some(_)))
@@ -155,7 +155,7 @@ fn am_alerts(port: u16) -> Vec<serde_json::Value> {
 }
 
 /// An instant query against Prometheus' HTTP API: the result vector.
-fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
+pub(crate) fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
     let (status, body) = http_get(port, &format!("/api/v1/query?query={}", urlencode(q)))
         .unwrap_or_else(|e| panic!("query {q}: {e}"));
     let v: serde_json::Value =

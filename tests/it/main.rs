@@ -22,6 +22,9 @@ mod alerts;
 mod dashboards;
 // daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
 mod alerting_e2e;
+// three daemons as three nodes of one run + real Prometheus with the run rules: the joins,
+// the aggregates, the straggler
+mod cluster;
 // the README's example config and flag table stay true
 mod readme;
 // the JSON API behind the live page, through the router

@@ -47,13 +47,13 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
     let (counts_start, open) = find_counts(b)?;
     // the counts are ASCII digits, `/`, `?` and spaces
     let counts = &b[counts_start..open];
-    let slash = memchr::memchr(b'/', counts)?;
+    let slash = super::find_byte(b'/', counts)?;
     let n = int(&counts[..slash])?;
     let total = match trim_spaces(&counts[slash + 1..]) {
         b"?" => None,
         t => Some(int(t)?),
     };
-    let close = open + memchr::memchr(b']', &b[open..])?;
+    let close = open + super::find_byte(b']', &b[open..])?;
     let inside = &s[open + 1..close];
     // `elapsed, rate, postfix...`
     let (rate, postfix) = match split_comma(inside) {
@@ -65,7 +65,7 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
     };
     // description: before `NN%|` or before the first `|`
     let head = &b[..counts_start];
-    let first_bar = memchr::memchr(b'|', head).unwrap_or(head.len());
+    let first_bar = super::find_byte(b'|', head).unwrap_or(head.len());
     let mut desc = super::trim_end(&s[..first_bar]);
     let d = desc.as_bytes();
     // the last byte that is not a digit, `%` or space ends a character (every byte after it
@@ -95,7 +95,7 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
 /// Finds `| N/T [` and returns (start of N, index of `[`).
 fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
-    while let Some(p) = memchr::memchr(b'|', &b[from..]).map(|p| p + from) {
+    while let Some(p) = super::find_byte(b'|', &b[from..]).map(|p| p + from) {
         if b.get(p + 1) != Some(&b' ') {
             from = p + 1;
             continue;
@@ -127,7 +127,7 @@ fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
 fn split_comma(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let mut from = 0;
-    while let Some(i) = memchr::memchr(b',', &b[from..]).map(|i| i + from) {
+    while let Some(i) = super::find_byte(b',', &b[from..]).map(|i| i + from) {
         if b.get(i + 1) == Some(&b' ') {
             return Some((&s[..i], &s[i + 2..]));
         }

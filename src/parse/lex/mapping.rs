@@ -122,6 +122,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn string(&mut self) -> Result<Cow<'a, str>, Malformed> {
         let q = self.next().unwrap_or(b'"');
         let start = self.i;
@@ -145,6 +146,7 @@ impl<'a> Parser<'a> {
         unescape(raw).map(Cow::Owned)
     }
 
+    #[inline]
     fn value(&mut self) -> Result<Value<'a>, Malformed> {
         match self.peek() {
             None => Err(Malformed("missing value")),
@@ -215,6 +217,7 @@ impl<'a> Parser<'a> {
 
 /// The first `x` or `y` in `b`, eight bytes at a time (keys and values are short: a
 /// vectorised search would spend more on its setup than on the search).
+#[inline(always)]
 fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);

@@ -19,8 +19,9 @@ use crate::http::server::Web;
 use crate::parse::rules::Rule;
 use crate::parse::Format;
 use crate::state::AppState;
+use crate::sync::lock;
 use crate::tail::{self, SourcesSlot, TailOptions, Tailer};
-use crate::training::{lock, Limits, Runs};
+use crate::training::{Limits, Runs};
 
 /// Reads the configuration again, as at start (the same flags): what SIGHUP puts in force.
 pub type Reload = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;

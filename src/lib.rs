@@ -20,5 +20,6 @@ pub mod http;
 pub mod parse;
 pub mod procfs;
 pub mod state;
+pub mod sync;
 pub mod tail;
 pub mod training;

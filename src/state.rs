@@ -9,7 +9,8 @@ use crate::clock::unix_now;
 use crate::collector::{self, GpuCollector, HostCollector, PodsCollector};
 use crate::config::Config;
 use crate::expose::{self, Dialect, Encoder, TrainingView};
-use crate::training::{lock, Runs};
+use crate::sync::lock;
+use crate::training::Runs;
 
 /// State shared by the HTTP handlers.
 pub struct AppState {

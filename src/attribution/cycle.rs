@@ -14,7 +14,8 @@ use crate::clock::{unix_now, Waker};
 use crate::collector::gpu::{GpuReader, GpuSnapshot};
 use crate::config::Attribution;
 use crate::procfs::Procfs;
-use crate::training::{lock, Runs};
+use crate::sync::lock;
+use crate::training::Runs;
 
 /// Scans /proc every interval for the processes holding each run's log, until `waker` is
 /// stopped (a manual waker: at each of its wake-ups). The lock is held only to read the

@@ -11,7 +11,7 @@
 //! - `SLURM_JOB_ID`, with `.STEP` after it for a job step other than the first
 //!   (`SLURM_STEP_ID` 1, 2 …): step 0, the one `srun` of most jobs, is the job id alone, as
 //!   `squeue` shows it, and two steps of one job training side by side stay apart;
-//! - the entry `MASTER_ADDR:MASTER_PORT` ([`crate::config::TORCH_MASTER_ENTRY`]), which every
+//! - the entry `MASTER_ADDR:MASTER_PORT` ([`TORCH_MASTER_ENTRY`]), which every
 //!   rank of one `torch.distributed` job shares: `torch-ADDR-PORT`. A loopback address
 //!   (`localhost`, `127.*`, `::1`: a single-node job) is replaced by this node's host name, so
 //!   that two single-node jobs on two nodes are not taken for one; without a host name such a
@@ -20,7 +20,9 @@
 //!
 //! Ranks take torchrun's names first and Slurm's as the fallback.
 
-use crate::config::TORCH_MASTER_ENTRY;
+/// The `attribution.run_from_env` entry that names a `torch.distributed` job from the
+/// `MASTER_ADDR` and `MASTER_PORT` every rank shares (`torch-ADDR-PORT`).
+pub const TORCH_MASTER_ENTRY: &str = "MASTER_ADDR:MASTER_PORT";
 
 /// Longest run name accepted from an environment.
 pub const MAX_ENV_RUN_BYTES: usize = 128;

@@ -11,7 +11,7 @@ use sysinfo::System;
 
 use super::HostOptions;
 use crate::expose::{Encoder, Kind};
-use crate::training::lock;
+use crate::sync::lock;
 
 /// The latest host values as plain data.
 #[derive(Debug, Clone, Default, PartialEq)]

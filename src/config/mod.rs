@@ -34,9 +34,7 @@ use crate::training::Limits;
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = ":9842";
 
-/// The `attribution.run_from_env` entry that names a `torch.distributed` job from the
-/// `MASTER_ADDR` and `MASTER_PORT` every rank shares (`torch-ADDR-PORT`).
-pub const TORCH_MASTER_ENTRY: &str = "MASTER_ADDR:MASTER_PORT";
+pub use crate::attribution::identity::TORCH_MASTER_ENTRY;
 
 /// The default sources of a run name, first set wins: torchrun, Slurm, `torch.distributed`
 /// (see [`crate::attribution::identity`]).

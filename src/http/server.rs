@@ -289,7 +289,7 @@ impl Web {
     /// Registers a new connection; at the cap, first closes the one idle longest. `None`
     /// when every open connection has a request in flight.
     fn admit(&self) -> Option<(u64, Arc<Conn>)> {
-        let mut conns = crate::training::lock(&self.conns);
+        let mut conns = crate::sync::lock(&self.conns);
         if conns.open.len() >= self.limits.max_connections && !conns.evict_one() {
             return None;
         }
@@ -306,12 +306,12 @@ impl Web {
     }
 
     fn leave(&self, id: u64) {
-        crate::training::lock(&self.conns).open.remove(&id);
+        crate::sync::lock(&self.conns).open.remove(&id);
     }
 
     /// Whether a request is in flight on any connection.
     fn busy(&self) -> bool {
-        crate::training::lock(&self.conns)
+        crate::sync::lock(&self.conns)
             .open
             .values()
             .any(|c| c.busy.load(Ordering::Relaxed) > 0)
@@ -322,7 +322,7 @@ impl Web {
             return Verdict::Denied;
         };
         let tag = auth.tag(&user, &pass);
-        if crate::training::lock(&auth.verified).contains(&tag) {
+        if crate::sync::lock(&auth.verified).contains(&tag) {
             return Verdict::Allowed;
         }
         let (known, hash) = match auth.users.get(&user) {
@@ -357,7 +357,7 @@ impl Web {
         if !ok {
             return Verdict::Denied;
         }
-        let mut cache = crate::training::lock(&auth.verified);
+        let mut cache = crate::sync::lock(&auth.verified);
         if cache.len() >= 64 {
             cache.clear();
         }
@@ -659,7 +659,7 @@ pub async fn serve(
                     // Out of file descriptors and the like: free an idle connection's, and
                     // wait rather than spin.
                     tracing::warn!("accept: {e}");
-                    crate::training::lock(&web.conns).evict_one();
+                    crate::sync::lock(&web.conns).evict_one();
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

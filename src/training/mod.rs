@@ -865,10 +865,7 @@ impl tail::Sink<Format> for &Mutex<Runs> {
     }
 }
 
-/// Locks, ignoring poisoning: the state stays usable even if a holder panicked.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use crate::sync::lock;
 
 #[cfg(test)]
 mod tests {

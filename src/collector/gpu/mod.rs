@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::GpuOptions;
 use crate::expose::Encoder;
 use crate::procfs::Procfs;
-use crate::training::lock;
+use crate::sync::lock;
 
 mod encode;
 mod model;

@@ -34,7 +34,7 @@ use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows};
 use super::xid::{EventSource, Wait};
 use crate::procfs::Procfs;
-use crate::training::lock;
+use crate::sync::lock;
 
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's

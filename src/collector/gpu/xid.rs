@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::model::XidCount;
 use crate::clock::{unix_now, Waker};
-use crate::training::lock;
+use crate::sync::lock;
 
 /// What one wait for an event brought.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,7 @@ use super::gpu::GpuReader;
 use super::{PodsOptions, Worker};
 use crate::clock::Waker;
 use crate::expose::{Encoder, Kind};
-use crate::training::lock;
+use crate::sync::lock;
 
 pub mod api;
 

@@ -17,7 +17,8 @@ use serde::Deserialize;
 
 use crate::clock::unix_now;
 use crate::state::AppState;
-use crate::training::{lock, Known, Limits, RunState};
+use crate::sync::lock;
+use crate::training::{Known, Limits, RunState};
 
 use types::{ErrorResponse, GpuBody, GpusResponse, Num, RunBody, RunsResponse, SeriesResponse};
 

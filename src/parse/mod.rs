@@ -3,7 +3,7 @@
 //! [`clean`] strips decoration; [`lex`] holds the lexers formats share (the dict/JSON
 //! scanner, the tqdm bar, numbers). Each trainer format is one file implementing
 //! [`LineFormat`] and keeping its own per-file state: [`hf`], [`jsonl`], [`megatron`],
-//! [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]; the [`formats!`] table registers
+//! [`deepspeed`], [`torchtitan`], [`vllm`], [`sglang`], [`lightning`]; the [`formats!`] table registers
 //! them (one line each) and [`LineParser`] dispatches a line to the configured format, or
 //! detects it per line. [`rules`] holds the users' regex rules. Nothing here knows about
 //! files, metrics or time. [`guard`] contains a parser's panic to the line it was reading.
@@ -17,6 +17,7 @@ pub mod lex;
 pub mod lightning;
 pub mod megatron;
 pub mod rules;
+pub mod sglang;
 pub mod torchtitan;
 pub mod vllm;
 
@@ -106,6 +107,8 @@ formats! {
     Torchtitan => "torchtitan", torchtitan::Torchtitan, detected: true;
     /// vLLM engine statistics.
     Vllm => "vllm", vllm::Vllm, detected: true;
+    /// SGLang scheduler `Prefill batch` / `Decode batch` statistics.
+    Sglang => "sglang", sglang::Sglang, detected: true;
     /// PyTorch Lightning: tqdm bar postfix and `CSVLogger`'s `metrics.csv`.
     Lightning => "lightning", lightning::Lightning, detected: true;
 }
@@ -350,6 +353,10 @@ mod tests {
             "step: 1 memory: GiB(",
             "step: 1 tps: ,,,",
             "Engine 0: Avg prompt throughput:",
+            "Prefill batch",
+            "Decode batch [",
+            "Decode batch [1",
+            "Decode batch, : ,: , #token: ",
             "Avg prompt throughput: %, Running: ",
             "epoch,step",
             ",,,",

@@ -36,6 +36,7 @@ const GOLDEN: &[&str] = &[
     "torchtitan/train.log",
     "vllm/serve.log",
     "vllm/serve-v0.log",
+    "sglang/server.log",
     "lightning/train-tqdm.log",
     "lightning/metrics.csv",
 ];

@@ -37,6 +37,7 @@ const GOLDEN: &[&str] = &[
     "vllm/serve.log",
     "vllm/serve-v0.log",
     "sglang/server.log",
+    "nanogpt/train.log",
     "lightning/train-tqdm.log",
     "lightning/metrics.csv",
 ];

@@ -112,7 +112,8 @@ formats! {
     Sglang => "sglang", sglang::Sglang, detected: true;
     /// nanoGPT-style `iter N: loss …, time …ms, mfu …%` and `step N: train loss …, val loss …`.
     Nanogpt => "nanogpt", nanogpt::Nanogpt, detected: true;
-    /// PyTorch Lightning: tqdm bar postfix and `CSVLogger`'s `metrics.csv`.
+    /// PyTorch Lightning: tqdm bar postfix, the Rich bar's final frame and `CSVLogger`'s
+    /// `metrics.csv`.
     Lightning => "lightning", lightning::Lightning, detected: true;
 }
 

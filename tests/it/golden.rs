@@ -39,6 +39,7 @@ const GOLDEN: &[&str] = &[
     "sglang/server.log",
     "nanogpt/train.log",
     "lightning/train-tqdm.log",
+    "lightning/train-rich.log",
     "lightning/metrics.csv",
 ];
 

@@ -210,7 +210,8 @@ fn strip_level_date_header(s: &str) -> &str {
     }
 }
 
-/// `[...]` tokens that are decoration: a timestamp, a level, `rankN`, `LEVEL:name`,
+/// `[...]` tokens that are decoration: a timestamp (alone or followed by SGLang's parallel
+/// ranks, `[2025-01-01 12:00:00 DP0 TP1]`), a level, `rankN`, `LEVEL:name`,
 /// `file.py:12:func`, or one short word (`[titan]`, `[transformers]`).
 fn strip_bracket(s: &str) -> &str {
     let Some(end) = s[1..].find(']').map(|e| e + 1) else {
@@ -220,7 +221,7 @@ fn strip_bracket(s: &str) -> &str {
     if inner.is_empty() || inner.len() > 64 {
         return s;
     }
-    let ok = timestamp_len(inner.as_bytes()) == Some(inner.len())
+    let ok = timestamp_len(inner.as_bytes()).is_some_and(|n| is_parallel_ranks(&inner[n..]))
         || is_level(inner)
         || is_rank(inner)
         || is_level_colon_name(inner)
@@ -234,6 +235,20 @@ fn strip_bracket(s: &str) -> &str {
         rest = r;
     }
     rest
+}
+
+/// Nothing, or SGLang's process tags after the timestamp: ` TP0`, ` DP0 PP1 TP2 EP0`,
+/// ` ATTN_CP0 MOE_DP1` (upper-case letters or `_`, then the rank's digits, one space before
+/// each).
+fn is_parallel_ranks(s: &str) -> bool {
+    s.split(' ').skip(1).all(|tag| {
+        let digits = tag.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');
+        let name = &tag[..tag.len() - digits.len()];
+        name.len() >= 2
+            && name.as_bytes()[0].is_ascii_uppercase()
+            && !digits.is_empty()
+            && digits.bytes().all(|c| c.is_ascii_digit())
+    }) && (s.is_empty() || s.starts_with(' '))
 }
 
 fn is_rank(s: &str) -> bool {
@@ -428,7 +443,33 @@ mod tests {
             c("INFO 08-20 10:23:30.123 metrics.py:351] Avg prompt throughput: 1"),
             "Avg prompt throughput: 1"
         );
+        // SGLang: the timestamp, then the scheduler's parallel ranks when there are several
+        assert_eq!(
+            c("[2026-05-18 16:04:46 TP0] Decode batch, #running-req: 1"),
+            "Decode batch, #running-req: 1"
+        );
+        assert_eq!(
+            c("[2026-05-18 16:04:46 DP1 PP0 TP3 EP3] Prefill batch, #new-seq: 1"),
+            "Prefill batch, #new-seq: 1"
+        );
+        assert_eq!(c("[2026-05-18 16:04:46] Prefill batch"), "Prefill batch");
         // not decoration: kept
+        assert_eq!(
+            c("[2026-05-18 16:04:46 tp0] x"),
+            "[2026-05-18 16:04:46 tp0] x"
+        );
+        assert_eq!(
+            c("[2026-05-18 16:04:46 TP] x"),
+            "[2026-05-18 16:04:46 TP] x"
+        );
+        assert_eq!(
+            c("[2026-05-18 16:04:46 loss 0.5] x"),
+            "[2026-05-18 16:04:46 loss 0.5] x"
+        );
+        assert_eq!(
+            c("[2026-05-18 16:04:46  TP0] x"),
+            "[2026-05-18 16:04:46  TP0] x"
+        );
         assert_eq!(c("INFO is fine"), "INFO is fine");
         assert_eq!(c("(VllmWorker rank=1 pid=7) x"), "x");
         assert_eq!(c("(note: pid=3) x"), "(note: pid=3) x");

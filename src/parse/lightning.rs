@@ -4,6 +4,13 @@
 //!   val_loss=0.127]`. Its counts are batches within the epoch, not optimizer steps, so it gives
 //!   the epoch and the postfix values, never the step. tqdm redraws the bar many times per
 //!   second: a record is made only when the postfix changes.
+//! - Rich's bar (`RichProgressBar`, the default when `rich` is installed), as it reaches a
+//!   file when output is redirected: one final frame, `Epoch 3/-2 ━━━━ 8/8 0:00:00 • 0:00:00
+//!   150.23it/s v_num: 0.000` with the metrics Rich wrapped onto the lines below it
+//!   (`train_loss: 0.048`, `val_loss: 0.094`; a `key:` may end one line and its value start
+//!   the next). The frame's lines are read while each is nothing but `key: number` pairs; each
+//!   gives a record with the epoch. The values are rounded as the bar shows them
+//!   (`metrics_format`, `.3f` by default).
 //! - `metrics.csv`: a header row (the column names, sorted), then one row per `log` call with
 //!   empty cells for the columns that row does not have; train and val rows interleave; CRLF.
 //!   When a new column appears Lightning rewrites the whole file with the wider header. The
@@ -15,6 +22,7 @@
 //! other column as printed.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use super::lex::number::number;
 use super::lex::tqdm::{self, Bar};
@@ -62,12 +70,124 @@ pub fn bar_record<'a>(bar: &Bar<'a>, epoch: f64) -> Option<Record<'a>> {
     Some(rec)
 }
 
-/// Lightning's parser state for one file: the `metrics.csv` header, and the last bar postfix
-/// (tqdm redraws the bar many times per second; a record is made only when it changes).
+/// The first line of Rich's training bar, `Epoch 3/-2 ━━━━ 8/8 0:00:00 • 0:00:00 150.23it/s
+/// v_num: 0.000`: the epoch and the text after the speed, where the metrics start.
+pub fn rich_bar(text: &str) -> Option<(f64, &str)> {
+    let rest = text.strip_prefix("Epoch ")?;
+    let (epoch, rest) = rest.split_once(' ')?;
+    let epoch: u64 = epoch.split('/').next()?.parse().ok()?;
+    let (bar, rest) = rest.trim_start().split_once(' ')?;
+    if bar.is_empty() || !bar.chars().all(|c| matches!(c, '━' | '╺' | '╸' | '─')) {
+        return None;
+    }
+    let (counts, rest) = rest.trim_start().split_once(' ')?;
+    let (n, total) = counts.split_once('/')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(n) || !(digits(total) || total == "--") {
+        return None;
+    }
+    let speed = rest.find("it/s")?;
+    Some((epoch as f64, &rest[speed + 4..]))
+}
+
+/// Reads `key: number` pairs, `pending` when the line starts with the value of a key the line
+/// before ended with. `Some(whether a key is left waiting for its value)` when the whole
+/// line is such pairs; `each` gets every pair (the key `None` for the pending one).
+fn rich_pairs<'a>(
+    text: &'a str,
+    mut pending: bool,
+    mut each: impl FnMut(Option<&'a str>, f64),
+) -> Option<bool> {
+    let mut key: Option<&'a str> = None;
+    let mut any = false;
+    for tok in text.split_whitespace() {
+        any = true;
+        if pending || key.is_some() {
+            each(key.take(), number(tok)?);
+            pending = false;
+        } else {
+            let k = tok.strip_suffix(':').filter(|k| !k.is_empty())?;
+            key = Some(k);
+        }
+    }
+    any.then_some(key.is_some())
+}
+
+/// Where a Rich frame is in the lines of one file.
+#[derive(Debug, Default)]
+struct Rich {
+    /// The lines so far were a frame: the next one may go on with it. A `Cell` because
+    /// `detect`, which sees the lines another format does not take, ends the frame too.
+    active: Cell<bool>,
+    epoch: f64,
+    /// The key the last line ended with, its value on the next.
+    key: Option<String>,
+}
+
+impl Rich {
+    /// Whether the line is a frame's first line or goes on with the current frame.
+    fn takes(&self, text: &str) -> bool {
+        if text.starts_with("Epoch ") && rich_bar(text).is_some() {
+            return true;
+        }
+        let goes_on =
+            self.active.get() && rich_pairs(text, self.key.is_some(), |_, _| {}).is_some();
+        self.active.set(goes_on);
+        goes_on
+    }
+
+    /// A frame's line as a record; `None` (and the frame ended) when it is not one.
+    fn line<'a>(&mut self, text: &'a str) -> Option<Record<'a>> {
+        let (metrics, pending) = match rich_bar(text) {
+            Some((epoch, metrics)) => {
+                self.epoch = epoch;
+                self.key = None;
+                (metrics, false)
+            }
+            None if self.takes(text) => (text, self.key.is_some()),
+            None => return None,
+        };
+        self.active.set(true);
+        let mut rec = Record::new(Format::Lightning);
+        rec.push("epoch", self.epoch);
+        let waiting = self.key.take();
+        let left = rich_pairs(metrics, pending, |k, v| {
+            let key = match k {
+                Some(k) => k,
+                None => waiting.as_deref().unwrap_or_default(),
+            };
+            if key != "v_num" && !key.is_empty() {
+                let key = match (key_of(key), k) {
+                    (Cow::Borrowed(b), _) => Cow::Borrowed(b),
+                    (Cow::Owned(_), Some(k)) => Cow::Borrowed(k),
+                    (owned, None) => owned,
+                };
+                rec.values.push((key, v));
+            }
+        });
+        // (`None` only on the bar's own line, whose metrics are read up to the first word
+        // that is not a pair)
+        if left == Some(true) {
+            let last = metrics.split_whitespace().next_back().unwrap_or_default();
+            self.key = Some(last.trim_end_matches(':').to_owned());
+        }
+        Some(rec)
+    }
+
+    fn reset(&mut self) {
+        self.active.set(false);
+        self.key = None;
+    }
+}
+
+/// Lightning's parser state for one file: the `metrics.csv` header, the last bar postfix
+/// (tqdm redraws the bar many times per second; a record is made only when it changes), and
+/// where a Rich frame is.
 #[derive(Debug, Default)]
 pub struct Lightning {
     csv: Csv,
     last_postfix: String,
+    rich: Rich,
 }
 
 impl Lightning {
@@ -89,9 +209,9 @@ impl Lightning {
 }
 
 impl LineFormat for Lightning {
-    /// A `metrics.csv` header, or any line once a header was read.
+    /// A `metrics.csv` header, or any line once a header was read; a Rich bar's line.
     fn detect(&self, text: &str) -> bool {
-        self.csv.active() || Csv::is_header(text)
+        self.csv.active() || Csv::is_header(text) || self.rich.takes(text)
     }
 
     fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
@@ -104,6 +224,9 @@ impl LineFormat for Lightning {
             if let Some(e) = self.csv.row(text) {
                 return Some(e);
             }
+        }
+        if let Some(rec) = self.rich.line(text) {
+            return Some(Event::Record(rec));
         }
         let bar = tqdm::parse(text)?;
         if line.cursor_up {
@@ -119,6 +242,7 @@ impl LineFormat for Lightning {
             self.csv.reset();
         }
         self.last_postfix.clear();
+        self.rich.reset();
     }
 }
 
@@ -233,6 +357,84 @@ mod tests {
         assert_eq!(r.step, None);
         let plain = tqdm::parse(" 10%|█ | 30/300 [00:04<00:38,  7.02it/s]").unwrap();
         assert_eq!(bar_epoch(&plain), None);
+    }
+
+    fn rich_lines(lines: &[&str]) -> Vec<Option<Vec<(String, f64)>>> {
+        let mut p = Lightning::default();
+        lines
+            .iter()
+            .map(|l| {
+                let c = crate::parse::clean(l.as_bytes());
+                let taken = p.detect(&c.text);
+                match p.parse(&c) {
+                    Some(Event::Record(r)) => {
+                        assert!(taken, "{l}");
+                        Some(r.values.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    fn kv(pairs: &[(&str, f64)]) -> Option<Vec<(String, f64)>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+    }
+
+    #[test]
+    fn rich_final_frame_wrapped_over_lines() {
+        let got = rich_lines(&[
+            "`Trainer.fit` stopped: `max_steps=200` reached.",
+            "Epoch 3/-2 ━━━━━━━━━━━━━━━━━ 8/8 0:00:00 • 0:00:00 150.23it/s v_num: 0.000      ",
+            "                                                              train_loss: 0.048 ",
+            "                                                              val_loss: 0.094   ",
+            "metrics.csv: /data/logs/metrics.csv",
+            "val_mae: 0.5",
+        ]);
+        assert_eq!(got[0], None);
+        assert_eq!(got[1], kv(&[("epoch", 3.0)]));
+        assert_eq!(got[2], kv(&[("epoch", 3.0), ("loss", 0.048)]));
+        assert_eq!(got[3], kv(&[("epoch", 3.0), ("eval_loss", 0.094)]));
+        assert_eq!(got[4], None);
+        // the frame ended: a later pair is not the bar's
+        assert_eq!(got[5], None);
+    }
+
+    #[test]
+    fn rich_pair_split_across_lines_and_on_the_bar_line() {
+        let got = rich_lines(&[
+            "Epoch 12/19 ━━━━━━━━━━━╺━━━━━ 5/8 0:00:03 • 0:00:02 1.52it/s v_num: 1.000 train_loss:",
+            "0.512 val_acc: 0.875 lr-Adam:",
+            "0.001",
+        ]);
+        assert_eq!(got[0], kv(&[("epoch", 12.0)]));
+        assert_eq!(
+            got[1],
+            kv(&[("epoch", 12.0), ("loss", 0.512), ("val_acc", 0.875)])
+        );
+        assert_eq!(got[2], kv(&[("epoch", 12.0), ("learning_rate", 0.001)]));
+        assert_eq!(
+            rich_lines(&[
+                "Epoch 0/1 ━━━━ 8/-- 0:00:01 • -:--:-- 3.00it/s train_loss: 0.25 val_loss: 0.5"
+            ])[0],
+            kv(&[("epoch", 0.0), ("loss", 0.25), ("eval_loss", 0.5)])
+        );
+    }
+
+    #[test]
+    fn not_a_rich_bar() {
+        for l in [
+            "Epoch 3: 100%|█| 8/8 [00:00<00:00, 11.36it/s, v_num=0]",
+            "Epoch 3/-2 ==== 8/8 0:00:00 • 0:00:00 150.23it/s",
+            "Epoch x ━━━━ 8/8 0:00:00 • 0:00:00 150.23it/s",
+            "Epoch 3 ━━━━ 8 0:00:00 150.23it/s",
+            "Epoch 3 ━━━━ 8/8 0:00:00",
+            "Validation ━━━━ 2/2 0:00:00 • 0:00:00 90.00it/s",
+        ] {
+            assert_eq!(rich_bar(l), None, "{l}");
+        }
+        // no frame yet: a pair alone is nobody's
+        assert_eq!(rich_lines(&["train_loss: 0.048"])[0], None);
     }
 
     #[test]

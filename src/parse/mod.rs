@@ -3,9 +3,9 @@
 //! [`clean`] strips decoration; [`lex`] holds the lexers formats share (the dict/JSON
 //! scanner, the tqdm bar, numbers). Each trainer format is one file implementing
 //! [`LineFormat`] and keeping its own per-file state: [`hf`], [`jsonl`], [`megatron`],
-//! [`deepspeed`], [`torchtitan`], [`vllm`], [`lightning`]; the [`formats!`] table registers
-//! them (one line each) and [`LineParser`] dispatches a line to the configured format, or
-//! detects it per line. [`rules`] holds the users' regex rules. Nothing here knows about
+//! [`deepspeed`], [`torchtitan`], [`vllm`], [`sglang`], [`nanogpt`], [`lightning`]; the
+//! [`formats!`] table registers them (one line each) and [`LineParser`] dispatches a line to
+//! the configured format, or detects it per line. [`rules`] holds the users' regex rules. Nothing here knows about
 //! files, metrics or time. [`guard`] contains a parser's panic to the line it was reading.
 
 pub mod clean;
@@ -16,7 +16,9 @@ pub mod jsonl;
 pub mod lex;
 pub mod lightning;
 pub mod megatron;
+pub mod nanogpt;
 pub mod rules;
+pub mod sglang;
 pub mod torchtitan;
 pub mod vllm;
 
@@ -106,7 +108,12 @@ formats! {
     Torchtitan => "torchtitan", torchtitan::Torchtitan, detected: true;
     /// vLLM engine statistics.
     Vllm => "vllm", vllm::Vllm, detected: true;
-    /// PyTorch Lightning: tqdm bar postfix and `CSVLogger`'s `metrics.csv`.
+    /// SGLang scheduler `Prefill batch` / `Decode batch` statistics.
+    Sglang => "sglang", sglang::Sglang, detected: true;
+    /// nanoGPT-style `iter N: loss …, time …ms, mfu …%` and `step N: train loss …, val loss …`.
+    Nanogpt => "nanogpt", nanogpt::Nanogpt, detected: true;
+    /// PyTorch Lightning: tqdm bar postfix, the Rich bar's final frame and `CSVLogger`'s
+    /// `metrics.csv`.
     Lightning => "lightning", lightning::Lightning, detected: true;
 }
 
@@ -350,6 +357,14 @@ mod tests {
             "step: 1 memory: GiB(",
             "step: 1 tps: ,,,",
             "Engine 0: Avg prompt throughput:",
+            "Prefill batch",
+            "Decode batch [",
+            "Decode batch [1",
+            "Decode batch, : ,: , #token: ",
+            "iter 1: ",
+            "iter 1: loss",
+            "step 1: , , val loss ,",
+            "iter 99999999999999999999999: loss 1",
             "Avg prompt throughput: %, Running: ",
             "epoch,step",
             ",,,",

@@ -36,7 +36,10 @@ const GOLDEN: &[&str] = &[
     "torchtitan/train.log",
     "vllm/serve.log",
     "vllm/serve-v0.log",
+    "sglang/server.log",
+    "nanogpt/train.log",
     "lightning/train-tqdm.log",
+    "lightning/train-rich.log",
     "lightning/metrics.csv",
 ];
 

@@ -619,4 +619,50 @@ mod tests {
         assert!(s.contains("training_run_gpu_memory_used_bytes{run=\"sft\"} 5368709120\n"));
         assert!(s.contains("training_run_active{run=\"sft\"} 1\n"));
     }
+
+    fn training_text(runs: &[(&str, &RunState)], wall_clock: bool) -> String {
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::Text);
+        encode_training(
+            &mut e,
+            &TrainingView {
+                runs,
+                limits: &Limits::default(),
+                now: 100.0,
+                wall_clock,
+                rules: &[],
+                node: None,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn event_counters_exist_at_zero_on_metrics_and_only_when_seen_in_parse_output() {
+        let quiet = RunState::new("/l/a.log", crate::parse::Format::Hf);
+        let mut crashed = RunState::new("/l/b.log", crate::parse::Format::Hf);
+        let line = "RuntimeError: CUDA error: an illegal memory access was encountered\u{7}\"x\"";
+        crashed.error_line(line.as_bytes(), line, 42.0);
+        let live = training_text(&[("a", &quiet), ("b", &crashed)], true);
+        for kind in EventKind::ALL {
+            let want = format!(
+                "training_log_events_total{{run=\"a\",event=\"{}\"}} 0\n",
+                kind.as_str()
+            );
+            assert!(live.contains(&want), "{want} in {live}");
+        }
+        assert!(live.contains("training_log_events_total{run=\"b\",event=\"cuda_error\"} 1\n"));
+        // the label is cleaned (control byte) and escaped (quotes)
+        assert!(live.contains(
+            "training_run_last_error_info{run=\"b\",event=\"cuda_error\",message=\"RuntimeError: CUDA error: an illegal memory access was encountered \\\"x\\\"\"} 1\n"
+        ), "{live}");
+        assert!(live.contains("training_run_last_error_timestamp_seconds{run=\"b\"} 42\n"));
+        assert!(!live.contains("training_run_last_error_timestamp_seconds{run=\"a\"}"));
+        let once = training_text(&[("a", &quiet), ("b", &crashed)], false);
+        assert!(!once.contains("run=\"a\",event="), "{once}");
+        assert!(once.contains("training_log_events_total{run=\"b\",event=\"cuda_error\"} 1\n"));
+        assert!(!once.contains("training_run_last_error_timestamp_seconds"));
+        // a log without errors prints no event family at all in parse output
+        assert!(!training_text(&[("a", &quiet)], false).contains("training_log_events_total"));
+    }
 }

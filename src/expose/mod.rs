@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 pub mod exporter;
 
 use crate::attribution::node::NodeRuns;
+use crate::parse::events::EventKind;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::training::{Known, Limits, RunState, SkipReason};
 
@@ -248,6 +249,7 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
         }
     }
 
+    encode_events(enc, view);
     if view.wall_clock {
         gauge(enc, "training_last_record_timestamp_seconds", "Unix time the run's last metric record was read (for records found at start-up: the file's modification time).", &|r| r.last_record);
         gauge(
@@ -319,6 +321,82 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
             ],
             1.0,
         );
+    }
+}
+
+/// Crash and error events (`crate::parse::events`): `training_log_events_total{run,event}`,
+/// at 0 for every well-known kind from a run's start so that `increase()` sees the first;
+/// in the one-shot output (no wall clock, nothing scrapes it) only the kinds seen, so that a
+/// log without errors prints no event series. The last error's `_info` and, with wall time,
+/// its timestamp.
+fn encode_events(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
+    let runs = view.runs;
+    let seen = |r: &RunState| r.events.iter().any(|&n| n > 0) || !r.rule_events.is_empty();
+    if view.wall_clock || runs.iter().any(|(_, r)| seen(r)) {
+        let name = "training_log_events_total";
+        enc.family(
+            name,
+            "Crash and error events read from the run's log, by kind (oom, nccl_timeout, nccl_error, cuda_error, process_killed, exception, and the kinds user rules declare).",
+            Kind::Counter,
+        );
+        for (run, r) in runs {
+            for kind in EventKind::ALL {
+                let n = r.events[kind as usize];
+                if view.wall_clock || n > 0 {
+                    enc.sample(name, &[("run", run), ("event", kind.as_str())], n as f64);
+                }
+            }
+            for (event, n) in &r.rule_events {
+                enc.sample(name, &[("run", run), ("event", event)], *n as f64);
+            }
+        }
+    }
+    if runs.iter().any(|(_, r)| r.last_error.is_some()) {
+        let name = "training_run_last_error_info";
+        enc.family(
+            name,
+            "1 for the cause of the run's latest crash: the first specific error (not the cascade after it), or torchrun's root cause; the message is the log line, `rank N: ` first when known, cut to 200 bytes.",
+            Kind::Gauge,
+        );
+        for (run, r) in runs {
+            if let Some(e) = &r.last_error {
+                let message = e.label();
+                enc.sample(
+                    name,
+                    &[("run", run), ("event", &e.event), ("message", &message)],
+                    1.0,
+                );
+            }
+        }
+        if runs
+            .iter()
+            .any(|(_, r)| r.last_error.as_ref().is_some_and(|e| e.step.is_some()))
+        {
+            let name = "training_run_last_error_step";
+            enc.family(
+                name,
+                "The run's step when the cause of its latest crash was read.",
+                Kind::Gauge,
+            );
+            for (run, r) in runs {
+                if let Some(step) = r.last_error.as_ref().and_then(|e| e.step) {
+                    enc.sample(name, &[("run", run)], step);
+                }
+            }
+        }
+        if view.wall_clock {
+            let name = "training_run_last_error_timestamp_seconds";
+            enc.family(
+                name,
+                "Unix time the cause of the run's latest crash was read.",
+                Kind::Gauge,
+            );
+            for (run, r) in runs {
+                if let Some(e) = &r.last_error {
+                    enc.sample(name, &[("run", run)], e.time);
+                }
+            }
+        }
     }
 }
 
@@ -540,5 +618,51 @@ mod tests {
         ));
         assert!(s.contains("training_run_gpu_memory_used_bytes{run=\"sft\"} 5368709120\n"));
         assert!(s.contains("training_run_active{run=\"sft\"} 1\n"));
+    }
+
+    fn training_text(runs: &[(&str, &RunState)], wall_clock: bool) -> String {
+        let mut s = String::new();
+        let mut e = Encoder::new(&mut s, Dialect::Text);
+        encode_training(
+            &mut e,
+            &TrainingView {
+                runs,
+                limits: &Limits::default(),
+                now: 100.0,
+                wall_clock,
+                rules: &[],
+                node: None,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn event_counters_exist_at_zero_on_metrics_and_only_when_seen_in_parse_output() {
+        let quiet = RunState::new("/l/a.log", crate::parse::Format::Hf);
+        let mut crashed = RunState::new("/l/b.log", crate::parse::Format::Hf);
+        let line = "RuntimeError: CUDA error: an illegal memory access was encountered\u{7}\"x\"";
+        crashed.error_line(line.as_bytes(), line, 42.0);
+        let live = training_text(&[("a", &quiet), ("b", &crashed)], true);
+        for kind in EventKind::ALL {
+            let want = format!(
+                "training_log_events_total{{run=\"a\",event=\"{}\"}} 0\n",
+                kind.as_str()
+            );
+            assert!(live.contains(&want), "{want} in {live}");
+        }
+        assert!(live.contains("training_log_events_total{run=\"b\",event=\"cuda_error\"} 1\n"));
+        // the label is cleaned (control byte) and escaped (quotes)
+        assert!(live.contains(
+            "training_run_last_error_info{run=\"b\",event=\"cuda_error\",message=\"RuntimeError: CUDA error: an illegal memory access was encountered \\\"x\\\"\"} 1\n"
+        ), "{live}");
+        assert!(live.contains("training_run_last_error_timestamp_seconds{run=\"b\"} 42\n"));
+        assert!(!live.contains("training_run_last_error_timestamp_seconds{run=\"a\"}"));
+        let once = training_text(&[("a", &quiet), ("b", &crashed)], false);
+        assert!(!once.contains("run=\"a\",event="), "{once}");
+        assert!(once.contains("training_log_events_total{run=\"b\",event=\"cuda_error\"} 1\n"));
+        assert!(!once.contains("training_run_last_error_timestamp_seconds"));
+        // a log without errors prints no event family at all in parse output
+        assert!(!training_text(&[("a", &quiet)], false).contains("training_log_events_total"));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod clean;
 pub mod deepspeed;
+pub mod events;
 pub mod guard;
 pub mod hf;
 pub mod jsonl;

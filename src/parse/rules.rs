@@ -58,6 +58,9 @@ pub struct RuleSpec {
     pub runs: Vec<String>,
     /// HELP text.
     pub help: Option<String>,
+    /// An error event kind a match also is (`training_log_events_total{event}`, and a
+    /// candidate for `training_run_last_error_info`): lower case, digits and `_`.
+    pub event: Option<String>,
 }
 
 /// A compiled rule.
@@ -72,7 +75,12 @@ pub struct Rule {
     pub labels: Vec<String>,
     label_groups: Vec<usize>,
     runs: Vec<glob::Pattern>,
+    /// The event kind a match is, from `event:`.
+    pub event: Option<String>,
 }
+
+/// Longest event kind name a rule may declare.
+pub const MAX_EVENT_BYTES: usize = 32;
 
 /// A rule error: the key under `rules[i]` and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +209,18 @@ impl Rule {
             }
             label_groups.push(group("labels", l)?);
         }
+        if let Some(e) = &spec.event {
+            let ok = e.len() <= MAX_EVENT_BYTES
+                && e.starts_with(|c: char| c.is_ascii_lowercase())
+                && e.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                return Err(err(
+                    "event",
+                    format!("{e:?} is not an event name ([a-z][a-z0-9_]*, at most {MAX_EVENT_BYTES} bytes)"),
+                ));
+            }
+        }
         let mut runs = Vec::new();
         for r in &spec.runs {
             runs.push(
@@ -220,6 +240,7 @@ impl Rule {
             labels: spec.labels.clone(),
             label_groups,
             runs,
+            event: spec.event.clone(),
         })
     }
 
@@ -337,6 +358,9 @@ mod tests {
         let mut s = spec("x", "(?P<v>.)");
         s.runs = vec!["[".into()];
         assert_eq!(key(s), "runs");
+        let mut s = spec("x", "(?P<v>.)");
+        s.event = Some("Bad-Name".into());
+        assert_eq!(key(s), "event");
         let e = compile_all(&[spec("a", "(?P<v>.)"), spec("a", "(?P<v>.)")]).unwrap_err();
         assert_eq!(e.0, "rules[1].name");
         let mut c = spec("a_total", "(?P<v>.)");

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use self::history::Series;
 use crate::attribution::{self, GpuProcesses, Holder, RunGpu};
+use crate::parse::events::{self, EventKind, Found, KIND_COUNT};
 use crate::parse::guard;
 use crate::parse::rules::{Rule, RuleKind};
 use crate::parse::{clean, Event, Format, LineParser, Progress, Record, RecordCap};
@@ -123,6 +124,52 @@ pub struct RunState {
     bars_are_epochs: bool,
     /// Where the last record's keys sit in the maps above.
     slots: Vec<KeySlots>,
+    /// Crash and error events seen, by well-known kind ([`EventKind`] as index).
+    pub events: [u64; KIND_COUNT],
+    /// Events of the kinds user rules declare (`event:`), by name.
+    pub rule_events: BTreeMap<String, u64>,
+    /// The cause of the run's latest crash: see [`RunState::error_found`].
+    pub last_error: Option<LastError>,
+    /// Tracebacks open and torchrun's root-cause block, for the event lines.
+    tracker: events::Tracker,
+    /// The first error of each rank since the last one's crash began (bounded by ranks).
+    crash_errors: Vec<LastError>,
+}
+
+/// Longest error message kept, in bytes (it is a label value).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 200;
+/// Ranks whose first error of a crash is remembered.
+const MAX_CRASH_RANKS: usize = 256;
+/// Event kinds user rules may add, per run.
+const MAX_RULE_EVENTS: usize = 32;
+
+/// An error event taken as the cause of a crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastError {
+    /// The event kind: a well-known one's name or a user rule's.
+    pub event: String,
+    /// The line that says it, cleaned for a label and cut to [`MAX_ERROR_MESSAGE_BYTES`].
+    pub message: String,
+    /// The rank that printed it or that torchrun named, when known.
+    pub rank: Option<u32>,
+    /// The run's step when it was read.
+    pub step: Option<f64>,
+    /// Unix time it was read.
+    pub time: f64,
+    specific: bool,
+}
+
+impl LastError {
+    /// The message as the `message` label carries it: `rank N: ` first when the rank is known.
+    pub fn label(&self) -> String {
+        match self.rank {
+            Some(r) => events::label_message(
+                &format!("rank {r}: {}", self.message),
+                MAX_ERROR_MESSAGE_BYTES,
+            ),
+            None => self.message.clone(),
+        }
+    }
 }
 
 impl RunState {
@@ -160,6 +207,148 @@ impl RunState {
             bar_total: None,
             bars_are_epochs: false,
             slots: Vec::new(),
+            events: [0; KIND_COUNT],
+            rule_events: BTreeMap::new(),
+            last_error: None,
+            tracker: events::Tracker::default(),
+            crash_errors: Vec::new(),
+        }
+    }
+
+    /// Reads one line for error events (`raw` for its `[rankN]:` prefix, `text` cleaned).
+    pub fn error_line(&mut self, raw: &[u8], text: &str, now: f64) {
+        let rank = events::rank_prefix(raw);
+        if let Some(found) = self.tracker.line(text, rank) {
+            self.error_found(found, now);
+        }
+    }
+
+    /// Counts an event and decides whether it is the cause of the run's crash. The root cause
+    /// wins: while the step has not advanced past the last error (one crash), a later error
+    /// replaces it only when it is specific (out of memory, NCCL, CUDA) and the last was not,
+    /// so rank 0's `Connection closed by peer` after rank 1's OOM is the cascade, not the
+    /// cause. torchrun's root-cause block names the rank that failed first: that rank's first
+    /// error becomes the cause, or, when it printed none, the signal that killed it.
+    pub fn error_found(&mut self, found: Found, now: f64) {
+        match found {
+            Found::Event {
+                kind,
+                message,
+                rank,
+            } => {
+                self.events[kind as usize] += 1;
+                self.note_error(kind.as_str(), kind.specific(), &message, rank, now);
+            }
+            Found::RootCause {
+                rank,
+                exitcode,
+                message,
+            } => {
+                let signal = exitcode.is_some_and(|c| c < 0) || message.starts_with("Signal ");
+                if signal {
+                    self.events[EventKind::ProcessKilled as usize] += 1;
+                }
+                self.start_crash_if_new();
+                if let Some(first) = self
+                    .crash_errors
+                    .iter()
+                    .find(|e| rank.is_some() && e.rank == rank)
+                {
+                    self.last_error = Some(first.clone());
+                } else if signal {
+                    let message = match exitcode {
+                        Some(c) if message.is_empty() => format!("exitcode {c}"),
+                        _ => message,
+                    };
+                    self.last_error = Some(self.error(
+                        EventKind::ProcessKilled.as_str(),
+                        false,
+                        &message,
+                        rank,
+                        now,
+                    ));
+                } else if let Some(e) = self.last_error.as_mut().filter(|e| e.rank.is_none()) {
+                    e.rank = rank;
+                }
+            }
+        }
+    }
+
+    /// A user rule's event (`event:` on the rule) on a line `text` read at `now`.
+    pub fn rule_event(&mut self, name: &str, raw: &[u8], text: &str, now: f64) {
+        let full = self.rule_events.len() >= MAX_RULE_EVENTS;
+        match self.rule_events.get_mut(name) {
+            Some(n) => *n += 1,
+            None if full => {
+                self.keys_dropped += 1;
+                return;
+            }
+            None => {
+                self.rule_events.insert(name.to_string(), 1);
+            }
+        }
+        self.note_error(name, true, text, events::rank_prefix(raw), now);
+    }
+
+    fn error(
+        &self,
+        event: &str,
+        specific: bool,
+        message: &str,
+        rank: Option<u32>,
+        now: f64,
+    ) -> LastError {
+        LastError {
+            event: event.to_string(),
+            message: events::label_message(message, MAX_ERROR_MESSAGE_BYTES),
+            rank,
+            step: self.step,
+            time: now,
+            specific,
+        }
+    }
+
+    /// Forgets the last crash's errors once the step advanced past it (a restart).
+    fn start_crash_if_new(&mut self) -> bool {
+        let past = self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| match (self.step, e.step) {
+                (Some(now), Some(then)) => now > then,
+                (Some(_), None) => true,
+                _ => false,
+            });
+        if past {
+            self.crash_errors.clear();
+        }
+        past
+    }
+
+    fn note_error(
+        &mut self,
+        event: &str,
+        specific: bool,
+        message: &str,
+        rank: Option<u32>,
+        now: f64,
+    ) {
+        let new_crash = self.start_crash_if_new();
+        let e = self.error(event, specific, message, rank, now);
+        match self.crash_errors.iter().position(|c| c.rank == rank) {
+            Some(i) if specific && !self.crash_errors[i].specific => {
+                self.crash_errors[i] = e.clone()
+            }
+            Some(_) => {}
+            None if self.crash_errors.len() < MAX_CRASH_RANKS => self.crash_errors.push(e.clone()),
+            None => {}
+        }
+        let replace = match &self.last_error {
+            None => true,
+            Some(_) if new_crash => true,
+            Some(old) => specific && !old.specific,
+        };
+        if replace {
+            self.last_error = Some(e);
         }
     }
 
@@ -546,10 +735,12 @@ impl Run {
             Err(panic) => return r.parser_failed(run, panic),
         };
         let parser = &mut r.parser;
+        let state = &mut r.state;
         let parsed = guard::contain(|| {
             let hits: Vec<_> = (r.rules.iter())
                 .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
                 .collect();
+            state.error_line(line, &cleaned.text, time);
             (hits, parser.parse(&cleaned))
         });
         let (hits, event) = match parsed {
@@ -560,6 +751,9 @@ impl Run {
         for (i, (labels, v)) in hits {
             let kind = rules[i].kind;
             dropped += r.state.rule_match(i, kind, &labels, v, limits);
+            if let Some(name) = rules[i].event.as_deref() {
+                r.state.rule_event(name, line, &cleaned.text, time);
+            }
         }
         if let Some(event) = event {
             dropped += r.state.apply(event, time, limits);
@@ -1075,5 +1269,106 @@ mod tests {
         assert_eq!(dropped, 2);
         assert_eq!(r.metrics.len(), 3);
         assert_eq!(r.get(Known::Loss), Some(1.0));
+    }
+
+    fn error_lines(r: &mut RunState, lines: &[&str], now: f64) {
+        for l in lines {
+            let c = clean(l.as_bytes());
+            r.error_line(l.as_bytes(), &c.text, now);
+        }
+    }
+
+    #[test]
+    fn root_cause_wins_over_the_cascade_in_either_order() {
+        // rank 0's cascade printed before rank 1's OOM: the specific error is the cause
+        let mut r = RunState::new("x", Format::Auto);
+        error_lines(
+            &mut r,
+            &[
+                "[rank0]: Traceback (most recent call last):",
+                "[rank1]: Traceback (most recent call last):",
+                "[rank0]: RuntimeError: Connection closed by peer [10.0.0.1]:1",
+                "[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB.",
+            ],
+            5.0,
+        );
+        let e = r.last_error.clone().unwrap();
+        assert_eq!((e.event.as_str(), e.rank), ("oom", Some(1)));
+        assert_eq!(r.events[EventKind::Exception as usize], 1);
+        // two generic errors: torchrun's root-cause block picks rank 1's
+        let mut r = RunState::new("x", Format::Auto);
+        let block = [
+            "Root Cause (first observed failure):",
+            "rank      : 1 (local_rank: 1)",
+            "exitcode  : 1 (pid: 9)",
+            "traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html",
+            "============================================================",
+        ];
+        error_lines(
+            &mut r,
+            &[
+                "[rank0]: Traceback (most recent call last):",
+                "[rank0]: RuntimeError: Connection closed by peer",
+                "[rank1]: Traceback (most recent call last):",
+                "[rank1]: ValueError: bad batch",
+            ],
+            5.0,
+        );
+        assert_eq!(r.last_error.as_ref().unwrap().rank, Some(0));
+        error_lines(&mut r, &block, 6.0);
+        let e = r.last_error.clone().unwrap();
+        assert_eq!(e.label(), "rank 1: ValueError: bad batch");
+        assert_eq!(e.time, 5.0);
+    }
+
+    #[test]
+    fn a_new_crash_after_progress_replaces_the_last() {
+        let mut r = RunState::new("x", Format::Auto);
+        feed(&mut r, &["{'loss': 1.0, 'step': 5}"], 1.0);
+        error_lines(
+            &mut r,
+            &["torch.OutOfMemoryError: CUDA out of memory."],
+            2.0,
+        );
+        // the same crash: a generic error after it is the cascade
+        error_lines(&mut r, &["Killed"], 3.0);
+        assert_eq!(r.last_error.as_ref().unwrap().event, "oom");
+        // resumed and past the error: the next crash's first error is the cause
+        feed(&mut r, &["{'loss': 1.0, 'step': 6}"], 4.0);
+        error_lines(&mut r, &["Killed"], 5.0);
+        let e = r.last_error.clone().unwrap();
+        assert_eq!(
+            (e.event.as_str(), e.step, e.time),
+            ("process_killed", Some(6.0), 5.0)
+        );
+        assert_eq!(r.events[EventKind::ProcessKilled as usize], 2);
+        assert_eq!(r.events[EventKind::Oom as usize], 1);
+    }
+
+    #[test]
+    fn a_rule_declares_an_event_kind() {
+        use crate::parse::rules::RuleSpec;
+        use crate::tail::Sink;
+        let spec = RuleSpec {
+            name: "xid_total".into(),
+            pattern: "NVRM: Xid".into(),
+            kind: Some("counter".into()),
+            event: Some("xid".into()),
+            ..RuleSpec::default()
+        };
+        let rules = Arc::new(vec![Rule::compile(&spec).unwrap()]);
+        let mut runs = Runs::new(Limits::default(), 4).with_rules(rules);
+        assert!(runs.open("r", Path::new("r"), &Format::Auto));
+        runs.line(
+            "r",
+            b"NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus.",
+            7.0,
+        );
+        runs.line("r", b"{'loss': 1.0}", 8.0);
+        let s = &runs.runs["r"].state;
+        assert_eq!(s.rule_events.get("xid"), Some(&1));
+        let e = s.last_error.as_ref().unwrap();
+        assert_eq!((e.event.as_str(), e.time), ("xid", 7.0));
+        assert!(e.message.contains("fallen off the bus"));
     }
 }

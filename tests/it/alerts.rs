@@ -718,3 +718,67 @@ fn slack_links_run_alerts_to_the_run_board_and_names_the_cause() {
         "{text}"
     );
 }
+
+/// The Slack template names a crash's cause (the `event` label TrainingRunCrashed joins from
+/// `training_run_last_error_info`) in the title and the text, and says nothing of a cause
+/// when there is none.
+#[test]
+fn slack_message_names_a_crashs_cause() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let render = |labels: serde_json::Value, description: &str| -> String {
+        let mut common =
+            serde_json::json!({"alertname": "TrainingRunCrashed", "instance": "node1:9842"});
+        if let Some(e) = labels.get("event") {
+            common["event"] = e.clone();
+        }
+        let mut all = labels.clone();
+        for (k, v) in common.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        all["severity"] = "critical".into();
+        let data = serde_json::json!({
+            "receiver": "slack", "status": "firing", "groupLabels": {}, "commonAnnotations": {},
+            "externalURL": "", "commonLabels": common,
+            "alerts": [{"status": "firing", "labels": all, "annotations": {
+                "summary": "A training run stopped without its end-of-training summary.",
+                "description": description, "runbook_url": "https://example.com/r"}}],
+        });
+        let path = dir.path().join("data.json");
+        std::fs::write(&path, data.to_string()).unwrap();
+        run_tool(Command::new("amtool").args([
+            "template",
+            "render",
+            &format!(
+                "--template.glob={}",
+                root().join("alerts/templates/slack.tmpl").display()
+            ),
+            "--template.text={{ template \"gte.slack.title\" . }}\n{{ template \"gte.slack.text\" . }}",
+            &format!("--template.data={}", path.display()),
+        ]))
+    };
+    let with = render(
+        serde_json::json!({"run": "ddp", "event": "oom", "message": "rank 1: torch.OutOfMemoryError: CUDA out of memory."}),
+        "Run ddp on node1:9842 crashed: oom: rank 1: torch.OutOfMemoryError: CUDA out of memory.",
+    );
+    assert!(
+        with.starts_with("[FIRING:1] TrainingRunCrashed (oom) on node1:9842"),
+        "{with}"
+    );
+    assert!(with.contains("cause: `oom`"), "{with}");
+    assert!(
+        with.contains("crashed: oom: rank 1: torch.OutOfMemoryError"),
+        "{with}"
+    );
+    let without = render(
+        serde_json::json!({"run": "ddp"}),
+        "Run ddp on node1:9842 stopped being active without printing its end-of-training summary.",
+    );
+    assert!(
+        without.starts_with("[FIRING:1] TrainingRunCrashed on node1:9842"),
+        "{without}"
+    );
+    assert!(!without.contains("cause:"), "{without}");
+}

@@ -72,6 +72,38 @@ async fn runs_lists_latest_values_and_state() {
         keys.contains(&"loss") && keys.contains(&"eval_loss"),
         "{keys:?}"
     );
+    // no error printed: the counters at 0, no cause
+    assert_eq!(run["events"]["oom"], 0);
+    assert_eq!(run["events"]["exception"], 0);
+    assert!(run["last_error"].is_null());
+}
+
+#[tokio::test]
+async fn runs_carry_the_cause_of_the_crash() {
+    let state = state_with(
+        "ddp",
+        &[
+            "{'loss': 2.0, 'global_step/max_steps': '137/300'}",
+            "[rank1]: Traceback (most recent call last):",
+            "[rank1]:   File \"/w/train.py\", line 9, in <module>",
+            "[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB.",
+            "[rank0]: Traceback (most recent call last):",
+            "[rank0]: RuntimeError: Connection closed by peer [10.0.0.2]:29681",
+        ],
+    );
+    let (_, v) = get(&state, "/api/v1/runs").await;
+    let run = &v["runs"][0];
+    assert_eq!(run["events"]["oom"], 1);
+    assert_eq!(run["events"]["exception"], 1);
+    let e = &run["last_error"];
+    assert_eq!(e["event"], "oom");
+    assert_eq!(e["rank"], 1);
+    assert_eq!(e["step"], 137.0);
+    assert_eq!(
+        e["message"],
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB."
+    );
+    assert!(e["time"].as_f64().unwrap() > 1.0e9);
 }
 
 #[tokio::test]

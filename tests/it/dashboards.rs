@@ -463,6 +463,11 @@ fn every_query_names_only_metrics_the_daemon_serves() {
         &hf,
         "{'loss': 'nan', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '1.6'}\n",
     );
+    // an error, so that the last-error series exist
+    append(
+        &hf,
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB.\n",
+    );
     let _held = hold_logs(dir.path(), &hf);
     let gpu = fake_nvml().is_some();
     let d = start_daemon(dir.path(), &hf);

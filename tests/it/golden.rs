@@ -41,6 +41,10 @@ const GOLDEN: &[&str] = &[
     "lightning/train-tqdm.log",
     "lightning/train-rich.log",
     "lightning/metrics.csv",
+    "crash/torchrun-oom-rank1.log",
+    "crash/torchrun-sigkill.log",
+    "crash/startup-import.log",
+    "crash/nccl-timeout.log",
 ];
 
 /// The file name of `rel`'s expected output under `tests/golden/`.
@@ -319,4 +323,97 @@ fn lightning_metrics_csv() {
         Some(0.09399781376123428)
     );
     assert_eq!(value(&out, "training_parse_errors_total", &run), Some(0.0));
+}
+
+/// The event counts of a run in `parse` output, by kind.
+fn events_of(out: &str, run: &str) -> Vec<(String, f64)> {
+    samples(out, "training_log_events_total")
+        .into_iter()
+        .filter(|(l, _)| l.iter().any(|(k, v)| k == "run" && v == run))
+        .map(|(l, v)| {
+            let e = l.iter().find(|(k, _)| k == "event").unwrap().1.clone();
+            (e, v)
+        })
+        .collect()
+}
+
+/// The `(event, message)` labels of the run's last error.
+fn last_error(out: &str) -> Vec<(String, String)> {
+    samples(out, "training_run_last_error_info")
+        .into_iter()
+        .map(|(l, v)| {
+            assert_eq!(v, 1.0);
+            let get = |n: &str| l.iter().find(|(k, _)| k == n).unwrap().1.clone();
+            (get("event"), get("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn crash_under_torchrun_names_rank_1s_oom_not_rank_0s_cascade() {
+    let out = check_golden("crash/torchrun-oom-rank1.log");
+    let run = "crash/torchrun-oom-rank1.log";
+    // rank 1's OOM and rank 0's `Connection closed by peer`; torchrun's own
+    // ChildFailedError is its report, not a third event
+    assert_eq!(
+        events_of(&out, run),
+        [("oom".to_string(), 1.0), ("exception".to_string(), 1.0)]
+    );
+    let e = last_error(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].0, "oom");
+    assert!(
+        e[0].1.starts_with(
+            "rank 1: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB."
+        ),
+        "{}",
+        e[0].1
+    );
+    assert!(e[0].1.len() <= 200 && !e[0].1.contains("Connection closed"));
+    assert_eq!(
+        value(&out, "training_run_last_error_step", &[("run", run)]),
+        Some(137.0)
+    );
+    // wall-clock series stay out of the one-shot output
+    assert!(!out.contains("training_run_last_error_timestamp_seconds"));
+}
+
+#[test]
+fn crash_by_sigkill_is_torchruns_root_cause() {
+    let out = check_golden("crash/torchrun-sigkill.log");
+    let run = "crash/torchrun-sigkill.log";
+    assert_eq!(events_of(&out, run), [("process_killed".to_string(), 1.0)]);
+    assert_eq!(
+        last_error(&out),
+        [(
+            "process_killed".to_string(),
+            "rank 1: Signal 9 (SIGKILL) received by PID 4244".to_string()
+        )]
+    );
+}
+
+#[test]
+fn crash_at_startup_is_the_tracebacks_last_line() {
+    let out = check_golden("crash/startup-import.log");
+    assert_eq!(
+        last_error(&out),
+        [(
+            "exception".to_string(),
+            "ModuleNotFoundError: No module named 'flash_attn'".to_string()
+        )]
+    );
+    // no step was reached: no step series for the error
+    assert!(!out.contains("training_run_last_error_step"));
+}
+
+#[test]
+fn nccl_watchdog_timeout_is_one_event() {
+    let out = check_golden("crash/nccl-timeout.log");
+    let run = "crash/nccl-timeout.log";
+    assert_eq!(events_of(&out, run), [("nccl_timeout".to_string(), 1.0)]);
+    let e = last_error(&out);
+    assert_eq!(e[0].0, "nccl_timeout");
+    assert!(e[0]
+        .1
+        .contains("Watchdog caught collective operation timeout"));
 }

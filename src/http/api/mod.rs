@@ -16,11 +16,14 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::clock::unix_now;
+use crate::parse::events::EventKind;
 use crate::state::AppState;
 use crate::sync::lock;
 use crate::training::{Known, Limits, RunState};
 
-use types::{ErrorResponse, GpuBody, GpusResponse, Num, RunBody, RunsResponse, SeriesResponse};
+use types::{
+    ErrorResponse, GpuBody, GpusResponse, LastErrorBody, Num, RunBody, RunsResponse, SeriesResponse,
+};
 
 /// A run with no step progress for this long while active is shown as stalled.
 pub const STALL_SECONDS: f64 = 600.0;
@@ -83,6 +86,18 @@ fn run_body<'a>(name: &'a str, r: &'a RunState, now: f64, limits: &Limits) -> Ru
         last_record: opt(r.last_record),
         last_progress: opt(r.last_progress),
         history_keys: r.history.keys().map(String::as_str).collect(),
+        events: EventKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), r.events[*k as usize]))
+            .chain(r.rule_events.iter().map(|(k, n)| (k.as_str(), *n)))
+            .collect(),
+        last_error: r.last_error.as_ref().map(|e| LastErrorBody {
+            event: &e.event,
+            message: &e.message,
+            rank: e.rank,
+            step: opt(e.step),
+            time: Num(e.time),
+        }),
     }
 }
 

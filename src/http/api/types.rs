@@ -91,6 +91,28 @@ pub struct RunBody<'a> {
     pub last_progress: Option<Num>,
     /// The keys with a history, in key order: each is a valid `key=` of the series endpoint.
     pub history_keys: Vec<&'a str>,
+    /// Crash and error events read from the log, by kind, as `training_log_events_total`
+    /// (the well-known kinds always, at 0 too; the kinds user rules declare once seen).
+    pub events: BTreeMap<&'a str, u64>,
+    /// The cause of the run's latest crash, `null` when the log printed no error.
+    pub last_error: Option<LastErrorBody<'a>>,
+}
+
+/// The cause of a run's latest crash, [`RunBody::last_error`]: the first specific error of
+/// the crash, not the cascade after it, or the rank torchrun's root-cause block names.
+#[derive(Debug, Serialize)]
+pub struct LastErrorBody<'a> {
+    /// The event kind: `oom`, `nccl_timeout`, `nccl_error`, `cuda_error`, `process_killed`,
+    /// `exception`, or a user rule's.
+    pub event: &'a str,
+    /// The log line that says it, cleaned and cut to 200 bytes (without the rank).
+    pub message: &'a str,
+    /// The rank that printed it or that torchrun named, when known.
+    pub rank: Option<u32>,
+    /// The run's step when it was read.
+    pub step: Option<Num>,
+    /// When it was read, Unix seconds.
+    pub time: Num,
 }
 
 /// `GET /api/v1/runs/{run}/series?key=K`.

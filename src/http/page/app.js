@@ -125,6 +125,7 @@ function runCard(run) {
   card.append(el("div", { class: "badges" }));
   card.append(el("div", { class: "progress" }, el("div", { style: "width:0%" })));
   card.append(el("div", { class: "stats" }));
+  card.append(el("div", { class: "last-error", hidden: "" }));
   const charts = el("div", { class: "charts" });
   for (const c of CHARTS) {
     const box = el("div", { class: `chart${c.wide ? " wide" : ""}`, "data-chart": c.id });
@@ -167,6 +168,15 @@ function updateCard(card, run, now) {
     stat("ETA", duration(run.eta_seconds)),
     stat("last record", ago(age)),
   );
+  // the cause of the latest crash: kind, step and rank, and the log line
+  const err = $(".last-error", card);
+  const e = run.last_error;
+  err.hidden = !e;
+  if (e) {
+    const where = `${e.step !== null ? ` at step ${fmt(e.step)}` : ""}${e.rank !== null ? ` (rank ${e.rank})` : ""}`;
+    err.replaceChildren(el("b", {}, `${e.event}${where}: `), e.message);
+    err.title = `${e.message}\nread ${ago(now - e.time)}`;
+  }
 }
 
 async function fetchJSON(url) {

@@ -248,7 +248,36 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
         }
     }
 
+    // from the first step on, at 0, so that `increase()` sees the first restart
+    if runs.iter().any(|(_, r)| r.step.is_some()) {
+        for (name, help, get) in [
+            (
+                "training_run_restarts_total",
+                "Restarts of the run from a checkpoint: its step fell back below the highest it had reached.",
+                (|r: &RunState| r.attempt.restarts as f64) as fn(&RunState) -> f64,
+            ),
+            (
+                "training_steps_redone_total",
+                "Steps done again after restarts: the highest step before each restart minus the step it resumed at, summed.",
+                |r: &RunState| r.attempt.steps_redone,
+            ),
+        ] {
+            enc.family(name, help, Kind::Counter);
+            for (run, r) in runs {
+                if r.step.is_some() {
+                    enc.sample(name, &[("run", run)], get(r));
+                }
+            }
+        }
+    }
+
     if view.wall_clock {
+        gauge(
+            enc,
+            "training_run_start_timestamp_seconds",
+            "Unix time the first line of the run's current attempt was read (the first line of the log, or the line where a restart began).",
+            &|r| r.attempt.started,
+        );
         gauge(enc, "training_last_record_timestamp_seconds", "Unix time the run's last metric record was read (for records found at start-up: the file's modification time).", &|r| r.last_record);
         gauge(
             enc,

@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn a_resumed_bar_jumps_from_its_opening_frame_and_holds_its_rate() {
         let mut a = Attempt::default();
-        let mut frame = |a: &mut Attempt, n: u64, now: f64| {
+        let frame = |a: &mut Attempt, n: u64, now: f64| {
             a.bar_frame(n, now);
             a.step(n as f64, now, true);
             a.bar_rate_ok(n)

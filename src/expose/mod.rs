@@ -531,6 +531,50 @@ mod tests {
     }
 
     #[test]
+    fn restarts_from_the_first_step_and_the_attempts_start_with_wall_time_only() {
+        let mut fresh = RunState::new("/l/a.log", crate::parse::Format::Hf);
+        fresh.step = Some(3.0);
+        fresh.attempt.started = Some(100.0);
+        let mut resumed = RunState::new("/l/b.log", crate::parse::Format::Hf);
+        resumed.step = Some(30.0);
+        resumed.attempt.restarts = 2;
+        resumed.attempt.steps_redone = 46.0;
+        resumed.attempt.started = Some(200.0);
+        let stepless = RunState::new("/l/c.log", crate::parse::Format::Auto);
+        let encode = |wall_clock: bool| {
+            let mut s = String::new();
+            let mut e = Encoder::new(&mut s, Dialect::Text);
+            encode_training(
+                &mut e,
+                &TrainingView {
+                    runs: &[("a", &fresh), ("b", &resumed), ("c", &stepless)],
+                    limits: &Limits::default(),
+                    now: 250.0,
+                    wall_clock,
+                    rules: &[],
+                    node: None,
+                },
+            );
+            s
+        };
+        let daemon = encode(true);
+        for line in [
+            "training_run_restarts_total{run=\"a\"} 0\n",
+            "training_run_restarts_total{run=\"b\"} 2\n",
+            "training_steps_redone_total{run=\"a\"} 0\n",
+            "training_steps_redone_total{run=\"b\"} 46\n",
+            "training_run_start_timestamp_seconds{run=\"b\"} 200\n",
+        ] {
+            assert!(daemon.contains(line), "{line}");
+        }
+        // a run with no step yet has no restart series
+        assert!(!daemon.contains("training_run_restarts_total{run=\"c\"}"));
+        let oneshot = encode(false);
+        assert!(!oneshot.contains("training_run_start_timestamp_seconds"));
+        assert!(oneshot.contains("training_steps_redone_total{run=\"b\"} 46\n"));
+    }
+
+    #[test]
     fn run_processes_and_gpus() {
         use crate::attribution::{GpuProcesses, Holder};
         let mut r = RunState::new("/l/train.log", crate::parse::Format::Hf);

@@ -1009,6 +1009,36 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_job_writing_a_replaced_file_counts_from_the_new_files_first_line() {
+        use crate::tail::Sink;
+        let mut runs = Runs::new(Limits::default(), 4);
+        let path = Path::new("job/train.log");
+        assert!(runs.open("job", path, &Format::Auto));
+        for (i, s) in [10, 20, 30, 40].iter().enumerate() {
+            let line = format!("{{\"loss\": 1.0, \"step\": {s}}}");
+            runs.line("job", line.as_bytes(), 100.0 + i as f64);
+        }
+        let state = |runs: &Runs| runs.runs["job"].state.attempt.clone();
+        assert_eq!(
+            (state(&runs).restarts, state(&runs).started),
+            (0, Some(100.0))
+        );
+        // the job restarts and truncates its log: start-up noise, then the resumed steps
+        runs.event("job", &FileEvent::Truncated { repeated: false });
+        runs.line("job", b"loading checkpoint-20", 200.0);
+        runs.line("job", b"{\"loss\": 1.0, \"step\": 25}", 230.0);
+        let a = state(&runs);
+        assert_eq!(
+            (a.restarts, a.steps_redone, a.started),
+            (1, 15.0, Some(200.0))
+        );
+        // the new attempt's progress is no restart, and its start stays
+        runs.line("job", b"{\"loss\": 1.0, \"step\": 30}", 240.0);
+        let a = state(&runs);
+        assert_eq!((a.restarts, a.started), (1, Some(200.0)));
+    }
+
+    #[test]
     fn filtered_nan_counts_grad_norm() {
         let mut r = RunState::new("x", Format::Auto);
         feed(

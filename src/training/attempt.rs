@@ -18,6 +18,8 @@
 //!   so the first advance after an opening frame shows the step after the one resumed from:
 //!   the attempt resumed one step before it. From records, the attempt resumed at the first
 //!   step it logs (up to one logging interval later than the checkpoint's step).
+//!   A bar of the same length that opens again is a restart even when it then resumes at
+//!   the highest step reached (a checkpoint saved just before the job died, nothing redone).
 //! - Steps redone are the highest step before the restart minus the step resumed at.
 //! - The bar's rate right after a restart is computed over the jump (`304/600
 //!   [00:00<00:00, 2853.35it/s]`): it is not reported until the bar has advanced
@@ -83,7 +85,9 @@ impl Attempt {
             self.first = Some(step);
             return;
         };
-        if high - step > RESTART_TOLERANCE_STEPS && high > first {
+        // a bar of the same length that opened again is a restart even when it resumes at
+        // the highest step (a checkpoint saved just before the job died): nothing redone
+        if high > first && (after_reset || high - step > RESTART_TOLERANCE_STEPS) {
             let resumed = if after_reset {
                 (step - 1.0).max(0.0)
             } else {
@@ -160,6 +164,16 @@ mod tests {
         assert!(!frame(&mut a, 302, 12.0));
         assert!(frame(&mut a, 303, 13.0));
         assert_eq!(a.restarts, 1);
+    }
+
+    #[test]
+    fn a_bar_that_opens_again_at_its_highest_step_is_a_restart_with_nothing_redone() {
+        let mut a = Attempt::default();
+        for n in [0u64, 100, 200, 300, 0, 301, 302] {
+            a.bar_frame(n, 1.0);
+            a.step(n as f64, 1.0, true);
+        }
+        assert_eq!((a.restarts, a.steps_redone), (1, 0.0));
     }
 
     #[test]

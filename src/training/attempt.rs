@@ -64,6 +64,15 @@ impl Attempt {
         self.candidate_start = None;
     }
 
+    /// The steps seen so far were not steps (Lightning's epoch bars, found out at the first
+    /// record): forgets them and the restarts they seemed to show; the start stays.
+    pub fn void(&mut self) {
+        *self = Attempt {
+            started: self.started,
+            ..Attempt::default()
+        };
+    }
+
     /// A training bar frame with count `n` read at `now`, before its step is applied.
     pub fn bar_frame(&mut self, n: u64, now: f64) {
         if n == 0 && self.high.is_some_and(|h| h > 0.0) {

@@ -389,7 +389,7 @@ impl RunState {
                 self.step = None;
                 self.max_steps = None;
                 self.bar_total = None;
-                self.attempt.new_training();
+                self.attempt.void();
             }
             if !self.rate_from_records {
                 self.known[Known::StepsPerSecond as usize] = None;
@@ -1065,6 +1065,34 @@ mod tests {
     }
 
     #[test]
+    fn epoch_bars_opening_again_before_the_first_record_are_no_restart() {
+        let mut r = RunState::new("x", Format::Auto);
+        feed(
+            &mut r,
+            &[
+                "Epoch 0:   0%|          | 0/64 [00:00<?, ?it/s]",
+                "Epoch 0:  50%|█████     | 32/64 [00:01<00:01, 20.00it/s]",
+                "Epoch 0: 100%|██████████| 64/64 [00:03<00:00, 20.00it/s]",
+                "Epoch 1:   0%|          | 0/64 [00:00<?, ?it/s]",
+                "Epoch 1:  50%|█████     | 32/64 [00:01<00:01, 20.00it/s]",
+            ],
+            1.0,
+        );
+        let seen = r.attempt.restarts;
+        feed(
+            &mut r,
+            &["Epoch 1:  52%|█████▏    | 33/64 [00:01<00:01, 20.00it/s, v_num=0, train_loss=0.4]"],
+            2.0,
+        );
+        assert_eq!(
+            (r.attempt.restarts, r.attempt.steps_redone),
+            (0, 0.0),
+            "{seen}"
+        );
+        assert_eq!(r.step, None);
+    }
+
+    #[test]
     fn lightning_epoch_bars_give_no_step() {
         let mut r = RunState::new("x", Format::Auto);
         feed(
@@ -1078,6 +1106,7 @@ mod tests {
         );
         assert_eq!((r.step, r.max_steps), (None, None));
         assert_eq!(r.get(Known::StepsPerSecond), None);
+
         assert_eq!(r.get(Known::Loss), Some(0.422));
         assert_eq!(r.get(Known::Epoch), Some(0.0));
         assert_eq!(r.format, Format::Lightning);

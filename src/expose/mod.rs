@@ -249,8 +249,38 @@ pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
         }
     }
 
+    // from the first step on, at 0, so that `increase()` sees the first restart
+    if runs.iter().any(|(_, r)| r.step.is_some()) {
+        for (name, help, get) in [
+            (
+                "training_run_restarts_total",
+                "Restarts of the run from a checkpoint: its step fell back below the highest it had reached.",
+                (|r: &RunState| r.attempt.restarts as f64) as fn(&RunState) -> f64,
+            ),
+            (
+                "training_steps_redone_total",
+                "Steps done again after restarts: the highest step before each restart minus the step it resumed at, summed.",
+                |r: &RunState| r.attempt.steps_redone,
+            ),
+        ] {
+            enc.family(name, help, Kind::Counter);
+            for (run, r) in runs {
+                if r.step.is_some() {
+                    enc.sample(name, &[("run", run)], get(r));
+                }
+            }
+        }
+    }
+
     encode_events(enc, view);
+
     if view.wall_clock {
+        gauge(
+            enc,
+            "training_run_start_timestamp_seconds",
+            "Unix time the first line of the run's current attempt was read (the first line of the log, or the line where a restart began).",
+            &|r| r.attempt.started,
+        );
         gauge(enc, "training_last_record_timestamp_seconds", "Unix time the run's last metric record was read (for records found at start-up: the file's modification time).", &|r| r.last_record);
         gauge(
             enc,
@@ -577,6 +607,50 @@ mod tests {
             e.family("x", "say \"hi\" \\ ok", Kind::Gauge);
             assert!(s.starts_with(want), "{dialect:?}: {s}");
         }
+    }
+
+    #[test]
+    fn restarts_from_the_first_step_and_the_attempts_start_with_wall_time_only() {
+        let mut fresh = RunState::new("/l/a.log", crate::parse::Format::Hf);
+        fresh.step = Some(3.0);
+        fresh.attempt.started = Some(100.0);
+        let mut resumed = RunState::new("/l/b.log", crate::parse::Format::Hf);
+        resumed.step = Some(30.0);
+        resumed.attempt.restarts = 2;
+        resumed.attempt.steps_redone = 46.0;
+        resumed.attempt.started = Some(200.0);
+        let stepless = RunState::new("/l/c.log", crate::parse::Format::Auto);
+        let encode = |wall_clock: bool| {
+            let mut s = String::new();
+            let mut e = Encoder::new(&mut s, Dialect::Text);
+            encode_training(
+                &mut e,
+                &TrainingView {
+                    runs: &[("a", &fresh), ("b", &resumed), ("c", &stepless)],
+                    limits: &Limits::default(),
+                    now: 250.0,
+                    wall_clock,
+                    rules: &[],
+                    node: None,
+                },
+            );
+            s
+        };
+        let daemon = encode(true);
+        for line in [
+            "training_run_restarts_total{run=\"a\"} 0\n",
+            "training_run_restarts_total{run=\"b\"} 2\n",
+            "training_steps_redone_total{run=\"a\"} 0\n",
+            "training_steps_redone_total{run=\"b\"} 46\n",
+            "training_run_start_timestamp_seconds{run=\"b\"} 200\n",
+        ] {
+            assert!(daemon.contains(line), "{line}");
+        }
+        // a run with no step yet has no restart series
+        assert!(!daemon.contains("training_run_restarts_total{run=\"c\"}"));
+        let oneshot = encode(false);
+        assert!(!oneshot.contains("training_run_start_timestamp_seconds"));
+        assert!(oneshot.contains("training_steps_redone_total{run=\"b\"} 46\n"));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! The tailer feeds parser [`Event`]s into a [`RunState`]; the exposition code reads it. Caps
 //! on keys live here so that a log cannot grow our memory without bound.
 
+pub mod attempt;
 pub mod history;
 pub mod keys;
 pub mod known;
 
 use std::collections::BTreeMap;
 
+pub use attempt::Attempt;
 pub use keys::KeyMap;
 pub use known::{Known, KNOWN_COUNT};
 
@@ -134,6 +136,8 @@ pub struct RunState {
     tracker: events::Tracker,
     /// The first error of each rank since the last one's crash began (bounded by ranks).
     crash_errors: Vec<LastError>,
+    /// Restarts from a checkpoint and the work they redid (see [`Attempt`]).
+    pub attempt: Attempt,
 }
 
 /// Longest error message kept, in bytes (it is a label value).
@@ -212,6 +216,7 @@ impl RunState {
             last_error: None,
             tracker: events::Tracker::default(),
             crash_errors: Vec::new(),
+            attempt: Attempt::default(),
         }
     }
 
@@ -464,12 +469,14 @@ impl RunState {
         0
     }
 
-    fn set_step(&mut self, step: f64, now: f64) {
+    /// Sets the step, from the training bar (`bar`) or a record.
+    fn set_step(&mut self, step: f64, now: f64, bar: bool) {
         if self.step.is_none_or(|s| step > s) {
             self.last_progress = Some(now);
             self.finished = false;
         }
         self.step = Some(step);
+        self.attempt.step(step, now, bar);
     }
 
     fn progress(&mut self, p: Progress, now: f64) {
@@ -482,15 +489,39 @@ impl RunState {
             Some(t) if t == total => {}
             // a new training bar (a second `train()` in the same process) starts at 0; after
             // the end-of-training summary a bar is `evaluate()`'s, never the training bar
-            Some(_) if p.n == 0 && !self.finished => self.bar_total = Some(total),
+            Some(_) if p.n == 0 && !self.finished => {
+                self.bar_total = Some(total);
+                // a new training of its own length, not a resumed one: no restart
+                self.attempt.new_training();
+            }
             Some(_) => return,
         }
         if !self.step_from_records {
-            self.set_step(p.n as f64, now);
+            self.attempt.bar_frame(p.n, now);
+            self.set_step(p.n as f64, now, true);
             self.max_steps = Some(total as f64);
         }
-        if let (Some(rate), false) = (p.rate, self.rate_from_records) {
+        let rate_ok = self.attempt.bar_rate_ok(p.n);
+        if let (Some(rate), false, true) = (p.rate, self.rate_from_records, rate_ok) {
             self.known[Known::StepsPerSecond as usize] = Some(rate);
+        }
+    }
+
+    /// The file was rotated or truncated: a restarted job may write its new attempt there.
+    pub fn file_changed(&mut self) {
+        self.attempt.file_changed = true;
+    }
+
+    /// Notes the read time of a line (the start of the first attempt, and of an attempt
+    /// that begins in a replaced file).
+    fn line_read(&mut self, now: f64) {
+        let a = &mut self.attempt;
+        if a.started.is_none() {
+            a.started = Some(now);
+        }
+        if a.file_changed {
+            a.file_changed = false;
+            a.candidate_start = Some(now);
         }
     }
 
@@ -547,6 +578,7 @@ impl RunState {
                 self.step = None;
                 self.max_steps = None;
                 self.bar_total = None;
+                self.attempt.void();
             }
             if !self.rate_from_records {
                 self.known[Known::StepsPerSecond as usize] = None;
@@ -557,7 +589,7 @@ impl RunState {
         }
         if let Some(s) = r.step {
             self.step_from_records = true;
-            self.set_step(s, now);
+            self.set_step(s, now, false);
         }
         let x = self.step.unwrap_or(self.records as f64);
         // what the record's cap left out of its line
@@ -723,6 +755,7 @@ impl Run {
     fn line(&mut self, run: &str, line: &[u8], time: f64, rules: &[Rule], limits: &Limits) {
         let r = self;
         r.state.lines += 1;
+        r.state.line_read(time);
         if clean::looks_binary(line) {
             r.state.skip(SkipReason::Binary);
             return;
@@ -1006,10 +1039,12 @@ impl tail::Sink<Format> for Runs {
             FileEvent::Deleted => tracing::info!(run, path = %r.state.path, "log file deleted"),
             FileEvent::Rotated => {
                 r.parser.file_changed(true);
+                r.state.file_changed();
                 tracing::info!(run, path = %r.state.path, "log file rotated")
             }
             FileEvent::Truncated { repeated } => {
                 r.parser.file_changed(false);
+                r.state.file_changed();
                 if !repeated {
                     tracing::info!(run, path = %r.state.path, "log file truncated")
                 }
@@ -1095,6 +1130,106 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_hf_bar_counts_one_restart_and_its_jump_is_no_throughput() {
+        let mut r = RunState::new("x", Format::Auto);
+        let bar = |n: u64, rate: &str| format!(" 50%|#    | {n}/600 [00:10<00:10, {rate}it/s]");
+        let mut lines = vec![" 0%|          | 0/600 [00:00<?, ?it/s]".to_string()];
+        lines.extend((1..=340).map(|n| bar(n, " 3.10")));
+        feed(
+            &mut r,
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+            1.0,
+        );
+        assert_eq!((r.attempt.restarts, r.step), (0, Some(340.0)));
+        // an evaluation in between: a nested bar and an eval record change nothing
+        feed(
+            &mut r,
+            &[
+                "  0%|          | 0/5 [00:00<?, ?it/s]\x1b[A",
+                " 40%|####      | 2/5 [00:00<00:00, 13.44it/s]\x1b[A",
+                "{'eval_loss': '3.823', 'eval_runtime': '0.246', 'epoch': '0.2577'}",
+            ],
+            2.0,
+        );
+        assert_eq!((r.attempt.restarts, r.step), (0, Some(340.0)));
+        // the job restarts from checkpoint-300: the bar opens again and jumps to 301
+        feed(
+            &mut r,
+            &[
+                "  Continuing training from checkpoint, will skip to saved global_step",
+                "  0%|          | 0/600 [00:00<?, ?it/s]",
+                " 50%|#####     | 301/600 [00:00<00:00, 2853.35it/s]",
+            ],
+            5.0,
+        );
+        assert_eq!(r.attempt.restarts, 1);
+        assert_eq!(r.attempt.steps_redone, 40.0);
+        assert_eq!(r.attempt.started, Some(5.0));
+        assert_eq!(r.step, Some(301.0));
+        assert_eq!(r.get(Known::StepsPerSecond), Some(3.10));
+        feed(&mut r, &[&bar(302, "900.0"), &bar(303, " 3.20")], 6.0);
+        assert_eq!(r.get(Known::StepsPerSecond), Some(3.20));
+        assert_eq!(r.attempt.restarts, 1);
+    }
+
+    #[test]
+    fn a_step_falling_back_in_records_is_a_restart_and_a_second_train_is_not() {
+        let mut r = RunState::new("x", Format::Auto);
+        let rec = |s: u32| format!("{{\"loss\": 1.0, \"step\": {s}}}");
+        let lines: Vec<String> = [10, 20, 30, 40, 20, 30, 50].map(rec).into();
+        feed(
+            &mut r,
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+            1.0,
+        );
+        assert_eq!((r.attempt.restarts, r.attempt.steps_redone), (1, 20.0));
+        // a second `train()` in the same process: a bar of another length from 0
+        let mut r = RunState::new("y", Format::Auto);
+        feed(
+            &mut r,
+            &[
+                "  0%|          | 0/300 [00:00<?, ?it/s]",
+                " 50%|#####     | 150/300 [00:30<00:30, 5.00it/s]",
+                "100%|##########| 300/300 [01:00<00:00, 5.00it/s]",
+                "  0%|          | 0/100 [00:00<?, ?it/s]",
+                "  5%|#         | 5/100 [00:01<00:19, 5.00it/s]",
+            ],
+            1.0,
+        );
+        assert_eq!((r.attempt.restarts, r.step), (0, Some(5.0)));
+    }
+
+    #[test]
+    fn a_restarted_job_writing_a_replaced_file_counts_from_the_new_files_first_line() {
+        use crate::tail::Sink;
+        let mut runs = Runs::new(Limits::default(), 4);
+        let path = Path::new("job/train.log");
+        assert!(runs.open("job", path, &Format::Auto));
+        for (i, s) in [10, 20, 30, 40].iter().enumerate() {
+            let line = format!("{{\"loss\": 1.0, \"step\": {s}}}");
+            runs.line("job", line.as_bytes(), 100.0 + i as f64);
+        }
+        let state = |runs: &Runs| runs.runs["job"].state.attempt.clone();
+        assert_eq!(
+            (state(&runs).restarts, state(&runs).started),
+            (0, Some(100.0))
+        );
+        // the job restarts and truncates its log: start-up noise, then the resumed steps
+        runs.event("job", &FileEvent::Truncated { repeated: false });
+        runs.line("job", b"loading checkpoint-20", 200.0);
+        runs.line("job", b"{\"loss\": 1.0, \"step\": 25}", 230.0);
+        let a = state(&runs);
+        assert_eq!(
+            (a.restarts, a.steps_redone, a.started),
+            (1, 15.0, Some(200.0))
+        );
+        // the new attempt's progress is no restart, and its start stays
+        runs.line("job", b"{\"loss\": 1.0, \"step\": 30}", 240.0);
+        let a = state(&runs);
+        assert_eq!((a.restarts, a.started), (1, Some(200.0)));
+    }
+
+    #[test]
     fn filtered_nan_counts_grad_norm() {
         let mut r = RunState::new("x", Format::Auto);
         feed(
@@ -1121,6 +1256,34 @@ mod tests {
     }
 
     #[test]
+    fn epoch_bars_opening_again_before_the_first_record_are_no_restart() {
+        let mut r = RunState::new("x", Format::Auto);
+        feed(
+            &mut r,
+            &[
+                "Epoch 0:   0%|          | 0/64 [00:00<?, ?it/s]",
+                "Epoch 0:  50%|█████     | 32/64 [00:01<00:01, 20.00it/s]",
+                "Epoch 0: 100%|██████████| 64/64 [00:03<00:00, 20.00it/s]",
+                "Epoch 1:   0%|          | 0/64 [00:00<?, ?it/s]",
+                "Epoch 1:  50%|█████     | 32/64 [00:01<00:01, 20.00it/s]",
+            ],
+            1.0,
+        );
+        let seen = r.attempt.restarts;
+        feed(
+            &mut r,
+            &["Epoch 1:  52%|█████▏    | 33/64 [00:01<00:01, 20.00it/s, v_num=0, train_loss=0.4]"],
+            2.0,
+        );
+        assert_eq!(
+            (r.attempt.restarts, r.attempt.steps_redone),
+            (0, 0.0),
+            "{seen}"
+        );
+        assert_eq!(r.step, None);
+    }
+
+    #[test]
     fn lightning_epoch_bars_give_no_step() {
         let mut r = RunState::new("x", Format::Auto);
         feed(
@@ -1134,6 +1297,7 @@ mod tests {
         );
         assert_eq!((r.step, r.max_steps), (None, None));
         assert_eq!(r.get(Known::StepsPerSecond), None);
+
         assert_eq!(r.get(Known::Loss), Some(0.422));
         assert_eq!(r.get(Known::Epoch), Some(0.0));
         assert_eq!(r.format, Format::Lightning);

@@ -28,6 +28,7 @@ fn parse_fixture(rel: &str) -> String {
 const GOLDEN: &[&str] = &[
     "transformers/train-normal.log",
     "transformers/train-diverge.log",
+    "transformers/train-resumed.log",
     "ms-swift/train.log",
     "ms-swift/train-hub-check-offline.log",
     "ms-swift/output/v0-20261128-120712/logging.jsonl",

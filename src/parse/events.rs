@@ -2,7 +2,9 @@
 //! say that a run is dying, and why.
 //!
 //! [`KINDS`] is the table of event kinds and the fixed strings that mark each; one
-//! Aho-Corasick pass over a line finds any of them (no regular expression runs per line).
+//! Aho-Corasick pass (a DFA) over a line finds any of them (no regular expression runs per
+//! line), and only over the lines no format read as a metric record or a progress bar: an
+//! error is never one of those, and they are nearly every line of a log.
 //! [`Tracker`] adds the two things a single line cannot tell: a Python traceback is one event,
 //! its final `SomeError: message` line, and its body (which may quote
 //! `raise RuntimeError("CUDA out of memory")`) is not read; torchrun's `Root Cause (first
@@ -105,7 +107,11 @@ static MATCHER: LazyLock<(AhoCorasick, Vec<EventKind>)> = LazyLock::new(|| {
             kinds.push(*kind);
         }
     }
-    let ac = AhoCorasick::new(&needles).expect("the event table's fixed strings build");
+    // a DFA: one table step per byte, for the lines no format reads as a record
+    let ac = AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(&needles)
+        .expect("the event table's fixed strings build");
     (ac, kinds)
 });
 

@@ -773,8 +773,13 @@ impl Run {
             let hits: Vec<_> = (r.rules.iter())
                 .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
                 .collect();
-            state.error_line(line, &cleaned.text, time);
-            (hits, parser.parse(&cleaned))
+            let event = parser.parse(&cleaned);
+            // an error is never a metric record or a progress bar: the lines a format reads
+            // as one (nearly every line) are not searched for events
+            if !matches!(event, Some(Event::Record(_) | Event::Progress(_))) {
+                state.error_line(line, &cleaned.text, time);
+            }
+            (hits, event)
         });
         let (hits, event) = match parsed {
             Ok(parsed) => parsed,

@@ -46,6 +46,10 @@ const GOLDEN: &[&str] = &[
     "crash/torchrun-sigkill.log",
     "crash/startup-import.log",
     "crash/nccl-timeout.log",
+    "crash/captured/single-oom.log",
+    "crash/captured/torchrun-oom-rank1.log",
+    "crash/captured/torchrun-sigkill.log",
+    "crash/captured/startup-import.log",
 ];
 
 /// The file name of `rel`'s expected output under `tests/golden/`.
@@ -417,4 +421,88 @@ fn nccl_watchdog_timeout_is_one_event() {
     assert!(e[0]
         .1
         .contains("Watchdog caught collective operation timeout"));
+}
+
+// Captured logs (tests/fixtures/crash/captured/, written by scripts/make-crash-fixtures.py
+// with a real torch): the same crashes as the constructed ones above, byte for byte.
+
+#[test]
+fn captured_single_process_oom_in_a_callback_is_the_cause() {
+    let out = check_golden("crash/captured/single-oom.log");
+    let run = "crash/captured/single-oom.log";
+    assert_eq!(events_of(&out, run), [("oom".to_string(), 1.0)]);
+    let e = last_error(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].0, "oom");
+    // one process: no rank prefix
+    assert!(
+        e[0].1.starts_with(
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 "
+        ),
+        "{}",
+        e[0].1
+    );
+    // the three dict lines before the crash are still read
+    assert_eq!(value(&out, "training_loss", &[("run", run)]), Some(0.8545));
+    assert_eq!(
+        value(&out, "training_records_total", &[("run", run)]),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn captured_torchrun_oom_names_rank_1_not_rank_0s_gloo_cascade_or_sigterm() {
+    let out = check_golden("crash/captured/torchrun-oom-rank1.log");
+    let run = "crash/captured/torchrun-oom-rank1.log";
+    // rank 0's `Connection closed by peer` is an exception of its own; its SIGTERM, which
+    // torchrun lists under `Failures:` before the root cause, is not a killed process
+    assert_eq!(
+        events_of(&out, run),
+        [("oom".to_string(), 1.0), ("exception".to_string(), 1.0)]
+    );
+    let e = last_error(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].0, "oom");
+    assert!(
+        e[0].1.starts_with(
+            "rank 1: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 1 "
+        ),
+        "{}",
+        e[0].1
+    );
+    assert!(e[0].1.len() <= 200 && !e[0].1.contains("Connection closed"));
+}
+
+#[test]
+fn captured_torchrun_sigkill_names_rank_1_not_rank_0s_sigterm() {
+    let out = check_golden("crash/captured/torchrun-sigkill.log");
+    let run = "crash/captured/torchrun-sigkill.log";
+    // rank 0's gloo traceback counts as an exception; the kill is torchrun's root cause
+    assert_eq!(
+        events_of(&out, run),
+        [
+            ("process_killed".to_string(), 1.0),
+            ("exception".to_string(), 1.0)
+        ]
+    );
+    assert_eq!(
+        last_error(&out),
+        [(
+            "process_killed".to_string(),
+            "rank 1: Signal 9 (SIGKILL) received by PID 21268".to_string()
+        )]
+    );
+}
+
+#[test]
+fn captured_startup_import_error_is_the_tracebacks_last_line() {
+    let out = check_golden("crash/captured/startup-import.log");
+    assert_eq!(
+        last_error(&out),
+        [(
+            "exception".to_string(),
+            "ModuleNotFoundError: No module named 'flash_attn_nonexistent'".to_string()
+        )]
+    );
+    assert!(!out.contains("training_run_last_error_step"));
 }

@@ -119,6 +119,10 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         assert_eq!(v("gpu_energy_joules_total"), Some(5000.0 * (fi + 1.0)));
         assert_eq!(v("gpu_temperature_celsius"), Some(40.0 + fi));
         assert_eq!(v("gpu_sm_clock_hertz"), Some((1900.0 + fi) * 1e6));
+        assert_eq!(
+            v("gpu_sm_clock_max_hertz"),
+            Some((1980.0 + 10.0 * fi) * 1e6)
+        );
         assert_eq!(v("gpu_memory_clock_hertz"), Some(2619e6));
         assert_eq!(v("gpu_pcie_transmit_bytes_total"), Some(1e6 + fi));
         assert_eq!(v("gpu_pcie_receive_bytes_total"), Some(2e6 + fi));
@@ -226,7 +230,8 @@ fn check_with_promtool(body: &str, dir: &Path) {
 #[test]
 fn unsupported_and_failing_calls_leave_out_only_their_series() {
     let mut cfg = machine(2, 2);
-    cfg["gpus"][0]["not_supported"] = json!(["nvmlDeviceGetPowerUsage"]);
+    cfg["gpus"][0]["not_supported"] =
+        json!(["nvmlDeviceGetPowerUsage", "nvmlDeviceGetMaxClockInfo"]);
     cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
@@ -247,6 +252,15 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     let body = f.daemon.scrape();
     assert_eq!(errors(&body, "nvmlDeviceGetPowerUsage"), Some(0.0));
     assert_eq!(value(&body, "gpu_power_watts", &[("gpu", "0")]), None);
+    assert_eq!(
+        value(&body, "gpu_sm_clock_max_hertz", &[("gpu", "0")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_sm_clock_max_hertz", &[("gpu", "1")]),
+        Some(1990e6)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetMaxClockInfo"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_power_watts", &[("gpu", "1")]),
         Some(301.0)

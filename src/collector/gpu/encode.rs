@@ -69,7 +69,7 @@ fn identity(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
 type Getter = fn(&GpuSample) -> Option<f64>;
 
 /// The families of one value per GPU, labelled by `gpu` and `uuid` alone.
-const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
+const SIMPLE: [(&str, &str, Kind, Getter); 17] = [
     (
         "gpu_utilization_ratio",
         "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",
@@ -132,6 +132,12 @@ const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
         "Current SM clock.",
         Kind::Gauge,
         |g| g.sm_clock_hertz,
+    ),
+    (
+        "gpu_sm_clock_max_hertz",
+        "Highest SM clock the GPU can run at.",
+        Kind::Gauge,
+        |g| g.sm_clock_max_hertz,
     ),
     (
         "gpu_memory_clock_hertz",

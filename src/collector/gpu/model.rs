@@ -53,6 +53,8 @@ pub struct GpuSample {
     pub energy_joules: Option<f64>,
     pub temperature_celsius: Option<f64>,
     pub sm_clock_hertz: Option<f64>,
+    /// The highest SM clock the GPU can run at.
+    pub sm_clock_max_hertz: Option<f64>,
     pub memory_clock_hertz: Option<f64>,
     pub pcie_transmit_bytes: Option<u64>,
     pub pcie_receive_bytes: Option<u64>,

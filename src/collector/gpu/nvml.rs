@@ -39,7 +39,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 20] = [
+pub const CALLS: [&str; 21] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -52,6 +52,7 @@ pub const CALLS: [&str; 20] = [
     "nvmlDeviceGetTotalEnergyConsumption",
     "nvmlDeviceGetTemperature",
     "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetMaxClockInfo",
     "nvmlDeviceGetTotalEccErrors",
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
@@ -87,6 +88,7 @@ enum Call {
     Energy,
     Temperature,
     Clock,
+    MaxClock,
     Ecc,
     RemappedRows,
     ClockEvents,
@@ -529,6 +531,10 @@ fn sample(
         s.sm_clock_hertz = Some(sm as f64 * 1e6);
         s.memory_clock_hertz = Some(mem as f64 * 1e6);
     }
+    s.sm_clock_max_hertz = call(dev, errors, l, Call::MaxClock, |d| {
+        d.max_clock_info(Clock::SM)
+    })
+    .map(|mhz| mhz as f64 * 1e6);
     if let Some((c, u)) = call(dev, errors, l, Call::Ecc, |d| {
         Ok((
             d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)?,

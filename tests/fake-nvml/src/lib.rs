@@ -61,6 +61,7 @@ struct Gpu {
     energy_mj: u64,
     temperature_c: u32,
     sm_clock_mhz: u32,
+    sm_clock_max_mhz: u32,
     mem_clock_mhz: u32,
     pcie_tx_bytes: Option<u64>,
     pcie_rx_bytes: Option<u64>,
@@ -96,6 +97,7 @@ impl Default for Gpu {
             energy_mj: 0,
             temperature_c: 30,
             sm_clock_mhz: 1980,
+            sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
             pcie_tx_bytes: None,
             pcie_rx_bytes: None,
@@ -478,6 +480,21 @@ pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMaxClockInfo(
+    device: nvmlDevice_t,
+    clock: nvmlClockType_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMaxClockInfo", device, |_, g| {
+        *out = match clock {
+            nvmlClockType_enum_NVML_CLOCK_SM => g.sm_clock_max_mhz,
+            _ => return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        };
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetTotalEccErrors(
     device: nvmlDevice_t,
     error_type: nvmlMemoryErrorType_t,
@@ -727,6 +744,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetTemperature,
         nvmlDeviceGetClockInfo,
+        nvmlDeviceGetMaxClockInfo,
         nvmlDeviceGetTotalEccErrors,
         nvmlDeviceGetRemappedRows,
         nvmlDeviceGetCurrentClocksThrottleReasons,

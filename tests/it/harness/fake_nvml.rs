@@ -70,6 +70,7 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "energy_mj": 5_000_000u64 * (i as u64 + 1),
         "temperature_c": 40 + i,
         "sm_clock_mhz": 1_900 + i,
+        "sm_clock_max_mhz": 1_980 + 10 * i,
         "mem_clock_mhz": 2_619,
         "pcie_tx_bytes": 1_000_000u64 + i as u64,
         "pcie_rx_bytes": 2_000_000u64 + i as u64,

@@ -126,6 +126,7 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         assert_eq!(v("gpu_memory_clock_hertz"), Some(2619e6));
         assert_eq!(v("gpu_pcie_transmit_bytes_total"), Some(1e6 + fi));
         assert_eq!(v("gpu_pcie_receive_bytes_total"), Some(2e6 + fi));
+        assert_eq!(v("gpu_pcie_replay_errors_total"), Some(7.0 * fi));
         let typed =
             |name: &str, t: &str| value(&body, name, &[("gpu", &is), ("uuid", &u), ("type", t)]);
         assert_eq!(typed("gpu_ecc_errors_total", "corrected"), Some(fi));
@@ -230,8 +231,11 @@ fn check_with_promtool(body: &str, dir: &Path) {
 #[test]
 fn unsupported_and_failing_calls_leave_out_only_their_series() {
     let mut cfg = machine(2, 2);
-    cfg["gpus"][0]["not_supported"] =
-        json!(["nvmlDeviceGetPowerUsage", "nvmlDeviceGetMaxClockInfo"]);
+    cfg["gpus"][0]["not_supported"] = json!([
+        "nvmlDeviceGetPowerUsage",
+        "nvmlDeviceGetMaxClockInfo",
+        "nvmlDeviceGetPcieReplayCounter"
+    ]);
     cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
@@ -261,6 +265,15 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         Some(1990e6)
     );
     assert_eq!(errors(&body, "nvmlDeviceGetMaxClockInfo"), Some(0.0));
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "0")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "1")]),
+        Some(7.0)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetPcieReplayCounter"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_power_watts", &[("gpu", "1")]),
         Some(301.0)

@@ -69,7 +69,7 @@ fn identity(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
 type Getter = fn(&GpuSample) -> Option<f64>;
 
 /// The families of one value per GPU, labelled by `gpu` and `uuid` alone.
-const SIMPLE: [(&str, &str, Kind, Getter); 17] = [
+const SIMPLE: [(&str, &str, Kind, Getter); 18] = [
     (
         "gpu_utilization_ratio",
         "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",
@@ -156,6 +156,12 @@ const SIMPLE: [(&str, &str, Kind, Getter); 17] = [
         "Bytes received over PCIe (NVML cumulative counter; may wrap).",
         Kind::Counter,
         |g| g.pcie_receive_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_pcie_replay_errors_total",
+        "PCIe replays (link-level retransmissions) since the driver was loaded.",
+        Kind::Counter,
+        |g| g.pcie_replay_errors.map(|v| v as f64),
     ),
     (
         "gpu_remapped_rows_pending",

@@ -58,6 +58,8 @@ pub struct GpuSample {
     pub memory_clock_hertz: Option<f64>,
     pub pcie_transmit_bytes: Option<u64>,
     pub pcie_receive_bytes: Option<u64>,
+    /// PCIe replays since the driver was loaded.
+    pub pcie_replay_errors: Option<u64>,
     pub nvlinks: Vec<NvLinkSample>,
     pub ecc_corrected: Option<u64>,
     pub ecc_uncorrected: Option<u64>,

@@ -39,7 +39,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 21] = [
+pub const CALLS: [&str; 22] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -55,6 +55,7 @@ pub const CALLS: [&str; 21] = [
     "nvmlDeviceGetMaxClockInfo",
     "nvmlDeviceGetTotalEccErrors",
     "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetPcieReplayCounter",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
@@ -91,6 +92,7 @@ enum Call {
     MaxClock,
     Ecc,
     RemappedRows,
+    PcieReplay,
     ClockEvents,
     Processes,
     ProcessName,
@@ -547,6 +549,10 @@ fn sample(
     s.remapped_rows = call(dev, errors, l, Call::RemappedRows, |d| {
         remapped_rows(nvml, d)
     });
+    s.pcie_replay_errors = call(dev, errors, l, Call::PcieReplay, |d| {
+        d.pcie_replay_counter()
+    })
+    .map(u64::from);
     s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
         d.current_throttle_reasons().map(|r| r.bits())
     });

@@ -65,6 +65,7 @@ struct Gpu {
     mem_clock_mhz: u32,
     pcie_tx_bytes: Option<u64>,
     pcie_rx_bytes: Option<u64>,
+    pcie_replays: u32,
     nvlinks: Vec<Link>,
     ecc_corrected: u64,
     ecc_uncorrected: u64,
@@ -101,6 +102,7 @@ impl Default for Gpu {
             mem_clock_mhz: 2619,
             pcie_tx_bytes: None,
             pcie_rx_bytes: None,
+            pcie_replays: 0,
             nvlinks: Vec::new(),
             ecc_corrected: 0,
             ecc_uncorrected: 0,
@@ -529,6 +531,17 @@ pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPcieReplayCounter(
+    device: nvmlDevice_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetPcieReplayCounter", device, |_, g| {
+        *out = g.pcie_replays;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
     device: nvmlDevice_t,
     out: *mut c_ulonglong,
@@ -747,6 +760,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetMaxClockInfo,
         nvmlDeviceGetTotalEccErrors,
         nvmlDeviceGetRemappedRows,
+        nvmlDeviceGetPcieReplayCounter,
         nvmlDeviceGetCurrentClocksThrottleReasons,
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,

@@ -74,6 +74,7 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "mem_clock_mhz": 2_619,
         "pcie_tx_bytes": 1_000_000u64 + i as u64,
         "pcie_rx_bytes": 2_000_000u64 + i as u64,
+        "pcie_replays": 7 * i,
         "nvlinks": (0..links).map(|l| json!({"tx_kib": 1000 * i + l, "rx_kib": 500_000 + 1000 * i + l})).collect::<Vec<_>>(),
         "ecc_corrected": i,
         "ecc_uncorrected": 0,

@@ -154,6 +154,17 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
                 "gpu {i} {reason}"
             );
         }
+        let viol = |reason: &str| {
+            value(
+                &body,
+                "gpu_violation_seconds_total",
+                &[("gpu", &is), ("uuid", &u), ("reason", reason)],
+            )
+        };
+        assert_eq!(viol("power"), Some(1.5 * fi));
+        assert_eq!(viol("thermal"), Some((250_000_000.0 + fi) / 1e9));
+        assert_eq!(viol("low_utilization"), Some(3.0));
+        assert_eq!(viol("reliability"), Some(0.0));
         for link in 0..18usize {
             let ls = link.to_string();
             let ll = [("gpu", is.as_str()), ("uuid", u.as_str()), ("link", &ls)];
@@ -181,6 +192,7 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
     assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_nvlink_receive_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_clock_event_active"), 8 * 9);
+    assert_eq!(count(&body, "gpu_violation_seconds_total"), 8 * 6);
     assert_eq!(count(&body, "gpu_up"), 8);
     for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
         assert_eq!(v, 0.0, "{labels:?}");
@@ -237,6 +249,11 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         "nvmlDeviceGetPcieReplayCounter"
     ]);
     cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
+    // GPU 1 reports no reliability violation time: NOT_SUPPORTED for that policy only.
+    cfg["gpus"][1]["violations_ns"]
+        .as_object_mut()
+        .unwrap()
+        .remove("reliability");
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
     let f = Fake::start(&cfg, &["--no-host"]);
@@ -274,6 +291,18 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         Some(7.0)
     );
     assert_eq!(errors(&body, "nvmlDeviceGetPcieReplayCounter"), Some(0.0));
+    let viol = |g: &str, reason: &str| {
+        value(
+            &body,
+            "gpu_violation_seconds_total",
+            &[("gpu", g), ("reason", reason)],
+        )
+    };
+    assert_eq!(viol("1", "reliability"), None);
+    assert_eq!(viol("0", "reliability"), Some(0.0));
+    assert_eq!(viol("1", "power"), Some(1.5));
+    assert_eq!(viol("1", "thermal"), Some(0.250_000_001));
+    assert_eq!(errors(&body, "nvmlDeviceGetViolationStatus"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_power_watts", &[("gpu", "1")]),
         Some(301.0)

@@ -2,7 +2,7 @@
 //! for every GPU, values only for the GPUs that answer, XID counts, per-process memory and
 //! the time of the last sample. A family with no series is left out.
 
-use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS};
+use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, VIOLATION_REASONS};
 use crate::expose::{Encoder, Kind};
 
 /// A GPU that answers NVML, with its index as a label value.
@@ -27,6 +27,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     ecc(enc, &up);
     remapped_rows(enc, &up);
     clock_events(enc, &up);
+    violations(enc, &up);
     xids(enc, snap);
     processes(enc, &up);
     last_sample(enc, snap);
@@ -283,6 +284,33 @@ fn remapped_rows(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
                     "gpu_remapped_rows",
                     &[("gpu", i), ("uuid", &g.uuid), ("type", t)],
                     v as f64,
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_violation_seconds_total`, one series per reason the GPU reports.
+fn violations(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_violation_seconds_total";
+    if !up
+        .iter()
+        .any(|(g, _)| g.violation_seconds.iter().any(Option::is_some))
+    {
+        return;
+    }
+    enc.family(
+        NAME,
+        "Time the clocks were held down since the driver was loaded, by reason.",
+        Kind::Counter,
+    );
+    for (g, i) in up {
+        for (v, reason) in g.violation_seconds.iter().zip(VIOLATION_REASONS) {
+            if let Some(v) = v {
+                enc.sample(
+                    NAME,
+                    &[("gpu", i), ("uuid", &g.uuid), ("reason", reason)],
+                    *v,
                 );
             }
         }

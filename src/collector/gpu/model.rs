@@ -64,6 +64,9 @@ pub struct GpuSample {
     pub ecc_corrected: Option<u64>,
     pub ecc_uncorrected: Option<u64>,
     pub remapped_rows: Option<RemappedRows>,
+    /// Seconds the clocks were held down since the driver was loaded, by reason of
+    /// [`VIOLATION_REASONS`] (same order); `None` for a reason the GPU does not report.
+    pub violation_seconds: [Option<f64>; VIOLATION_REASONS.len()],
     /// NVML's clocks event (throttle) reason bits.
     pub clock_event_reasons: Option<u64>,
     pub processes: Vec<GpuProcess>,
@@ -109,6 +112,17 @@ pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x40, "hw_thermal_slowdown"),
     (0x80, "hw_power_brake"),
     (0x100, "display_clock_setting"),
+];
+
+/// The reasons of `gpu_violation_seconds_total`, in the order of NVML's
+/// `NVML_PERF_POLICY_*` (0–5).
+pub const VIOLATION_REASONS: [&str; 6] = [
+    "power",
+    "thermal",
+    "sync_boost",
+    "board_limit",
+    "low_utilization",
+    "reliability",
 ];
 
 /// Seconds between two points of a GPU's last-hour history (the live page's chart).

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
+};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
@@ -31,7 +33,7 @@ use nvml_wrapper::sys_exports::field_id::{
 use nvml_wrapper::{Device, EventSet, Nvml};
 use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
-use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows};
+use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
 use super::xid::{EventSource, Wait};
 use crate::procfs::Procfs;
 use crate::sync::lock;
@@ -39,7 +41,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 22] = [
+pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -56,6 +58,7 @@ pub const CALLS: [&str; 22] = [
     "nvmlDeviceGetTotalEccErrors",
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetViolationStatus",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
@@ -93,6 +96,7 @@ enum Call {
     Ecc,
     RemappedRows,
     PcieReplay,
+    Violation,
     ClockEvents,
     Processes,
     ProcessName,
@@ -316,6 +320,8 @@ struct Dev<'n> {
     absent: u32,
     /// Bits of calls whose failure was already logged.
     warned: u32,
+    /// Bits of [`POLICIES`] that answered `NotSupported`.
+    absent_policies: u8,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
 }
@@ -377,6 +383,7 @@ fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
             },
             absent: 0,
             warned: 0,
+            absent_policies: 0,
             fields: Vec::new(),
         };
         let mut lost = false;
@@ -553,6 +560,7 @@ fn sample(
         d.pcie_replay_counter()
     })
     .map(u64::from);
+    violations(dev, errors, l, &mut s);
     s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
         d.current_throttle_reasons().map(|r| r.bits())
     });
@@ -579,6 +587,44 @@ fn sample(
         };
     }
     s
+}
+
+/// The performance policies of [`VIOLATION_REASONS`], in its order.
+const POLICIES: [PerformancePolicy; VIOLATION_REASONS.len()] = [
+    PerformancePolicy::Power,
+    PerformancePolicy::Thermal,
+    PerformancePolicy::SyncBoost,
+    PerformancePolicy::BoardLimit,
+    PerformancePolicy::LowUtilization,
+    PerformancePolicy::Reliability,
+];
+
+/// Violation time per policy (ns → s). A policy answering `NotSupported` is left out for
+/// that GPU from then on; the others are still read.
+fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut GpuSample) {
+    for (k, policy) in POLICIES.into_iter().enumerate() {
+        if dev.absent_policies & (1 << k) != 0 {
+            continue;
+        }
+        let got = call(dev, errors, lost, Call::Violation, |d| {
+            match d.violation_status(policy) {
+                Err(NvmlError::NotSupported) => Ok(None),
+                r => r.map(Some),
+            }
+        });
+        match got {
+            Some(Some(v)) => s.violation_seconds[k] = Some(v.violation_time as f64 / 1e9),
+            Some(None) => {
+                dev.absent_policies |= 1 << k;
+                tracing::info!(
+                    gpu = dev.identity.index,
+                    reason = VIOLATION_REASONS[k],
+                    "violation time not available on this GPU, its series is left out"
+                );
+            }
+            None => {}
+        }
+    }
 }
 
 fn sample_fields(

@@ -74,6 +74,9 @@ struct Gpu {
     remap_pending: bool,
     remap_failure: bool,
     clock_event_reasons: u64,
+    /// Violation time in ns by reason (power, thermal, sync_boost, board_limit,
+    /// low_utilization, reliability); a reason left out answers `NOT_SUPPORTED`.
+    violations_ns: BTreeMap<String, u64>,
     processes: Vec<Process>,
     not_supported: Vec<String>,
     errors: BTreeMap<String, u32>,
@@ -111,6 +114,7 @@ impl Default for Gpu {
             remap_pending: false,
             remap_failure: false,
             clock_event_reasons: 0,
+            violations_ns: BTreeMap::new(),
             processes: Vec::new(),
             not_supported: Vec::new(),
             errors: BTreeMap::new(),
@@ -542,6 +546,35 @@ pub unsafe extern "C" fn nvmlDeviceGetPcieReplayCounter(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetViolationStatus(
+    device: nvmlDevice_t,
+    policy: nvmlPerfPolicyType_t,
+    out: *mut nvmlViolationTime_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetViolationStatus", device, |_, g| {
+        let reason = match policy {
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_POWER => "power",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_THERMAL => "thermal",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_SYNC_BOOST => "sync_boost",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_BOARD_LIMIT => "board_limit",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_LOW_UTILIZATION => "low_utilization",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_RELIABILITY => "reliability",
+            _ => return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        };
+        match g.violations_ns.get(reason) {
+            Some(ns) => {
+                *out = nvmlViolationTime_t {
+                    referenceTime: 1,
+                    violationTime: *ns,
+                };
+                nvmlReturn_enum_NVML_SUCCESS
+            }
+            None => nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        }
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
     device: nvmlDevice_t,
     out: *mut c_ulonglong,
@@ -761,6 +794,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetTotalEccErrors,
         nvmlDeviceGetRemappedRows,
         nvmlDeviceGetPcieReplayCounter,
+        nvmlDeviceGetViolationStatus,
         nvmlDeviceGetCurrentClocksThrottleReasons,
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,

@@ -82,6 +82,14 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "remapped_uncorrectable": 1,
         "remap_pending": i == 2,
         "clock_event_reasons": if i == 3 { 0x4 | 0x40 } else { 0 },
+        "violations_ns": {
+            "power": 1_500_000_000u64 * i as u64,
+            "thermal": 250_000_000u64 + i as u64,
+            "sync_boost": 0,
+            "board_limit": 0,
+            "low_utilization": 3_000_000_000u64,
+            "reliability": 0,
+        },
     })
 }
 

@@ -118,6 +118,7 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         assert_eq!(v("gpu_power_limit_watts"), Some(700.0));
         assert_eq!(v("gpu_energy_joules_total"), Some(5000.0 * (fi + 1.0)));
         assert_eq!(v("gpu_temperature_celsius"), Some(40.0 + fi));
+        assert_eq!(v("gpu_memory_temperature_celsius"), Some(50.0 + 2.0 * fi));
         assert_eq!(v("gpu_sm_clock_hertz"), Some((1900.0 + fi) * 1e6));
         assert_eq!(
             v("gpu_sm_clock_max_hertz"),
@@ -255,6 +256,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         .unwrap()
         .remove("reliability");
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
+    cfg["gpus"][1]["memory_temperature_c"] = Value::Null;
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
     let f = Fake::start(&cfg, &["--no-host"]);
     // Errors are counted every cycle; unsupported calls are probed once.
@@ -303,6 +305,15 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     assert_eq!(viol("1", "power"), Some(1.5));
     assert_eq!(viol("1", "thermal"), Some(0.250_000_001));
     assert_eq!(errors(&body, "nvmlDeviceGetViolationStatus"), Some(0.0));
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "0")]),
+        Some(50.0)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetFieldValues"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_power_watts", &[("gpu", "1")]),
         Some(301.0)

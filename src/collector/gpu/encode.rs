@@ -70,7 +70,7 @@ fn identity(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
 type Getter = fn(&GpuSample) -> Option<f64>;
 
 /// The families of one value per GPU, labelled by `gpu` and `uuid` alone.
-const SIMPLE: [(&str, &str, Kind, Getter); 18] = [
+const SIMPLE: [(&str, &str, Kind, Getter); 19] = [
     (
         "gpu_utilization_ratio",
         "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",
@@ -127,6 +127,12 @@ const SIMPLE: [(&str, &str, Kind, Getter); 18] = [
         "GPU core temperature.",
         Kind::Gauge,
         |g| g.temperature_celsius,
+    ),
+    (
+        "gpu_memory_temperature_celsius",
+        "Device memory (HBM) temperature.",
+        Kind::Gauge,
+        |g| g.memory_temperature_celsius,
     ),
     (
         "gpu_sm_clock_hertz",

@@ -52,6 +52,8 @@ pub struct GpuSample {
     pub power_limit_watts: Option<f64>,
     pub energy_joules: Option<f64>,
     pub temperature_celsius: Option<f64>,
+    /// Device memory (HBM) temperature.
+    pub memory_temperature_celsius: Option<f64>,
     pub sm_clock_hertz: Option<f64>,
     /// The highest SM clock the GPU can run at.
     pub sm_clock_max_hertz: Option<f64>,

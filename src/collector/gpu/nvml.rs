@@ -9,9 +9,9 @@
 //! that answers `GPU_IS_LOST` reports `up == false` and no other values until it answers
 //! again.
 //!
-//! Per-link NVLink and cumulative PCIe counters are NVML field values read with the raw
-//! `nvmlDeviceGetFieldValues`, because nvml-wrapper's `field_values_for` never sets
-//! `scopeId` and so reads link 0 only.
+//! Per-link NVLink and cumulative PCIe counters and the memory temperature are NVML field
+//! values read in one raw `nvmlDeviceGetFieldValues` call, because nvml-wrapper's
+//! `field_values_for` never sets `scopeId` and so reads link 0 only.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
@@ -26,7 +26,7 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::sys_exports::field_id::{
-    NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
     NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
     NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
 };
@@ -328,6 +328,7 @@ struct Dev<'n> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
+    MemoryTemp,
     PcieTx,
     PcieRx,
     NvLinkTx,
@@ -337,6 +338,7 @@ enum Field {
 impl Field {
     fn id(self) -> u32 {
         match self {
+            Field::MemoryTemp => NVML_FI_DEV_MEMORY_TEMP,
             Field::PcieTx => NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
             Field::PcieRx => NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
             Field::NvLinkTx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
@@ -401,7 +403,11 @@ fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
         })
         .unwrap_or(0)
         .min(64) as u32;
-        dev.fields = vec![(Field::PcieTx, 0), (Field::PcieRx, 0)];
+        dev.fields = vec![
+            (Field::MemoryTemp, 0),
+            (Field::PcieTx, 0),
+            (Field::PcieRx, 0),
+        ];
         for l in 0..links {
             dev.fields.push((Field::NvLinkTx, l));
             dev.fields.push((Field::NvLinkRx, l));
@@ -675,6 +681,7 @@ fn sample_fields(
         };
         keep.push((field, link));
         match field {
+            Field::MemoryTemp => s.memory_temperature_celsius = Some(value as f64),
             Field::PcieTx => s.pcie_transmit_bytes = Some(value),
             Field::PcieRx => s.pcie_receive_bytes = Some(value),
             Field::NvLinkTx | Field::NvLinkRx => {

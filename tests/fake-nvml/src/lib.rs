@@ -60,6 +60,8 @@ struct Gpu {
     power_limit_mw: u32,
     energy_mj: u64,
     temperature_c: u32,
+    /// Field `NVML_FI_DEV_MEMORY_TEMP`; absent answers `NOT_SUPPORTED`.
+    memory_temperature_c: Option<u32>,
     sm_clock_mhz: u32,
     sm_clock_max_mhz: u32,
     mem_clock_mhz: u32,
@@ -100,6 +102,7 @@ impl Default for Gpu {
             power_limit_mw: 700_000,
             energy_mj: 0,
             temperature_c: 30,
+            memory_temperature_c: None,
             sm_clock_mhz: 1980,
             sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
@@ -663,6 +666,13 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX => link
                     .map(|l| v.value.ullVal = l.rx_kib)
                     .ok_or(nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT),
+                NVML_FI_DEV_MEMORY_TEMP => g
+                    .memory_temperature_c
+                    .map(|c| {
+                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.value.uiVal = c;
+                    })
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
                     .pcie_tx_bytes
                     .map(|b| v.value.ullVal = b)

@@ -69,6 +69,7 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "power_limit_mw": 700_000,
         "energy_mj": 5_000_000u64 * (i as u64 + 1),
         "temperature_c": 40 + i,
+        "memory_temperature_c": 50 + 2 * i,
         "sm_clock_mhz": 1_900 + i,
         "sm_clock_max_mhz": 1_980 + 10 * i,
         "mem_clock_mhz": 2_619,

@@ -118,10 +118,16 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         assert_eq!(v("gpu_power_limit_watts"), Some(700.0));
         assert_eq!(v("gpu_energy_joules_total"), Some(5000.0 * (fi + 1.0)));
         assert_eq!(v("gpu_temperature_celsius"), Some(40.0 + fi));
+        assert_eq!(v("gpu_memory_temperature_celsius"), Some(50.0 + 2.0 * fi));
         assert_eq!(v("gpu_sm_clock_hertz"), Some((1900.0 + fi) * 1e6));
+        assert_eq!(
+            v("gpu_sm_clock_max_hertz"),
+            Some((1980.0 + 10.0 * fi) * 1e6)
+        );
         assert_eq!(v("gpu_memory_clock_hertz"), Some(2619e6));
         assert_eq!(v("gpu_pcie_transmit_bytes_total"), Some(1e6 + fi));
         assert_eq!(v("gpu_pcie_receive_bytes_total"), Some(2e6 + fi));
+        assert_eq!(v("gpu_pcie_replay_errors_total"), Some(7.0 * fi));
         let typed =
             |name: &str, t: &str| value(&body, name, &[("gpu", &is), ("uuid", &u), ("type", t)]);
         assert_eq!(typed("gpu_ecc_errors_total", "corrected"), Some(fi));
@@ -149,6 +155,17 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
                 "gpu {i} {reason}"
             );
         }
+        let viol = |reason: &str| {
+            value(
+                &body,
+                "gpu_violation_seconds_total",
+                &[("gpu", &is), ("uuid", &u), ("reason", reason)],
+            )
+        };
+        assert_eq!(viol("power"), Some(1.5 * fi));
+        assert_eq!(viol("thermal"), Some((250_000_000.0 + fi) / 1e9));
+        assert_eq!(viol("low_utilization"), Some(3.0));
+        assert_eq!(viol("reliability"), Some(0.0));
         for link in 0..18usize {
             let ls = link.to_string();
             let ll = [("gpu", is.as_str()), ("uuid", u.as_str()), ("link", &ls)];
@@ -176,6 +193,7 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
     assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_nvlink_receive_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_clock_event_active"), 8 * 9);
+    assert_eq!(count(&body, "gpu_violation_seconds_total"), 8 * 6);
     assert_eq!(count(&body, "gpu_up"), 8);
     for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
         assert_eq!(v, 0.0, "{labels:?}");
@@ -226,9 +244,19 @@ fn check_with_promtool(body: &str, dir: &Path) {
 #[test]
 fn unsupported_and_failing_calls_leave_out_only_their_series() {
     let mut cfg = machine(2, 2);
-    cfg["gpus"][0]["not_supported"] = json!(["nvmlDeviceGetPowerUsage"]);
+    cfg["gpus"][0]["not_supported"] = json!([
+        "nvmlDeviceGetPowerUsage",
+        "nvmlDeviceGetMaxClockInfo",
+        "nvmlDeviceGetPcieReplayCounter"
+    ]);
     cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
+    // GPU 1 reports no reliability violation time: NOT_SUPPORTED for that policy only.
+    cfg["gpus"][1]["violations_ns"]
+        .as_object_mut()
+        .unwrap()
+        .remove("reliability");
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
+    cfg["gpus"][1]["memory_temperature_c"] = Value::Null;
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
     let f = Fake::start(&cfg, &["--no-host"]);
     // Errors are counted every cycle; unsupported calls are probed once.
@@ -247,6 +275,45 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     let body = f.daemon.scrape();
     assert_eq!(errors(&body, "nvmlDeviceGetPowerUsage"), Some(0.0));
     assert_eq!(value(&body, "gpu_power_watts", &[("gpu", "0")]), None);
+    assert_eq!(
+        value(&body, "gpu_sm_clock_max_hertz", &[("gpu", "0")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_sm_clock_max_hertz", &[("gpu", "1")]),
+        Some(1990e6)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetMaxClockInfo"), Some(0.0));
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "0")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "1")]),
+        Some(7.0)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetPcieReplayCounter"), Some(0.0));
+    let viol = |g: &str, reason: &str| {
+        value(
+            &body,
+            "gpu_violation_seconds_total",
+            &[("gpu", g), ("reason", reason)],
+        )
+    };
+    assert_eq!(viol("1", "reliability"), None);
+    assert_eq!(viol("0", "reliability"), Some(0.0));
+    assert_eq!(viol("1", "power"), Some(1.5));
+    assert_eq!(viol("1", "thermal"), Some(0.250_000_001));
+    assert_eq!(errors(&body, "nvmlDeviceGetViolationStatus"), Some(0.0));
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "0")]),
+        Some(50.0)
+    );
+    assert_eq!(errors(&body, "nvmlDeviceGetFieldValues"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_power_watts", &[("gpu", "1")]),
         Some(301.0)

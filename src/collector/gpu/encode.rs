@@ -2,7 +2,7 @@
 //! for every GPU, values only for the GPUs that answer, XID counts, per-process memory and
 //! the time of the last sample. A family with no series is left out.
 
-use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS};
+use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, VIOLATION_REASONS};
 use crate::expose::{Encoder, Kind};
 
 /// A GPU that answers NVML, with its index as a label value.
@@ -27,6 +27,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     ecc(enc, &up);
     remapped_rows(enc, &up);
     clock_events(enc, &up);
+    violations(enc, &up);
     xids(enc, snap);
     processes(enc, &up);
     last_sample(enc, snap);
@@ -69,7 +70,7 @@ fn identity(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
 type Getter = fn(&GpuSample) -> Option<f64>;
 
 /// The families of one value per GPU, labelled by `gpu` and `uuid` alone.
-const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
+const SIMPLE: [(&str, &str, Kind, Getter); 19] = [
     (
         "gpu_utilization_ratio",
         "Fraction of time a kernel was running on the GPU over the last sample period (0-1).",
@@ -128,10 +129,22 @@ const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
         |g| g.temperature_celsius,
     ),
     (
+        "gpu_memory_temperature_celsius",
+        "Device memory (HBM) temperature.",
+        Kind::Gauge,
+        |g| g.memory_temperature_celsius,
+    ),
+    (
         "gpu_sm_clock_hertz",
         "Current SM clock.",
         Kind::Gauge,
         |g| g.sm_clock_hertz,
+    ),
+    (
+        "gpu_sm_clock_max_hertz",
+        "Highest SM clock the GPU can run at.",
+        Kind::Gauge,
+        |g| g.sm_clock_max_hertz,
     ),
     (
         "gpu_memory_clock_hertz",
@@ -150,6 +163,12 @@ const SIMPLE: [(&str, &str, Kind, Getter); 16] = [
         "Bytes received over PCIe (NVML cumulative counter; may wrap).",
         Kind::Counter,
         |g| g.pcie_receive_bytes.map(|v| v as f64),
+    ),
+    (
+        "gpu_pcie_replay_errors_total",
+        "PCIe replays (link-level retransmissions) since the driver was loaded.",
+        Kind::Counter,
+        |g| g.pcie_replay_errors.map(|v| v as f64),
     ),
     (
         "gpu_remapped_rows_pending",
@@ -271,6 +290,33 @@ fn remapped_rows(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
                     "gpu_remapped_rows",
                     &[("gpu", i), ("uuid", &g.uuid), ("type", t)],
                     v as f64,
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_violation_seconds_total`, one series per reason the GPU reports.
+fn violations(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_violation_seconds_total";
+    if !up
+        .iter()
+        .any(|(g, _)| g.violation_seconds.iter().any(Option::is_some))
+    {
+        return;
+    }
+    enc.family(
+        NAME,
+        "Time the clocks were held down since the driver was loaded, by reason.",
+        Kind::Counter,
+    );
+    for (g, i) in up {
+        for (v, reason) in g.violation_seconds.iter().zip(VIOLATION_REASONS) {
+            if let Some(v) = v {
+                enc.sample(
+                    NAME,
+                    &[("gpu", i), ("uuid", &g.uuid), ("reason", reason)],
+                    *v,
                 );
             }
         }

@@ -52,14 +52,23 @@ pub struct GpuSample {
     pub power_limit_watts: Option<f64>,
     pub energy_joules: Option<f64>,
     pub temperature_celsius: Option<f64>,
+    /// Device memory (HBM) temperature.
+    pub memory_temperature_celsius: Option<f64>,
     pub sm_clock_hertz: Option<f64>,
+    /// The highest SM clock the GPU can run at.
+    pub sm_clock_max_hertz: Option<f64>,
     pub memory_clock_hertz: Option<f64>,
     pub pcie_transmit_bytes: Option<u64>,
     pub pcie_receive_bytes: Option<u64>,
+    /// PCIe replays since the driver was loaded.
+    pub pcie_replay_errors: Option<u64>,
     pub nvlinks: Vec<NvLinkSample>,
     pub ecc_corrected: Option<u64>,
     pub ecc_uncorrected: Option<u64>,
     pub remapped_rows: Option<RemappedRows>,
+    /// Seconds the clocks were held down since the driver was loaded, by reason of
+    /// [`VIOLATION_REASONS`] (same order); `None` for a reason the GPU does not report.
+    pub violation_seconds: [Option<f64>; VIOLATION_REASONS.len()],
     /// NVML's clocks event (throttle) reason bits.
     pub clock_event_reasons: Option<u64>,
     pub processes: Vec<GpuProcess>,
@@ -105,6 +114,17 @@ pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x40, "hw_thermal_slowdown"),
     (0x80, "hw_power_brake"),
     (0x100, "display_clock_setting"),
+];
+
+/// The reasons of `gpu_violation_seconds_total`, in the order of NVML's
+/// `NVML_PERF_POLICY_*` (0–5).
+pub const VIOLATION_REASONS: [&str; 6] = [
+    "power",
+    "thermal",
+    "sync_boost",
+    "board_limit",
+    "low_utilization",
+    "reliability",
 ];
 
 /// Seconds between two points of a GPU's last-hour history (the live page's chart).

@@ -9,9 +9,9 @@
 //! that answers `GPU_IS_LOST` reports `up == false` and no other values until it answers
 //! again.
 //!
-//! Per-link NVLink and cumulative PCIe counters are NVML field values read with the raw
-//! `nvmlDeviceGetFieldValues`, because nvml-wrapper's `field_values_for` never sets
-//! `scopeId` and so reads link 0 only.
+//! Per-link NVLink and cumulative PCIe counters and the memory temperature are NVML field
+//! values read in one raw `nvmlDeviceGetFieldValues` call, because nvml-wrapper's
+//! `field_values_for` never sets `scopeId` and so reads link 0 only.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
@@ -19,19 +19,21 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
+};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::sys_exports::field_id::{
-    NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
     NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
     NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
 };
 use nvml_wrapper::{Device, EventSet, Nvml};
 use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
-use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows};
+use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
 use super::xid::{EventSource, Wait};
 use crate::procfs::Procfs;
 use crate::sync::lock;
@@ -39,7 +41,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 20] = [
+pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -52,8 +54,11 @@ pub const CALLS: [&str; 20] = [
     "nvmlDeviceGetTotalEnergyConsumption",
     "nvmlDeviceGetTemperature",
     "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetMaxClockInfo",
     "nvmlDeviceGetTotalEccErrors",
     "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetViolationStatus",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
@@ -87,8 +92,11 @@ enum Call {
     Energy,
     Temperature,
     Clock,
+    MaxClock,
     Ecc,
     RemappedRows,
+    PcieReplay,
+    Violation,
     ClockEvents,
     Processes,
     ProcessName,
@@ -312,12 +320,15 @@ struct Dev<'n> {
     absent: u32,
     /// Bits of calls whose failure was already logged.
     warned: u32,
+    /// Bits of [`POLICIES`] that answered `NotSupported`.
+    absent_policies: u8,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
+    MemoryTemp,
     PcieTx,
     PcieRx,
     NvLinkTx,
@@ -327,6 +338,7 @@ enum Field {
 impl Field {
     fn id(self) -> u32 {
         match self {
+            Field::MemoryTemp => NVML_FI_DEV_MEMORY_TEMP,
             Field::PcieTx => NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
             Field::PcieRx => NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
             Field::NvLinkTx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
@@ -373,6 +385,7 @@ fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
             },
             absent: 0,
             warned: 0,
+            absent_policies: 0,
             fields: Vec::new(),
         };
         let mut lost = false;
@@ -390,7 +403,11 @@ fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
         })
         .unwrap_or(0)
         .min(64) as u32;
-        dev.fields = vec![(Field::PcieTx, 0), (Field::PcieRx, 0)];
+        dev.fields = vec![
+            (Field::MemoryTemp, 0),
+            (Field::PcieTx, 0),
+            (Field::PcieRx, 0),
+        ];
         for l in 0..links {
             dev.fields.push((Field::NvLinkTx, l));
             dev.fields.push((Field::NvLinkRx, l));
@@ -529,6 +546,10 @@ fn sample(
         s.sm_clock_hertz = Some(sm as f64 * 1e6);
         s.memory_clock_hertz = Some(mem as f64 * 1e6);
     }
+    s.sm_clock_max_hertz = call(dev, errors, l, Call::MaxClock, |d| {
+        d.max_clock_info(Clock::SM)
+    })
+    .map(|mhz| mhz as f64 * 1e6);
     if let Some((c, u)) = call(dev, errors, l, Call::Ecc, |d| {
         Ok((
             d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)?,
@@ -541,6 +562,11 @@ fn sample(
     s.remapped_rows = call(dev, errors, l, Call::RemappedRows, |d| {
         remapped_rows(nvml, d)
     });
+    s.pcie_replay_errors = call(dev, errors, l, Call::PcieReplay, |d| {
+        d.pcie_replay_counter()
+    })
+    .map(u64::from);
+    violations(dev, errors, l, &mut s);
     s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
         d.current_throttle_reasons().map(|r| r.bits())
     });
@@ -567,6 +593,44 @@ fn sample(
         };
     }
     s
+}
+
+/// The performance policies of [`VIOLATION_REASONS`], in its order.
+const POLICIES: [PerformancePolicy; VIOLATION_REASONS.len()] = [
+    PerformancePolicy::Power,
+    PerformancePolicy::Thermal,
+    PerformancePolicy::SyncBoost,
+    PerformancePolicy::BoardLimit,
+    PerformancePolicy::LowUtilization,
+    PerformancePolicy::Reliability,
+];
+
+/// Violation time per policy (ns → s). A policy answering `NotSupported` is left out for
+/// that GPU from then on; the others are still read.
+fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut GpuSample) {
+    for (k, policy) in POLICIES.into_iter().enumerate() {
+        if dev.absent_policies & (1 << k) != 0 {
+            continue;
+        }
+        let got = call(dev, errors, lost, Call::Violation, |d| {
+            match d.violation_status(policy) {
+                Err(NvmlError::NotSupported) => Ok(None),
+                r => r.map(Some),
+            }
+        });
+        match got {
+            Some(Some(v)) => s.violation_seconds[k] = Some(v.violation_time as f64 / 1e9),
+            Some(None) => {
+                dev.absent_policies |= 1 << k;
+                tracing::info!(
+                    gpu = dev.identity.index,
+                    reason = VIOLATION_REASONS[k],
+                    "violation time not available on this GPU, its series is left out"
+                );
+            }
+            None => {}
+        }
+    }
 }
 
 fn sample_fields(
@@ -617,6 +681,7 @@ fn sample_fields(
         };
         keep.push((field, link));
         match field {
+            Field::MemoryTemp => s.memory_temperature_celsius = Some(value as f64),
             Field::PcieTx => s.pcie_transmit_bytes = Some(value),
             Field::PcieRx => s.pcie_receive_bytes = Some(value),
             Field::NvLinkTx | Field::NvLinkRx => {

@@ -60,10 +60,14 @@ struct Gpu {
     power_limit_mw: u32,
     energy_mj: u64,
     temperature_c: u32,
+    /// Field `NVML_FI_DEV_MEMORY_TEMP`; absent answers `NOT_SUPPORTED`.
+    memory_temperature_c: Option<u32>,
     sm_clock_mhz: u32,
+    sm_clock_max_mhz: u32,
     mem_clock_mhz: u32,
     pcie_tx_bytes: Option<u64>,
     pcie_rx_bytes: Option<u64>,
+    pcie_replays: u32,
     nvlinks: Vec<Link>,
     ecc_corrected: u64,
     ecc_uncorrected: u64,
@@ -72,6 +76,9 @@ struct Gpu {
     remap_pending: bool,
     remap_failure: bool,
     clock_event_reasons: u64,
+    /// Violation time in ns by reason (power, thermal, sync_boost, board_limit,
+    /// low_utilization, reliability); a reason left out answers `NOT_SUPPORTED`.
+    violations_ns: BTreeMap<String, u64>,
     processes: Vec<Process>,
     not_supported: Vec<String>,
     errors: BTreeMap<String, u32>,
@@ -95,10 +102,13 @@ impl Default for Gpu {
             power_limit_mw: 700_000,
             energy_mj: 0,
             temperature_c: 30,
+            memory_temperature_c: None,
             sm_clock_mhz: 1980,
+            sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
             pcie_tx_bytes: None,
             pcie_rx_bytes: None,
+            pcie_replays: 0,
             nvlinks: Vec::new(),
             ecc_corrected: 0,
             ecc_uncorrected: 0,
@@ -107,6 +117,7 @@ impl Default for Gpu {
             remap_pending: false,
             remap_failure: false,
             clock_event_reasons: 0,
+            violations_ns: BTreeMap::new(),
             processes: Vec::new(),
             not_supported: Vec::new(),
             errors: BTreeMap::new(),
@@ -478,6 +489,21 @@ pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMaxClockInfo(
+    device: nvmlDevice_t,
+    clock: nvmlClockType_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMaxClockInfo", device, |_, g| {
+        *out = match clock {
+            nvmlClockType_enum_NVML_CLOCK_SM => g.sm_clock_max_mhz,
+            _ => return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        };
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetTotalEccErrors(
     device: nvmlDevice_t,
     error_type: nvmlMemoryErrorType_t,
@@ -508,6 +534,46 @@ pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
         *pending = g.remap_pending as c_uint;
         *failure = g.remap_failure as c_uint;
         nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPcieReplayCounter(
+    device: nvmlDevice_t,
+    out: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetPcieReplayCounter", device, |_, g| {
+        *out = g.pcie_replays;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetViolationStatus(
+    device: nvmlDevice_t,
+    policy: nvmlPerfPolicyType_t,
+    out: *mut nvmlViolationTime_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetViolationStatus", device, |_, g| {
+        let reason = match policy {
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_POWER => "power",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_THERMAL => "thermal",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_SYNC_BOOST => "sync_boost",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_BOARD_LIMIT => "board_limit",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_LOW_UTILIZATION => "low_utilization",
+            nvmlPerfPolicyType_enum_NVML_PERF_POLICY_RELIABILITY => "reliability",
+            _ => return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        };
+        match g.violations_ns.get(reason) {
+            Some(ns) => {
+                *out = nvmlViolationTime_t {
+                    referenceTime: 1,
+                    violationTime: *ns,
+                };
+                nvmlReturn_enum_NVML_SUCCESS
+            }
+            None => nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        }
     })
 }
 
@@ -600,6 +666,13 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX => link
                     .map(|l| v.value.ullVal = l.rx_kib)
                     .ok_or(nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT),
+                NVML_FI_DEV_MEMORY_TEMP => g
+                    .memory_temperature_c
+                    .map(|c| {
+                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.value.uiVal = c;
+                    })
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
                     .pcie_tx_bytes
                     .map(|b| v.value.ullVal = b)
@@ -727,8 +800,11 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetTemperature,
         nvmlDeviceGetClockInfo,
+        nvmlDeviceGetMaxClockInfo,
         nvmlDeviceGetTotalEccErrors,
         nvmlDeviceGetRemappedRows,
+        nvmlDeviceGetPcieReplayCounter,
+        nvmlDeviceGetViolationStatus,
         nvmlDeviceGetCurrentClocksThrottleReasons,
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,

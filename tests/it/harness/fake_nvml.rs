@@ -69,10 +69,13 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "power_limit_mw": 700_000,
         "energy_mj": 5_000_000u64 * (i as u64 + 1),
         "temperature_c": 40 + i,
+        "memory_temperature_c": 50 + 2 * i,
         "sm_clock_mhz": 1_900 + i,
+        "sm_clock_max_mhz": 1_980 + 10 * i,
         "mem_clock_mhz": 2_619,
         "pcie_tx_bytes": 1_000_000u64 + i as u64,
         "pcie_rx_bytes": 2_000_000u64 + i as u64,
+        "pcie_replays": 7 * i,
         "nvlinks": (0..links).map(|l| json!({"tx_kib": 1000 * i + l, "rx_kib": 500_000 + 1000 * i + l})).collect::<Vec<_>>(),
         "ecc_corrected": i,
         "ecc_uncorrected": 0,
@@ -80,6 +83,14 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "remapped_uncorrectable": 1,
         "remap_pending": i == 2,
         "clock_event_reasons": if i == 3 { 0x4 | 0x40 } else { 0 },
+        "violations_ns": {
+            "power": 1_500_000_000u64 * i as u64,
+            "thermal": 250_000_000u64 + i as u64,
+            "sync_boost": 0,
+            "board_limit": 0,
+            "low_utilization": 3_000_000_000u64,
+            "reliability": 0,
+        },
     })
 }
 

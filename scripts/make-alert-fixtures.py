@@ -11,14 +11,31 @@ logging_nan_inf_filter=True: the printed loss stays finite while grad_norm reads
     python3 -m venv /tmp/hf && /tmp/hf/bin/pip install torch transformers accelerate
     /tmp/hf/bin/python scripts/make-alert-fixtures.py noisy > tests/fixtures/transformers/train-noisy.log 2>&1
     /tmp/hf/bin/python scripts/make-alert-fixtures.py nan-filtered > tests/fixtures/transformers/train-nan-filtered.log 2>&1
+
+resumed: tests/fixtures/transformers/train-resumed-real.log, a 60-step run saving a checkpoint
+every 20 steps that SIGKILLs itself as step 47 begins (step 45's record printed), then the
+same command again, which finds checkpoint-40 in its output directory and resumes from it to
+the end; both attempts append to the same file (the shell's "Killed" goes to the terminal, not the log):
+
+    rm -rf /tmp/resumed-out tests/fixtures/transformers/train-resumed-real.log
+    /tmp/hf/bin/python scripts/make-alert-fixtures.py resumed >> tests/fixtures/transformers/train-resumed-real.log 2>&1
+    /tmp/hf/bin/python scripts/make-alert-fixtures.py resumed >> tests/fixtures/transformers/train-resumed-real.log 2>&1
 """
 
+import os
 import random
+import signal
 import sys
 
 import torch
 from torch.utils.data import Dataset
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 SEQ = 32
 VOCAB = 128
@@ -43,6 +60,20 @@ class Mixed(Dataset):
 
     def __getitem__(self, i):
         return {"input_ids": self.items[i], "labels": self.items[i]}
+
+
+class KillAt(TrainerCallback):
+    """SIGKILLs this process as step `step` begins, as an OOM killer would.
+
+    At the step's start rather than in `on_log`: the progress callback, which prints the
+    records, runs after the user's callbacks, so a kill in `on_log` would lose the record."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main():
@@ -70,6 +101,29 @@ def main():
         )
         trainer = Trainer(model=model, args=args, train_dataset=Mixed(2000, 1))
         trainer.train()
+        return
+    if mode == "resumed":
+        out = "/tmp/resumed-out"
+        resume = os.path.isdir(os.path.join(out, "checkpoint-40"))
+        args = TrainingArguments(
+            output_dir=out,
+            max_steps=60,
+            per_device_train_batch_size=8,
+            learning_rate=1e-3,
+            logging_steps=5,
+            save_steps=20,
+            disable_tqdm=False,
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=Mixed(2000, 1),
+            callbacks=[] if resume else [KillAt(47)],
+        )
+        trainer.train(resume_from_checkpoint=True if resume else None)
         return
     args = TrainingArguments(
         output_dir="/tmp/noisy-out",

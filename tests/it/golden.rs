@@ -29,6 +29,7 @@ const GOLDEN: &[&str] = &[
     "transformers/train-normal.log",
     "transformers/train-diverge.log",
     "transformers/train-resumed.log",
+    "transformers/train-resumed-real.log",
     "ms-swift/train.log",
     "ms-swift/train-hub-check-offline.log",
     "ms-swift/output/v0-20261128-120712/logging.jsonl",
@@ -129,6 +130,19 @@ fn transformers_normal() {
     let nonfinite = samples(&out, "training_nonfinite_values_total");
     assert_eq!(nonfinite.len(), 3);
     assert!(nonfinite.iter().all(|(_, v)| *v == 0.0));
+    assert_eq!(value(&out, "training_run_finished", &run), Some(1.0));
+}
+
+#[test]
+fn transformers_resumed_real() {
+    let out = check_golden("transformers/train-resumed-real.log");
+    let run = [("run", "transformers/train-resumed-real.log")];
+    // killed after the bar showed 45/60, resumed from checkpoint-40 (the bar jumps to 41/60)
+    assert_eq!(value(&out, "training_run_restarts_total", &run), Some(1.0));
+    assert_eq!(value(&out, "training_steps_redone_total", &run), Some(5.0));
+    assert_eq!(value(&out, "training_step", &run), Some(60.0));
+    // 9 records before the kill (steps 5-45), 4 after (45-60, 45 logged again), the summary
+    assert_eq!(value(&out, "training_records_total", &run), Some(14.0));
     assert_eq!(value(&out, "training_run_finished", &run), Some(1.0));
 }
 

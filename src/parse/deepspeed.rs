@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::lex::number::number;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -165,18 +165,9 @@ fn pipeline(rest: &str) -> Option<Record<'_>> {
     Some(rec)
 }
 
-/// DeepSpeed lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Deepspeed;
-
-impl LineFormat for Deepspeed {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// DeepSpeed lines: no state between lines.
+    Deepspeed
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use super::lex::number::number;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 /// Cheap test for the start of a Megatron line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
@@ -121,18 +121,9 @@ fn validation(rest: &str) -> Option<Record<'_>> {
     Some(rec)
 }
 
-/// Megatron-LM lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Megatron;
-
-impl LineFormat for Megatron {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// Megatron-LM lines: no state between lines.
+    Megatron
 }
 
 #[cfg(test)]

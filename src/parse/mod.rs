@@ -8,6 +8,30 @@
 //! the configured format, or detects it per line. [`rules`] holds the users' regex rules. Nothing here knows about
 //! files, metrics or time. [`guard`] contains a parser's panic to the line it was reading.
 
+/// A format that keeps no state between lines: a unit struct whose [`LineFormat`] is its
+/// file's `detect(text)` and `parse(text) -> Option<Record>` (declared before the format
+/// modules that use it).
+macro_rules! stateless_format {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub struct $name;
+
+        impl $crate::parse::LineFormat for $name {
+            fn detect(&self, text: &str) -> bool {
+                detect(text)
+            }
+
+            fn parse<'a>(
+                &mut self,
+                line: &'a $crate::parse::Cleaned<'a>,
+            ) -> Option<$crate::parse::Event<'a>> {
+                parse(&line.text).map($crate::parse::Event::Record)
+            }
+        }
+    };
+}
+
 pub mod clean;
 pub mod deepspeed;
 pub mod events;

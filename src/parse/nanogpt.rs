@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use super::lex::number::number;
 use super::lex::number::percent;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 /// Cheap test for `iter N: ` or `step N: ` at the start of a line.
 pub fn detect(text: &str) -> bool {
@@ -82,18 +82,9 @@ fn seconds(val: &str) -> Option<f64> {
     }
 }
 
-/// nanoGPT lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Nanogpt;
-
-impl LineFormat for Nanogpt {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// nanoGPT lines: no state between lines.
+    Nanogpt
 }
 
 #[cfg(test)]

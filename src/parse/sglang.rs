@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use super::lex::number::number;
 use super::lex::number::percent;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 /// Cheap test for a scheduler statistics line: its first words and the separator after them.
 pub fn detect(text: &str) -> bool {
@@ -117,18 +117,9 @@ fn printed_name(key: &str) -> String {
     out
 }
 
-/// SGLang lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Sglang;
-
-impl LineFormat for Sglang {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// SGLang lines: no state between lines.
+    Sglang
 }
 
 #[cfg(test)]

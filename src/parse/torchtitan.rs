@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use super::lex::number::number;
 use super::lex::number::percent;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -74,18 +74,9 @@ fn push(rec: &mut Record<'_>, key: &'static str, tok: &str) {
     }
 }
 
-/// torchtitan lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Torchtitan;
-
-impl LineFormat for Torchtitan {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// torchtitan lines: no state between lines.
+    Torchtitan
 }
 
 #[cfg(test)]

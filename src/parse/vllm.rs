@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use super::lex::number::number;
 use super::lex::number::percent;
-use super::{Cleaned, Event, Format, LineFormat, Record};
+use super::{Format, Record};
 
 /// Cheap test for an engine statistics line.
 pub fn detect(text: &str) -> bool {
@@ -64,18 +64,9 @@ pub fn parse(text: &str) -> Option<Record<'_>> {
     (!rec.values.is_empty()).then_some(rec)
 }
 
-/// vLLM lines: no state between lines.
-#[derive(Debug, Default)]
-pub struct Vllm;
-
-impl LineFormat for Vllm {
-    fn detect(&self, text: &str) -> bool {
-        detect(text)
-    }
-
-    fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
-        parse(&line.text).map(Event::Record)
-    }
+stateless_format! {
+    /// vLLM lines: no state between lines.
+    Vllm
 }
 
 #[cfg(test)]

@@ -156,20 +156,31 @@ pub struct TrainingView<'a> {
     pub node: Option<&'a NodeRuns>,
 }
 
+/// A gauge with one series per run that has a value (`get`); no family when none has.
+fn run_gauge(
+    enc: &mut Encoder<'_>,
+    runs: &[(&str, &RunState)],
+    name: &str,
+    help: &str,
+    get: &dyn Fn(&RunState) -> Option<f64>,
+) {
+    if runs.iter().all(|(_, r)| get(r).is_none()) {
+        return;
+    }
+    enc.family(name, help, Kind::Gauge);
+    for (run, r) in runs {
+        if let Some(v) = get(r) {
+            enc.sample(name, &[("run", run)], v);
+        }
+    }
+}
+
 /// Writes every training family, each run a series, families in a fixed order.
 pub fn encode_training(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
     let runs = view.runs;
     let gauge =
         |enc: &mut Encoder<'_>, name: &str, help: &str, get: &dyn Fn(&RunState) -> Option<f64>| {
-            if runs.iter().all(|(_, r)| get(r).is_none()) {
-                return;
-            }
-            enc.family(name, help, Kind::Gauge);
-            for (run, r) in runs {
-                if let Some(v) = get(r) {
-                    enc.sample(name, &[("run", run)], v);
-                }
-            }
+            run_gauge(enc, runs, name, help, get)
         };
     gauge(enc, "training_step", "Latest optimizer step.", &|r| r.step);
     gauge(
@@ -398,34 +409,21 @@ fn encode_events(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
                 );
             }
         }
-        if runs
-            .iter()
-            .any(|(_, r)| r.last_error.as_ref().is_some_and(|e| e.step.is_some()))
-        {
-            let name = "training_run_last_error_step";
-            enc.family(
-                name,
-                "The run's step when the cause of its latest crash was read.",
-                Kind::Gauge,
-            );
-            for (run, r) in runs {
-                if let Some(step) = r.last_error.as_ref().and_then(|e| e.step) {
-                    enc.sample(name, &[("run", run)], step);
-                }
-            }
-        }
+        run_gauge(
+            enc,
+            runs,
+            "training_run_last_error_step",
+            "The run's step when the cause of its latest crash was read.",
+            &|r| r.last_error.as_ref().and_then(|e| e.step),
+        );
         if view.wall_clock {
-            let name = "training_run_last_error_timestamp_seconds";
-            enc.family(
-                name,
+            run_gauge(
+                enc,
+                runs,
+                "training_run_last_error_timestamp_seconds",
                 "Unix time the cause of the run's latest crash was read.",
-                Kind::Gauge,
+                &|r| r.last_error.as_ref().map(|e| e.time),
             );
-            for (run, r) in runs {
-                if let Some(e) = &r.last_error {
-                    enc.sample(name, &[("run", run)], e.time);
-                }
-            }
         }
     }
 }

@@ -34,6 +34,22 @@ impl Proc {
         Proc { child, log, port }
     }
 
+    /// Prometheus with the config file `cfg`, its data and log under `dir`, on `port`
+    /// (not yet ready: see [`Proc::wait_ready`]).
+    pub(crate) fn prometheus(cfg: &Path, dir: &Path, port: u16) -> Proc {
+        Proc::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("prom-data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+            dir.join("prometheus.log"),
+            port,
+        )
+    }
+
     pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -290,17 +306,7 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
         ),
     )
     .unwrap();
-    let mut prom = Proc::spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                d.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        d.join("prometheus.log"),
-        prom_port,
-    );
+    let mut prom = Proc::prometheus(&prom_cfg, d, prom_port);
     am.wait_ready("alertmanager");
     prom.wait_ready("prometheus");
 

@@ -159,17 +159,7 @@ fn three_nodes_one_run_twelve_gpus_and_the_slow_gpu_is_the_straggler() {
         ),
     )
     .unwrap();
-    let mut prom = Proc::spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                d.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        d.join("prometheus.log"),
-        prom_port,
-    );
+    let mut prom = Proc::prometheus(&prom_cfg, d, prom_port);
     prom.wait_ready("prometheus");
     let p = prom_port;
     let run = format!("run=\"{JOB}\"");

@@ -350,6 +350,7 @@ pub fn parse_files(
             tag: format,
             // named on the command line: wherever it leads
             follow_symlinks_outside: true,
+            one_run: false,
         })
         .collect();
     let mut runs = Runs::new(limits, usize::MAX).with_rules(rules);

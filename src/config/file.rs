@@ -94,6 +94,9 @@ pub struct LogFile {
     /// Follow symbolic links that lead out of the path's base directory.
     #[serde(default)]
     pub follow_symlinks_outside: bool,
+    /// Every file the path matches is the one run named `run`, followed oldest first.
+    #[serde(default)]
+    pub one_run: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -301,8 +301,15 @@ fn sources(flags: &Flags, logs: &[LogFile]) -> Result<Vec<Source>, ConfigError> 
                 .map_err(|m| invalid(format!("logs[{i}].format"), m))?,
             None => Format::Auto,
         };
+        if l.one_run && l.run.is_none() {
+            return Err(invalid(
+                format!("logs[{i}].one_run"),
+                format!("needs logs[{i}].run: the name of the one run its files make"),
+            ));
+        }
         sources.push(Source {
             follow_symlinks_outside: l.follow_symlinks_outside,
+            one_run: l.one_run,
             ..source(l.run.clone(), l.path.clone(), format, &format!("logs[{i}]"))?
         });
     }
@@ -348,6 +355,7 @@ fn source(
         path,
         tag: format,
         follow_symlinks_outside: false,
+        one_run: false,
     })
 }
 

@@ -44,6 +44,11 @@ pub enum FileEvent {
     /// pseudo-file, a symbolic link out of the log directory, an I/O error). Reported once
     /// per distinct error.
     Error(String),
+    /// The run goes on in a newer file of its one-run source (a restarted job's new log),
+    /// read from its start; the file before it is no longer followed.
+    Replaced {
+        by: PathBuf,
+    },
 }
 
 /// Truncations of one file closer together than this are reported as `repeated`.

@@ -13,7 +13,9 @@
 //! device and inode, not by path: reached by two paths (a symlinked run directory), it is
 //! followed once, under the first path found (a path without symbolic links first). A file
 //! the sink refused (run limit, name taken) is offered again at the next scan after a run
-//! was forgotten; the refused set holds only paths the last scan matched. [`Tailer::run`]
+//! was forgotten; the refused set holds only paths the last scan matched. A one-run source
+//! ([`Source::one_run`]) follows its files one at a time, oldest first, each newer one
+//! taking the run over ([`FileEvent::Replaced`]) once the one before is read and quiet. [`Tailer::run`]
 //! sleeps on a [`Waker`]: its stop is seen between two files' polls and ends a sleep at once,
 //! and the scanner notifies it when an expansion is ready. Tests drive it with
 //! [`Tailer::poll_once`] or [`Tailer::poll_at`] (an explicit `now`), which scan inline, or
@@ -26,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use discover::FileId;
 pub use follow::{FileEvent, Follower};
@@ -44,6 +46,11 @@ pub struct Source<T> {
     /// Follow files whose symbolic links lead out of the pattern's base directory
     /// ([`discover::base_dir`]); refused by default.
     pub follow_symlinks_outside: bool,
+    /// Every file the pattern matches is one run, named `run`: its files are followed one at
+    /// a time, oldest first, each newer one taking over once the one before is read and no
+    /// longer written ([`TailOptions::handoff_quiet`]): a restarted job's new log continues
+    /// the run instead of starting another.
+    pub one_run: bool,
 }
 
 /// Receives lines per run; `T` is the tag of the sources ([`Source::tag`]).
@@ -74,6 +81,9 @@ pub struct TailOptions {
     pub max_delay: Duration,
     /// Directory entries one expansion of one glob reads at most.
     pub max_scan_entries: usize,
+    /// A file of a [`Source::one_run`] source unwritten this long (by its modification
+    /// time) hands its run over to a newer file of the source.
+    pub handoff_quiet: Duration,
 }
 
 /// Polls due within this much of the earliest one are taken in the same wake-up.
@@ -91,6 +101,7 @@ impl Default for TailOptions {
             active_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(1),
             max_scan_entries: discover::MAX_SCAN_ENTRIES,
+            handoff_quiet: Duration::from_secs(30),
         }
     }
 }
@@ -139,6 +150,9 @@ struct ScanState {
     retry_refused: bool,
     /// An expansion hit the entry bound (warned once).
     bounded: bool,
+    /// Files of a one-run source that a newer file took the run over from: never read again
+    /// while the pattern matches them.
+    replaced: BTreeSet<PathBuf>,
 }
 
 impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
@@ -258,6 +272,12 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
         let mut found = exp.found;
         // a path without symbolic links names the run before one through a link
         found.sort_by(|a, b| (a.via_link, &a.path).cmp(&(b.via_link, &b.path)));
+        if src.one_run {
+            // the run's files in the order they were written
+            found.sort_by_cached_key(|f| (mtime(&f.path), f.via_link, f.path.clone()));
+            let matched: BTreeSet<&PathBuf> = found.iter().map(|f| &f.path).collect();
+            state.replaced.retain(|p| matched.contains(p));
+        }
         for f in found {
             if self.files.contains_key(&f.path) {
                 continue;
@@ -269,7 +289,40 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Tailer<T> {
                 state.refused.insert(f.path);
                 continue;
             }
-            let (run, altered) = discover::run_name_checked(src.run.as_deref(), &src.path, &f.path);
+            let (run, altered) = if src.one_run {
+                (src.run.clone().unwrap_or_default(), false)
+            } else {
+                discover::run_name_checked(src.run.as_deref(), &src.path, &f.path)
+            };
+            if src.one_run {
+                if state.replaced.contains(&f.path) {
+                    continue;
+                }
+                let holder = self
+                    .files
+                    .iter()
+                    .find(|(_, t)| t.run == run && t.source == *src)
+                    .map(|(p, t)| (p.clone(), t.catching_up));
+                if let Some((held, catching_up)) = holder {
+                    if catching_up || !hands_over(&held, &f.path, self.opts.handoff_quiet) {
+                        continue; // offered again at the next scan
+                    }
+                    if let Some(mut t) = self.files.remove(&held) {
+                        self.owners.retain(|_, owner| *owner != held);
+                        taken.retain(|id| Some(*id) != t.follower.id().or(t.found_id));
+                        // its last line, unended, is the last the file will have
+                        let mut adapter = Adapter {
+                            run: &t.run,
+                            sink,
+                            time: unix_now(),
+                        };
+                        t.follower.flush_partial(&mut adapter);
+                    }
+                    tracing::info!(run, from = %held.display(), to = %f.path.display(), "the run goes on in a newer file");
+                    sink.event(&run, &FileEvent::Replaced { by: f.path.clone() });
+                    state.replaced.insert(held);
+                }
+            }
             if !sink.open(&run, &f.path, &src.tag) {
                 state.refused.insert(f.path);
                 continue;
@@ -488,6 +541,24 @@ impl Drop for Scanner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A file's modification time (`None`: it cannot be read).
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Whether `newer` takes a one-run source's run over from `held`: it was written after
+/// `held`, and `held` has not been written for `quiet` (a file still written is a second
+/// writer, not a restart, and keeps the run).
+fn hands_over(held: &Path, newer: &Path, quiet: Duration) -> bool {
+    let (Some(h), Some(n)) = (mtime(held), mtime(newer)) else {
+        return false;
+    };
+    n > h
+        && SystemTime::now()
+            .duration_since(h)
+            .is_ok_and(|d| d >= quiet)
 }
 
 fn poll_file<T>(

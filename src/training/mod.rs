@@ -883,6 +883,12 @@ impl tail::Sink<Format> for Runs {
                     tracing::info!(run, path = %r.state.path, "log file truncated")
                 }
             }
+            FileEvent::Replaced { by } => {
+                // the new file is read from its start, as a rotated one
+                r.state.path = by.to_string_lossy().into_owned();
+                r.parser.file_changed(true);
+                r.state.file_changed();
+            }
             FileEvent::Opened => {}
         }
     }

@@ -415,3 +415,27 @@ fn an_invalid_unicode_escape_in_a_key_is_a_malformed_line_not_an_empty_key() {
     );
     assert_eq!(samples(&text, "training_metric").len(), 2, "{text}");
 }
+
+/// `one_run` names every matched file as one run: without `run` there is no name to give.
+#[test]
+fn one_run_without_a_run_name_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, "logs:\n  - path: /x/*.log\n    one_run: true\n").unwrap();
+    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("logs[0].one_run"), "{err}");
+    std::fs::write(
+        &cfg,
+        "logs:\n  - path: /x/*.log\n    run: job\n    one_run: true\n",
+    )
+    .unwrap();
+    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -25,7 +25,7 @@ fn example_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 log source(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 log source(s)"));
 }
 
 #[test]

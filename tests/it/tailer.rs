@@ -298,6 +298,7 @@ fn source<T: Default>(run: Option<&str>, pattern: &str, outside: bool) -> Source
         path: pattern.to_string(),
         tag: T::default(),
         follow_symlinks_outside: outside,
+        one_run: false,
     }
 }
 
@@ -967,4 +968,105 @@ fn run_on_a_manual_waker_reads_at_each_wake() {
     assert_eq!(read(), ["1", "2", "3"]);
     waker.stop();
     handle.join().unwrap();
+}
+
+/// A one-run source: the real Hugging Face run killed at step 45 and resumed from
+/// checkpoint-40, its two attempts written to two files (a restarted job's new log), is one
+/// run with one restart and five steps redone, as when both attempts are in one file.
+#[test]
+fn a_restarted_jobs_new_log_continues_its_one_run() {
+    use gpu_train_exporter::training::{Limits, Runs};
+    use std::time::SystemTime;
+    let real = std::fs::read(crate::harness::fixture(
+        "transformers/train-resumed-real.log",
+    ))
+    .unwrap();
+    // the second attempt's first output follows the first's last bar frame on one line
+    let needle = b"[transformers] Model config: bos_token_id";
+    let cut = real
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // attempt 2's file sorts first by name but was written later
+    let (first, second) = (dir.path().join("z.log"), dir.path().join("a.log"));
+    std::fs::write(&first, &real[..cut]).unwrap();
+    std::fs::write(&second, &real[cut..]).unwrap();
+    let set_mtime = |p: &Path, ago: u64| {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(ago))
+            .unwrap();
+    };
+    set_mtime(&first, 600);
+    set_mtime(&second, 300);
+    let mut t = Tailer::new(
+        vec![Source {
+            one_run: true,
+            ..source(
+                Some("job"),
+                &format!("{}/*.log", dir.path().display()),
+                false,
+            )
+        }],
+        TailOptions {
+            handoff_quiet: Duration::from_secs(60),
+            ..opts()
+        },
+    );
+    let mut runs = Runs::new(Limits::default(), 10);
+    let t0 = Instant::now();
+    t.poll_at(&mut runs, t0); // the older file (attempt 1) is read
+    assert_eq!(runs.runs.keys().collect::<Vec<_>>(), ["job"]);
+    assert_eq!(runs.runs["job"].state.path, first.to_string_lossy());
+    assert_eq!(runs.runs["job"].state.attempt.restarts, 0);
+    t.poll_at(&mut runs, t0); // the newer one takes over
+    t.poll_at(&mut runs, t0);
+    let r = &runs.runs["job"].state;
+    assert_eq!(r.path, second.to_string_lossy());
+    assert_eq!(
+        (r.attempt.restarts, r.attempt.steps_redone, r.step),
+        (1, 5.0, Some(60.0))
+    );
+    assert_eq!(t.file_count(), 1);
+    // the file handed over is not read again, even when it changes
+    append(&first, "{'loss': 9.0, 'epoch': 0.01}\n");
+    set_mtime(&first, 0);
+    t.poll_at(&mut runs, t0);
+    t.poll_at(&mut runs, t0);
+    assert_eq!(runs.runs["job"].state.path, second.to_string_lossy());
+    assert_eq!(runs.runs["job"].state.attempt.restarts, 1);
+}
+
+/// A one-run source's second file still written alongside the first (two writers, not a
+/// restart) does not take the run: the first stays followed and nothing is read twice.
+#[test]
+fn a_one_run_file_still_written_keeps_its_run() {
+    use gpu_train_exporter::training::{Limits, Runs};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    append(&a, "{\"loss\": 1, \"step\": 1}\n");
+    let mut t = Tailer::new(
+        vec![Source {
+            one_run: true,
+            ..source(
+                Some("job"),
+                &format!("{}/*.log", dir.path().display()),
+                false,
+            )
+        }],
+        TailOptions {
+            handoff_quiet: Duration::from_secs(3600),
+            ..opts()
+        },
+    );
+    let mut runs = Runs::new(Limits::default(), 10);
+    t.poll_once(&mut runs);
+    append(&b, "{\"loss\": 2, \"step\": 1}\n");
+    append(&a, "{\"loss\": 3, \"step\": 2}\n");
+    t.poll_once(&mut runs);
+    t.poll_once(&mut runs);
+    // the witness: a's second line was read; b never was
+    let r = &runs.runs["job"].state;
+    assert_eq!((r.lines, r.path.as_str()), (2, &*a.to_string_lossy()));
+    assert_eq!(t.file_count(), 1);
 }

@@ -4,7 +4,8 @@
 //! tested on series derived from real trainer logs: each log is fed through the library's own
 //! parser and run state, one record per minute, and the resulting samples become a
 //! `promtool test rules` file in a temp dir. A run that diverges must alert; healthy runs,
-//! including one with very noisy loss, must stay silent.
+//! including one with very noisy loss and real GRPO and DPO runs (noisy reward, growing KL),
+//! must stay silent.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -233,12 +234,15 @@ fn promtool_unit_tests_pass_and_cover_every_alert() {
 #[derive(Debug, Clone)]
 struct Sample {
     loss: Option<f64>,
+    eval_loss: Option<f64>,
     grad_norm: Option<f64>,
     step: Option<f64>,
     steps_per_second: Option<f64>,
     active: bool,
     last_progress: Option<f64>,
     nonfinite: BTreeMap<String, u64>,
+    /// The keys served as `training_metric{key}` (reward, KL, eval accuracies ...).
+    metrics: BTreeMap<String, f64>,
     finished: bool,
 }
 
@@ -256,12 +260,14 @@ impl Sample {
 fn sample(s: &RunState, now: f64, limits: &Limits) -> Sample {
     Sample {
         loss: s.get(Known::Loss),
+        eval_loss: s.get(Known::EvalLoss),
         grad_norm: s.get(Known::GradNorm),
         step: s.step,
         steps_per_second: s.get(Known::StepsPerSecond),
         active: s.active(now, limits),
         last_progress: s.last_progress,
         nonfinite: s.nonfinite.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        metrics: s.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         finished: s.finished,
     }
 }
@@ -312,6 +318,10 @@ fn input_series(run: &str, samples: &[Sample]) -> String {
             samples.iter().map(|s| s.loss).collect(),
         ),
         (
+            format!("training_eval_loss{{{labels}}}"),
+            samples.iter().map(|s| s.eval_loss).collect(),
+        ),
+        (
             format!("training_grad_norm{{{labels}}}"),
             samples.iter().map(|s| s.grad_norm).collect(),
         ),
@@ -350,6 +360,17 @@ fn input_series(run: &str, samples: &[Sample]) -> String {
             samples
                 .iter()
                 .map(|s| s.nonfinite.get(key).map(|&c| c as f64))
+                .collect(),
+        ));
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        samples.iter().flat_map(|s| s.metrics.keys()).collect();
+    for key in keys {
+        series.push((
+            format!("training_metric{{{labels},key=\"{key}\"}}"),
+            samples
+                .iter()
+                .map(|s| s.metrics.get(key).copied())
                 .collect(),
         ));
     }
@@ -509,6 +530,8 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
             "ms-swift/output/v0-20261128-120712/logging.jsonl",
             20,
         ),
+        ("grpo", "trl/grpo.log", 60),
+        ("dpo", "trl/dpo.log", 60),
     ] {
         // 90 more minutes after the end: finished runs do not stall, crash or slow down
         let samples = replay(&log(rel), 90);
@@ -531,6 +554,24 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
                 .fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             assert!(hi / lo > 2.0, "noisy: {lo}..{hi}");
         }
+        if run == "grpo" {
+            // the per-batch reward is noisy and the KL grows a hundredfold: what the reward
+            // and KL alerts must not mistake for a collapse or a blow-up
+            let series =
+                |key: &str| -> Vec<f64> { samples[..60].iter().map(|s| s.metrics[key]).collect() };
+            let reward = series("reward");
+            let drops = reward.windows(2).filter(|w| w[1] < w[0] - 0.1).count();
+            assert!(drops >= 5, "grpo reward drops by 0.1 or more: {drops}");
+            let kl = series("kl");
+            assert!(kl[59] > 100.0 * kl[0], "grpo kl {} -> {}", kl[0], kl[59]);
+        }
+        if run == "dpo" {
+            let first = &samples[0].metrics;
+            let last = &samples[samples.len() - 1].metrics;
+            assert!(last["rewards/margins"] > first["rewards/margins"] + 0.1);
+            assert!(samples.iter().any(|s| s.eval_loss.is_some()));
+            assert!(last.contains_key("eval_rewards/accuracies"));
+        }
         let end = samples.len() - 1;
         promtool_test(
             dir.path(),
@@ -539,6 +580,62 @@ fn healthy_runs_stay_silent_including_noisy_loss() {
             &fired_alerts_check(run, end, &[]),
         );
     }
+}
+
+/// The GRPO run's records while it trains (before its summary), then `extra` more minutes
+/// of records made by `f` from the k-th training record, the step going on from the last.
+fn grpo_then(extra: usize, f: impl Fn(usize, &Sample) -> Sample) -> Vec<Sample> {
+    let samples: Vec<Sample> = replay(&log("trl/grpo.log"), 0)
+        .into_iter()
+        .filter(|s| !s.finished)
+        .collect();
+    assert_eq!(samples.len(), 60, "60 training records");
+    let last = samples[59].step.unwrap();
+    let mut out = samples.clone();
+    for k in 0..extra {
+        let mut s = f(k, &samples[k % 60]);
+        s.step = Some(last + 1.0 + k as f64);
+        s.active = true;
+        s.finished = false;
+        s.last_progress = Some((60 + k) as f64 * 60.0);
+        out.push(s);
+    }
+    out
+}
+
+#[test]
+fn a_real_grpo_reward_that_falls_back_to_its_start_collapses() {
+    if !require_tool("promtool") {
+        return;
+    }
+    // after its 60 steps the run goes on with the rewards of its first 30 again (0.04-0.39
+    // around 0.17, against about 0.44 at the end): as noisy as before, at the level it began
+    let samples = grpo_then(40, |_, s| s.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!(
+        "    alert_rule_test:\n      - eval_time: 60m\n        alertname: TrainingRewardCollapse\n        exp_alerts: []\n{}",
+        fired_alerts_check("grpo-collapse", samples.len() - 1, &["TrainingRewardCollapse"])
+    );
+    promtool_test(dir.path(), "grpo-collapse", &samples, &checks);
+}
+
+#[test]
+fn a_real_grpo_kl_that_jumps_tenfold_diverges() {
+    if !require_tool("promtool") {
+        return;
+    }
+    // the last 20 records again with their KL ten times as high (about 6 instead of 0.6)
+    let samples = grpo_then(20, |k, _| {
+        let mut s = replay(&log("trl/grpo.log"), 0)[40 + k].clone();
+        *s.metrics.get_mut("kl").unwrap() *= 10.0;
+        s
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!(
+        "    alert_rule_test:\n      - eval_time: 60m\n        alertname: TrainingKlDivergence\n        exp_alerts: []\n{}",
+        fired_alerts_check("grpo-kl", samples.len() - 1, &["TrainingKlDivergence"])
+    );
+    promtool_test(dir.path(), "grpo-kl", &samples, &checks);
 }
 
 #[test]

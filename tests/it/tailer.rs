@@ -999,20 +999,7 @@ fn a_restarted_jobs_new_log_continues_its_one_run() {
     };
     set_mtime(&first, 600);
     set_mtime(&second, 300);
-    let mut t = Tailer::new(
-        vec![Source {
-            one_run: true,
-            ..source(
-                Some("job"),
-                &format!("{}/*.log", dir.path().display()),
-                false,
-            )
-        }],
-        TailOptions {
-            handoff_quiet: Duration::from_secs(60),
-            ..opts()
-        },
-    );
+    let mut t = one_run_tailer(dir.path(), Duration::from_secs(60));
     let mut runs = Runs::new(Limits::default(), 10);
     let t0 = Instant::now();
     t.poll_at(&mut runs, t0); // the older file (attempt 1) is read
@@ -1045,20 +1032,7 @@ fn a_one_run_file_still_written_keeps_its_run() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
     append(&a, "{\"loss\": 1, \"step\": 1}\n");
-    let mut t = Tailer::new(
-        vec![Source {
-            one_run: true,
-            ..source(
-                Some("job"),
-                &format!("{}/*.log", dir.path().display()),
-                false,
-            )
-        }],
-        TailOptions {
-            handoff_quiet: Duration::from_secs(3600),
-            ..opts()
-        },
-    );
+    let mut t = one_run_tailer(dir.path(), Duration::from_secs(3600));
     let mut runs = Runs::new(Limits::default(), 10);
     t.poll_once(&mut runs);
     append(&b, "{\"loss\": 2, \"step\": 1}\n");
@@ -1069,4 +1043,22 @@ fn a_one_run_file_still_written_keeps_its_run() {
     let r = &runs.runs["job"].state;
     assert_eq!((r.lines, r.path.as_str()), (2, &*a.to_string_lossy()));
     assert_eq!(t.file_count(), 1);
+}
+
+/// A tailer of one one-run source, run `job`, over `dir/*.log`.
+fn one_run_tailer<T>(dir: &Path, quiet: Duration) -> Tailer<T>
+where
+    T: Default + Clone + PartialEq + Send + Sync + 'static,
+{
+    let src = source(Some("job"), &format!("{}/*.log", dir.display()), false);
+    Tailer::new(
+        vec![Source {
+            one_run: true,
+            ..src
+        }],
+        TailOptions {
+            handoff_quiet: quiet,
+            ..opts()
+        },
+    )
 }

@@ -8,8 +8,10 @@
 //! [`attribution`] finds the processes that hold each run's log open, through [`procfs`]
 //! (the one reader of `/proc`, at `--path.procfs`). Beside the logs,
 //! [`collector`] samples the GPUs (NVML) and the host in the background; [`clock`] is the
-//! time they and the tailer wait on.
+//! time they and the tailer wait on. [`actions`] polls Alertmanager and pauses, stops or
+//! signals a run's local processes when one of its alerts fires.
 
+pub mod actions;
 pub mod app;
 pub mod attribution;
 pub mod clock;

@@ -57,6 +57,17 @@ impl Procfs {
         std::fs::read(self.root.join("sys/kernel/hostname")).map(|b| parse_comm(&b))
     }
 
+    /// `PID/stat`, parsed ([`parse_stat`]).
+    pub fn stat(&self, pid: u32) -> io::Result<Stat> {
+        let b = std::fs::read(self.pid_dir(pid).join("stat"))?;
+        parse_stat(&b).ok_or_else(|| io::Error::other("unreadable stat line"))
+    }
+
+    /// `PID/cmdline`, raw: NUL-separated arguments (empty for a kernel thread or a zombie).
+    pub fn cmdline(&self, pid: u32) -> io::Result<Vec<u8>> {
+        std::fs::read(self.pid_dir(pid).join("cmdline"))
+    }
+
     /// `PID/environ`, raw: NUL-separated `KEY=value` entries.
     pub fn environ(&self, pid: u32) -> io::Result<Vec<u8>> {
         std::fs::read(self.pid_dir(pid).join("environ"))
@@ -90,6 +101,34 @@ impl Fd {
     }
 }
 
+/// What `PID/stat` says of a process that the actions need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `D`, `T` (stopped), `t`, `Z` ...
+    pub state: u8,
+    pub ppid: u32,
+    /// Clock ticks after boot at which it started: with the PID, names one process for good
+    /// (a PID alone may be reused).
+    pub start_time: u64,
+}
+
+/// Parses a `PID/stat` line. The command name (field 2) is in parentheses and may itself
+/// hold spaces and parentheses, so the fields are counted after its last `)`.
+pub fn parse_stat(b: &[u8]) -> Option<Stat> {
+    let close = b.iter().rposition(|&c| c == b')')?;
+    let rest = std::str::from_utf8(&b[close + 1..]).ok()?;
+    let mut f = rest.split_ascii_whitespace();
+    // after the name: state (3), ppid (4), ... starttime (22)
+    let state = *f.next()?.as_bytes().first()?;
+    let ppid = f.next()?.parse().ok()?;
+    let start_time = f.nth(17)?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        start_time,
+    })
+}
+
 /// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
 pub fn parse_comm(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
@@ -105,6 +144,24 @@ pub fn own_fd_target(fd: i32) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let line = b"4242 (pt_main (x) y) T 17 4242 4242 0 -1 4194560 1 0 0 0 5 6 0 0 20 0 3 0 987654 1000 10 18446744073709551615\n";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: b'T',
+                ppid: 17,
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat(b"12 (x) S 1"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+        let own = Procfs::default().stat(std::process::id()).unwrap();
+        assert_eq!(own.ppid, std::os::unix::process::parent_id());
+        assert!(own.start_time > 0);
+    }
 
     #[test]
     fn reads_from_its_root() {

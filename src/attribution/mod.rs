@@ -19,6 +19,7 @@
 pub mod cycle;
 pub mod identity;
 pub mod node;
+pub mod tree;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

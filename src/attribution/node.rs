@@ -26,6 +26,8 @@ pub struct NodePlace {
     pub world_size: Option<u32>,
     /// The lowest known node rank of its processes here.
     pub node_rank: Option<u32>,
+    /// Its GPU compute processes here, ascending.
+    pub pids: Vec<u32>,
 }
 
 /// What the last attribution cycle found on this node's GPUs.
@@ -92,6 +94,9 @@ pub fn node_runs(
             let place = out.runs.entry(run.clone()).or_default();
             place.world_size = place.world_size.or(ranks.world_size);
             place.node_rank = lower(place.node_rank, ranks.node_rank);
+            if let Err(i) = place.pids.binary_search(&pid) {
+                place.pids.insert(i, pid);
+            }
         }
     }
     (out, unreadable)
@@ -161,7 +166,8 @@ mod tests {
             node.runs["77"],
             NodePlace {
                 world_size: Some(16),
-                node_rank: Some(1)
+                node_rank: Some(1),
+                pids: vec![10, 11, 12],
             }
         );
         assert_eq!(node.runs.len(), 1);

@@ -38,6 +38,75 @@ pub struct File {
     pub host: HostFile,
     #[serde(default)]
     pub pods: PodsFile,
+    /// The Alertmanager the actions poll.
+    pub alertmanager: Option<AlertmanagerFile>,
+    /// What to do to a run when its alert fires.
+    #[serde(default)]
+    pub actions: Vec<ActionFile>,
+}
+
+/// `alertmanager:`, shaped as Prometheus's `alertmanager_config` client settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerFile {
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub poll_interval: Option<String>,
+    pub timeout: Option<String>,
+    pub basic_auth: Option<BasicAuthFile>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub authorization: Option<AuthorizationFile>,
+    pub tls_config: Option<ClientTlsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthFile {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationFile {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsFile {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// One entry of `actions:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionFile {
+    pub name: Option<String>,
+    /// Alertmanager matchers, all of which must hold.
+    #[serde(rename = "match", default)]
+    pub matchers: Vec<String>,
+    /// Globs over run names (all runs when absent).
+    pub runs: Option<Vec<String>>,
+    /// `pause`, `terminate`, `signal` or `exec`.
+    #[serde(rename = "do")]
+    pub what: Option<String>,
+    pub signal: Option<String>,
+    pub exec: Option<Vec<String>>,
+    /// How long an `exec` command may run.
+    pub timeout: Option<String>,
+    /// How long `terminate` waits after SIGTERM before SIGKILL.
+    pub grace_period: Option<String>,
+    pub resume_on_resolve: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub cooldown: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod actions;
 pub mod cli;
 pub mod file;
 pub mod web_file;
@@ -25,6 +26,7 @@ pub use self::file::{
 };
 
 use self::web_file::{Limits as WebLimits, WebConfig};
+use crate::actions::ActionsOptions;
 use crate::collector::{GpuOptions, HostOptions, PodsOptions};
 use crate::parse::rules::{self, Rule};
 use crate::parse::Format;
@@ -77,6 +79,8 @@ pub struct Config {
     pub host: Option<HostOptions>,
     /// `None` when the pods collector is off.
     pub pods: Option<PodsOptions>,
+    /// `None` when no action on alerts is configured.
+    pub actions: Option<ActionsOptions>,
 }
 
 /// A configuration error: the key or flag, and what is wrong with it.
@@ -197,6 +201,17 @@ impl Config {
         let web_limits = web_limits(flags, &file.web)?;
         let rules = rules::compile_all(&file.rules).map_err(|(k, m)| invalid(k, m))?;
         let attribution = attribution(flags, file.attribution)?;
+        let actions = actions::build(
+            file.alertmanager.as_ref(),
+            &file.actions,
+            &attribution.procfs,
+        )?;
+        if actions.is_some() && !attribution.enabled {
+            return Err(invalid(
+                "actions",
+                "need run attribution, which is off (--no-attribution or attribution.enabled: false)",
+            ));
+        }
         Ok(Config {
             listen,
             telemetry_path,
@@ -212,6 +227,7 @@ impl Config {
             attribution,
             host: host(flags, &file.host)?,
             pods: pods(flags, &file.pods)?,
+            actions,
         })
     }
 }

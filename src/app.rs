@@ -40,6 +40,10 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         let gpus = state.gpu.as_ref().map(GpuCollector::reader);
         PodsCollector::start(opts, gpus)
     });
+    state.actions = config
+        .actions
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(crate::actions::ActionsState::default())));
     let state = Arc::new(state);
     if config.sources.is_empty() {
         tracing::warn!(
@@ -70,6 +74,21 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         })
     } else {
         None
+    };
+
+    let actions = match (&config.actions, &state.actions) {
+        (Some(opts), Some(shared)) => {
+            let (opts, runs, shared) = (opts.clone(), state.runs.clone(), shared.clone());
+            tracing::info!(
+                actions = opts.actions.len(),
+                alertmanager = %opts.alertmanager.urls.join(", "),
+                "acting on alerts"
+            );
+            Worker::spawn("actions", move |stop| {
+                crate::actions::run(&opts, &runs, &shared, stop)
+            })
+        }
+        _ => None,
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -123,6 +142,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         let _ = tailer.join();
     })];
     if let Some(a) = attribution {
+        parts.push(Box::new(move || a.stop()));
+    }
+    if let Some(a) = actions {
         parts.push(Box::new(move || a.stop()));
     }
     if let Ok(mut state) = Arc::try_unwrap(state) {
@@ -319,6 +341,7 @@ fn restart_only(running: &Config, new: &Config) -> Vec<&'static str> {
         ("gpu", differ(&a.gpu, &b.gpu)),
         ("host", differ(&a.host, &b.host)),
         ("pods", differ(&a.pods, &b.pods)),
+        ("alertmanager, actions", differ(&a.actions, &b.actions)),
     ]
     .into_iter()
     .filter(|(_, d)| *d)

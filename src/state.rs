@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::actions::ActionsState;
 use crate::clock::unix_now;
 use crate::collector::{self, GpuCollector, HostCollector, PodsCollector};
 use crate::config::Config;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub host: Option<HostCollector>,
     /// The pods collector, when on and the kubelet's socket exists (`run` starts it).
     pub pods: Option<PodsCollector>,
+    /// What the actions on alerts did, when configured (`run` starts them).
+    pub actions: Option<Arc<Mutex<ActionsState>>>,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             gpu: None,
             host: None,
             pods: None,
+            actions: None,
         }
     }
 
@@ -60,6 +64,9 @@ impl AppState {
                 },
             );
             expose::exporter::encode(&mut enc, &runs, &labelled);
+        }
+        if let Some(a) = &self.actions {
+            expose::actions::encode(&mut enc, &lock(a));
         }
         let collectors =
             collector::registry(self.gpu.as_ref(), self.host.as_ref(), self.pods.as_ref());

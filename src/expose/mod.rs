@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 
+pub mod actions;
 pub mod exporter;
 
 use crate::attribution::node::NodeRuns;

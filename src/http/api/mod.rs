@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::actions::Paused;
 use crate::clock::unix_now;
 use crate::parse::events::EventKind;
 use crate::state::AppState;
@@ -22,7 +23,8 @@ use crate::sync::lock;
 use crate::training::{Known, Limits, RunState};
 
 use types::{
-    ErrorResponse, GpuBody, GpusResponse, LastErrorBody, Num, RunBody, RunsResponse, SeriesResponse,
+    ErrorResponse, GpuBody, GpusResponse, LastErrorBody, Num, PausedBody, RunBody, RunsResponse,
+    SeriesResponse,
 };
 
 /// A run with no step progress for this long while active is shown as stalled.
@@ -54,7 +56,13 @@ fn eta(r: &RunState) -> Option<f64> {
     (sps > 0.0 && max >= step).then(|| (max - step) / sps)
 }
 
-fn run_body<'a>(name: &'a str, r: &'a RunState, now: f64, limits: &Limits) -> RunBody<'a> {
+fn run_body<'a>(
+    name: &'a str,
+    r: &'a RunState,
+    now: f64,
+    limits: &Limits,
+    paused: Option<&Paused>,
+) -> RunBody<'a> {
     RunBody {
         run: name,
         path: &r.path,
@@ -98,6 +106,12 @@ fn run_body<'a>(name: &'a str, r: &'a RunState, now: f64, limits: &Limits) -> Ru
             step: opt(e.step),
             time: Num(e.time),
         }),
+        paused: paused.map(|p| PausedBody {
+            alert: p.alert.clone(),
+            action: p.action.clone(),
+            since: Num(p.since),
+            pids: p.members.iter().map(|m| m.pid).collect(),
+        }),
     }
 }
 
@@ -107,11 +121,15 @@ pub async fn runs(State(state): State<Arc<AppState>>) -> Response {
     let runs = lock(&state.runs);
     // the same run labels as /metrics (a writer's environment may rename a run)
     let labelled = runs.labelled();
+    let actions = state.actions.as_ref().map(|a| lock(a));
     let body = RunsResponse {
         now,
         runs: labelled
             .iter()
-            .map(|(k, r)| run_body(k, &r.state, now, &runs.limits))
+            .map(|(k, r)| {
+                let paused = actions.as_ref().and_then(|a| a.paused.get(k.as_ref()));
+                run_body(k, &r.state, now, &runs.limits, paused)
+            })
             .collect(),
     };
     Json(body).into_response()

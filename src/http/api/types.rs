@@ -96,6 +96,23 @@ pub struct RunBody<'a> {
     pub events: BTreeMap<&'a str, u64>,
     /// The cause of the run's latest crash, `null` when the log printed no error.
     pub last_error: Option<LastErrorBody<'a>>,
+    /// Set while this daemon holds the run's local processes stopped after an alert
+    /// (`actions:` with `do: pause`); `null` otherwise.
+    pub paused: Option<PausedBody>,
+}
+
+/// A run paused by an action, [`RunBody::paused`]. A manual resume is `kill -CONT` of the
+/// PIDs, or resolving or silencing the alert.
+#[derive(Debug, Serialize)]
+pub struct PausedBody {
+    /// The alert that paused it (its `alertname`).
+    pub alert: String,
+    /// The configured action's name.
+    pub action: String,
+    /// When, Unix seconds.
+    pub since: Num,
+    /// The processes held stopped.
+    pub pids: Vec<u32>,
 }
 
 /// The cause of a run's latest crash, [`RunBody::last_error`]: the first specific error of

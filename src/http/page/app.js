@@ -150,6 +150,10 @@ function stat(label, value) {
 function updateCard(card, run, now) {
   const badges = $(".badges", card);
   badges.replaceChildren(el("span", { class: `badge state-${run.state}` }, run.state));
+  if (run.paused) {
+    const p = run.paused;
+    badges.append(el("span", { class: "badge badge-paused", title: `${p.action}: ${p.pids.length} process(es) stopped ${ago(now - p.since)}; kill -CONT or resolve the alert to continue` }, `paused by ${p.alert}`));
+  }
   if (run.nonfinite_total > 0) {
     badges.append(el("span", { class: "badge badge-nan", title: JSON.stringify(run.nonfinite) }, `NaN/Inf ×${run.nonfinite_total}`));
   }

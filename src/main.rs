@@ -30,10 +30,11 @@ fn main() -> ExitCode {
             match Config::from_flags(&flags) {
                 Ok(c) => {
                     println!(
-                        "{}: ok ({} log source(s), {} rule(s))",
+                        "{}: ok ({} log source(s), {} rule(s), {} action(s))",
                         file.display(),
                         c.sources.len(),
-                        c.rules.len()
+                        c.rules.len(),
+                        c.actions.as_ref().map_or(0, |a| a.actions.len())
                     );
                     ExitCode::SUCCESS
                 }

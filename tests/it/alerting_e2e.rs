@@ -182,7 +182,7 @@ pub(crate) fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
 }
 
 /// Copies of the shipped rule files with every `for:` shortened to 1s; nothing else changes.
-fn test_speed_rules(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn test_speed_rules(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for src in crate::alerts::rule_files() {
         let text = std::fs::read_to_string(&src).unwrap();

@@ -439,3 +439,62 @@ fn one_run_without_a_run_name_exits_2_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_bad_action_exits_2_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    let am = "alertmanager:\n  url: http://127.0.0.1:9093\n";
+    for (action, key) in [
+        ("do: pauze", "actions[0].do"),
+        ("do: signal\n    signal: SIGNOPE", "actions[0].signal"),
+        (
+            "do: exec\n    exec: [/no/such/script.sh]",
+            "actions[0].exec",
+        ),
+        ("do: pause\n    runs: ['[']", "actions[0].runs[0]"),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!("{am}actions:\n  - name: a\n    match: [alertname=A]\n    {action}\n"),
+        )
+        .unwrap();
+        let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{action}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{action}: {err}");
+    }
+    // a bad matcher, and an action without an Alertmanager
+    std::fs::write(
+        &cfg,
+        format!(
+            "{am}actions:\n  - name: a\n    match: ['alertname=A', 'run=~\"(\"']\n    do: pause\n"
+        ),
+    )
+    .unwrap();
+    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("actions[0].match[1]"));
+    std::fs::write(
+        &cfg,
+        "actions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n",
+    )
+    .unwrap();
+    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alertmanager.url"));
+    // the witness that the shape is right: the same action with a known verb passes
+    std::fs::write(
+        &cfg,
+        format!("{am}actions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n"),
+    )
+    .unwrap();
+    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 action(s)"));
+}

@@ -22,6 +22,9 @@ mod alerts;
 mod dashboards;
 // daemon + real Prometheus + real Alertmanager + Slack stand-in; dashboard queries return data
 mod alerting_e2e;
+// actions on alerts: real Prometheus + Alertmanager, real processes paused, resumed,
+// counted in a dry run, and one alert acting on three nodes
+mod actions;
 // three daemons as three nodes of one run + real Prometheus with the run rules: the joins,
 // the aggregates, the straggler
 mod cluster;

@@ -29,6 +29,27 @@ fn example_config_is_valid() {
 }
 
 #[test]
+fn the_actions_example_is_valid() {
+    let text = readme();
+    let start = text
+        .find("```yaml\n# actions example")
+        .expect("actions example block");
+    let body = &text[start + "```yaml\n".len()..];
+    let yaml = &body[..body.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actions.yml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 action(s)"));
+}
+
+#[test]
 fn every_flag_is_documented() {
     let text = readme();
     let help = String::from_utf8(run(&["--help"]).stdout).unwrap();

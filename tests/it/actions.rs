@@ -30,12 +30,12 @@ fn state(pid: u32) -> Option<char> {
     after.split_whitespace().next()?.chars().next()
 }
 
-fn stopped(pid: u32) -> bool {
+pub(crate) fn stopped(pid: u32) -> bool {
     state(pid) == Some('T')
 }
 
 /// An Alertmanager with one silent receiver and short timers, on a free port.
-fn alertmanager(d: &Path) -> (Proc, u16) {
+pub(crate) fn alertmanager(d: &Path) -> (Proc, u16) {
     let port = free_port();
     let cfg = d.join("alertmanager.yml");
     std::fs::write(
@@ -59,7 +59,7 @@ fn alertmanager(d: &Path) -> (Proc, u16) {
 /// A trainer stand-in writing `log` on its stdout: two healthy records, then, once
 /// `trigger` exists, a record whose loss is NaN, then a tick count in `ticks` every 50 ms
 /// (the proof that it runs).
-fn trainer(log: &Path, trigger: &Path, ticks: &Path) -> Guard {
+pub(crate) fn trainer(log: &Path, trigger: &Path, ticks: &Path) -> Guard {
     let script = format!(
         "echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
          echo \"{{'loss': 2.4, 'grad_norm': 1.1, 'learning_rate': 1e-05, 'epoch': 0.2}}\"\n\
@@ -334,7 +334,7 @@ fn rfc3339(offset: i64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn post_alert(am_port: u16, labels: &Value, ends_in: i64) {
+pub(crate) fn post_alert(am_port: u16, labels: &Value, ends_in: i64) {
     let body = json!([{
         "labels": labels,
         "annotations": {"summary": "test"},

@@ -2,7 +2,8 @@
 //! over WebDriver): a daemon follows a fixture log while the test appends records.
 //! It checks the DOM — a card per run, an SVG loss path with one point per record, the NaN
 //! badge after a NaN record, a live update without reload — and saves a screenshot to
-//! `target/live-page.png`.
+//! `target/live-page.png`. A run paused by an action on an alert shows the alert that paused
+//! it, until the alert resolves.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -198,4 +199,76 @@ fn live_page_shows_runs_updates_and_nan() {
     let out = root().join("target/live-page.png");
     std::fs::write(&out, &bytes).unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+#[test]
+fn a_paused_run_shows_the_alert_that_paused_it() {
+    use crate::actions::{alertmanager, post_alert, stopped, trainer};
+    if !require_tool("chromium")
+        || !require_tool("chromedriver")
+        || !require_tool("prometheus-alertmanager")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_am, am_port) = alertmanager(d);
+    let log = d.join("sft.log");
+    let child = trainer(&log, &d.join("never"), &d.join("ticks"));
+    let cfg = d.join("gte.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "logs:\n  - {{path: '{}', run: sft}}\nattribution:\n  interval: 200ms\nalertmanager:\n  url: http://127.0.0.1:{am_port}\n  poll_interval: 1s\nactions:\n  - name: hold-for-a-look\n    match: [alertname=TrainingLossSpike]\n    do: pause\n    resume_on_resolve: true\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["--config", cfg.to_str().unwrap(), "--no-gpu", "--no-host"]);
+    assert_eq!(
+        daemon.wait_value(
+            "training_run_paused",
+            &[("run", "sft")],
+            0.0,
+            Duration::from_secs(30)
+        ),
+        Some(0.0),
+        "{}",
+        daemon.stderr()
+    );
+    let labels = json!({"alertname": "TrainingLossSpike", "run": "sft"});
+    post_alert(am_port, &labels, 3600);
+    assert!(
+        wait_for(Duration::from_secs(30), || stopped(child.0.id())),
+        "{}",
+        daemon.stderr()
+    );
+
+    let b = Browser::start();
+    b.cmd(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("http://127.0.0.1:{}/", daemon.port)})),
+    );
+    let badge = "return document.querySelector('.run-card[data-run=\"sft\"] .badge-paused')?.textContent ?? null;";
+    assert_eq!(
+        b.wait_js(badge, Duration::from_secs(20)),
+        json!("paused by TrainingLossSpike")
+    );
+    let title =
+        b.js("return document.querySelector('.run-card[data-run=\"sft\"] .badge-paused').title;");
+    assert!(
+        title.as_str().unwrap().starts_with("hold-for-a-look: "),
+        "{title}"
+    );
+    // resolved: the run continues and the badge goes, on the same page
+    post_alert(am_port, &labels, -1);
+    assert!(wait_for(Duration::from_secs(30), || !stopped(child.0.id())));
+    assert_eq!(
+        b.wait_js(
+            "return document.querySelector('.run-card[data-run=\"sft\"]') && !document.querySelector('.run-card[data-run=\"sft\"] .badge-paused');",
+            Duration::from_secs(20)
+        ),
+        json!(true)
+    );
 }

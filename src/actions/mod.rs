@@ -142,7 +142,7 @@ pub fn run(
         own_pid: std::process::id(),
     };
     let mut planner = Planner::default();
-    let mut failing = false;
+    let mut failing: Option<String> = None;
     loop {
         let polled = client.firing();
         let local = local_runs(&lock(runs));
@@ -155,8 +155,7 @@ pub fn run(
         }
         match polled {
             Ok(alerts) => {
-                if failing {
-                    failing = false;
+                if failing.take().is_some() {
                     tracing::info!("Alertmanager answers again");
                 }
                 let names: BTreeSet<String> = local.keys().cloned().collect();
@@ -165,9 +164,10 @@ pub fn run(
                 }
             }
             Err(e) => {
-                if !failing {
-                    failing = true;
+                // logged once per distinct error, not at every poll
+                if failing.as_deref() != Some(e.as_str()) {
                     tracing::warn!(error = %e, "cannot poll Alertmanager; no action is taken or undone until it answers");
+                    failing = Some(e);
                 }
             }
         }

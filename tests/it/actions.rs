@@ -490,3 +490,230 @@ fn one_alert_pauses_the_run_on_every_node_and_exec_gets_its_environment() {
         );
     }
 }
+
+/// A trainer stand-in for `log` that runs a shell `trap` on `sig` (`''` ignores it), then
+/// loops; `SIGUSR1` traps write `got` to `mark`.
+fn trapping_trainer(log: &Path, trap: &str) -> Guard {
+    let script = format!(
+        "trap {trap}\n\
+         echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
+         while :; do sleep 0.05; done\n"
+    );
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Guard(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(out)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn terminate_kills_what_ignores_sigterm_and_a_signal_reaches_the_ranks() {
+    if !require_tool("prometheus-alertmanager") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_am, am_port) = alertmanager(d);
+    let (t_log, s_log) = (d.join("t.log"), d.join("s.log"));
+    let mark = d.join("usr1");
+    let mut stubborn = trapping_trainer(&t_log, "'' TERM");
+    let mut saver = trapping_trainer(&s_log, &format!("'echo got > {}' USR1", mark.display()));
+    let cfg = d.join("gte.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "logs:\n  - {{path: '{}', run: t}}\n  - {{path: '{}', run: s}}\n\
+             attribution:\n  interval: 200ms\n\
+             alertmanager:\n  url: http://127.0.0.1:{am_port}\n  poll_interval: 1s\n\
+             actions:\n\
+             \x20 - name: stop-it\n    match: [alertname=TrainingRunHung]\n    runs: [t]\n    do: terminate\n    grace_period: 1s\n\
+             \x20 - name: checkpoint\n    match: [alertname=TrainingRunHung]\n    runs: [s]\n    do: signal\n    signal: SIGUSR1\n",
+            t_log.display(),
+            s_log.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["--config", cfg.to_str().unwrap(), "--no-gpu", "--no-host"]);
+    let seen = wait_for(T, || {
+        let m = daemon.scrape();
+        value(&m, "training_run_paused", &[("run", "t")]) == Some(0.0)
+            && value(&m, "training_run_paused", &[("run", "s")]) == Some(0.0)
+    });
+    assert!(seen, "{}", daemon.stderr());
+    for run in ["t", "s"] {
+        post_alert(
+            am_port,
+            &json!({"alertname": "TrainingRunHung", "run": run}),
+            3600,
+        );
+    }
+    // SIGTERM is ignored: SIGKILL after the grace period ends it
+    let mut status = None;
+    let killed = wait_for(T, || {
+        status = stubborn.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(killed, "{}", daemon.stderr());
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.unwrap().signal(), Some(libc::SIGKILL));
+    assert!(
+        daemon.stderr().contains("sent SIGKILL"),
+        "{}",
+        daemon.stderr()
+    );
+    // the checkpointing trainer got SIGUSR1 and runs on
+    let got = wait_for(T, || {
+        std::fs::read_to_string(&mark).is_ok_and(|s| s.contains("got"))
+    });
+    assert!(got, "{}", daemon.stderr());
+    assert!(
+        saver.0.try_wait().unwrap().is_none(),
+        "the signalled trainer died"
+    );
+    let m = daemon.scrape();
+    assert_eq!(
+        actions_total(&m, "terminate", "TrainingRunHung", "ok"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        actions_total(&m, "signal", "TrainingRunHung", "ok"),
+        1.0,
+        "{m}"
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `d`.
+fn pki(d: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let srv = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&srv_key, &ca)
+        .unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let cli = CertificateParams::new(vec!["gpu-train-exporter".to_string()])
+        .unwrap()
+        .signed_by(&cli_key, &ca)
+        .unwrap();
+    for (name, pem) in [
+        ("ca.crt", ca.pem()),
+        ("am.crt", srv.pem()),
+        ("am.key", srv_key.serialize_pem()),
+        ("client.crt", cli.pem()),
+        ("client.key", cli_key.serialize_pem()),
+    ] {
+        std::fs::write(d.join(name), pem).unwrap();
+    }
+}
+
+#[test]
+fn alertmanager_over_tls_with_a_client_certificate_and_basic_auth() {
+    if !require_tool("prometheus-alertmanager") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(
+        d.join("am-web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: {0}/am.crt\n  key_file: {0}/am.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.crt\nbasic_auth_users:\n  gte: '{hash}'\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("am.yml"),
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let am = Proc::spawn(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", d.join("am.yml").display()))
+            .arg(format!(
+                "--web.config.file={}",
+                d.join("am-web.yml").display()
+            ))
+            .arg(format!("--storage.path={}", d.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address="),
+        d.join("alertmanager.log"),
+        port,
+    );
+    std::fs::write(d.join("good"), "s3cret\n").unwrap();
+    std::fs::write(d.join("bad"), "guess\n").unwrap();
+    let daemon = |password: &str, client_cert: bool| {
+        let cfg = d.join(format!("gte-{password}-{client_cert}.yml"));
+        let cert = if client_cert {
+            format!(
+                "\n    cert_file: {0}/client.crt\n    key_file: {0}/client.key",
+                d.display()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "alertmanager:\n  url: https://127.0.0.1:{port}\n  poll_interval: 1s\n  basic_auth:\n    username: gte\n    password_file: {}/{password}\n  tls_config:\n    ca_file: {}/ca.crt{cert}\nactions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n",
+                d.display(),
+                d.display()
+            ),
+        )
+        .unwrap();
+        Daemon::start(&["--config", cfg.to_str().unwrap(), "--no-gpu", "--no-host"])
+    };
+    let good = daemon("good", true);
+    let wrong_password = daemon("bad", true);
+    let no_cert = daemon("good", false);
+    let up = |dm: &Daemon| value(&dm.scrape(), "gpu_train_exporter_alertmanager_up", &[]);
+    let polled = |dm: &Daemon, n: f64| {
+        value(
+            &dm.scrape(),
+            "gpu_train_exporter_alertmanager_polls_total",
+            &[],
+        )
+        .unwrap_or(0.0)
+            >= n
+    };
+    assert!(
+        wait_for(T, || up(&good) == Some(1.0)),
+        "{}\n{}",
+        good.stderr(),
+        am.output()
+    );
+    // the two others have polled as often since Alertmanager answered, and failed each time
+    assert!(wait_for(T, || polled(&wrong_password, 3.0) && polled(&no_cert, 3.0)));
+    assert_eq!(up(&wrong_password), Some(0.0));
+    assert_eq!(up(&no_cert), Some(0.0));
+    assert!(
+        wrong_password.stderr().contains("HTTP 401"),
+        "{}",
+        wrong_password.stderr()
+    );
+    let m = no_cert.scrape();
+    assert!(
+        value(&m, "gpu_train_exporter_alertmanager_poll_errors_total", &[]).unwrap_or(0.0) >= 3.0,
+        "{m}"
+    );
+}

@@ -111,6 +111,7 @@ fn actions_total(exposition: &str, action: &str, alert: &str, result: &str) -> f
 #[test]
 fn a_nan_alert_pauses_its_run_until_silenced_and_a_dry_run_only_counts() {
     if !require_tool("prometheus")
+        || !require_tool("promtool")
         || !require_tool("prometheus-alertmanager")
         || !require_tool("amtool")
     {
@@ -212,6 +213,7 @@ fn a_nan_alert_pauses_its_run_until_silenced_and_a_dry_run_only_counts() {
         1.0,
         "{m}"
     );
+    assert_eq!(crate::harness::promtool_check_metrics(&m), "", "{m}");
     // the dry run is counted (the witness that run b was acted on), and did nothing
     let counted = wait_for(T, || {
         actions_total(&daemon.scrape(), "pause", "TrainingLossNaN", "dry_run") == 1.0

@@ -616,4 +616,94 @@ mod tests {
         ok.stdout(Stdio::piped()).stderr(Stdio::piped());
         assert_eq!(run_bounded(&mut ok, Duration::from_secs(10)).0, Outcome::Ok);
     }
+
+    fn executor() -> Executor {
+        Executor {
+            procfs: Procfs::default(),
+            state: Arc::new(Mutex::new(ActionsState::default())),
+            own_pid: std::process::id(),
+        }
+    }
+
+    fn pause_action(dry_run: bool) -> Action {
+        Action {
+            name: "hold".into(),
+            matchers: vec![],
+            runs: vec![],
+            what: Do::Pause,
+            resume_on_resolve: true,
+            dry_run,
+            cooldown: Duration::ZERO,
+        }
+    }
+
+    fn alert(fp: &str) -> Alert {
+        Alert {
+            fingerprint: fp.into(),
+            labels: [("alertname".to_string(), "TrainingLossNaN".to_string())].into(),
+            starts_at: String::new(),
+        }
+    }
+
+    fn counts(e: &Executor) -> Vec<(&'static str, Outcome, u64)> {
+        lock(&e.state)
+            .counts
+            .iter()
+            .map(|((k, _, o), n)| (*k, *o, *n))
+            .collect()
+    }
+
+    /// A dry run counts and does nothing; a real pause stops the tree and is held until the
+    /// last alert holding it resolves; only the run's tree is touched.
+    #[test]
+    fn dry_run_then_pause_held_by_two_alerts_then_resume() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let e = executor();
+        let roots = [child.id()];
+        let ctx = |action, alert| Context {
+            action,
+            alert,
+            run: "r",
+            members: e.tree(&roots),
+            roots: &roots,
+        };
+        let (dry, real) = (pause_action(true), pause_action(false));
+        let (a1, a2) = (alert("f1"), alert("f2"));
+        let (dry, real, a1, a2) = (&dry, &real, &a1, &a2);
+        e.act(ctx(dry, a1));
+        assert_eq!(counts(&e), [("pause", Outcome::DryRun, 1)]);
+        assert!(lock(&e.state).paused.is_empty());
+        e.act(ctx(real, a1));
+        assert!(wait_state(child.id(), |s| s == b'T'));
+        assert_eq!(lock(&e.state).paused["r"].members[0].pid, child.id());
+        // a second alert joins the hold without signalling again
+        e.act(ctx(real, a2));
+        assert_eq!(
+            counts(&e),
+            [
+                ("pause", Outcome::Ok, 1),
+                ("pause", Outcome::DryRun, 1),
+                ("pause", Outcome::Skipped, 1)
+            ]
+        );
+        e.resume(real, a1, "r");
+        assert_eq!(state_of(child.id()), b'T', "still held by f2");
+        e.resume(real, a2, "r");
+        assert!(wait_state(child.id(), |s| s != b'T'));
+        assert!(lock(&e.state).paused.is_empty());
+        assert_ne!(state_of(other.id()), b'T', "a process of no run");
+        for c in [&mut child, &mut other] {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
 }

@@ -176,11 +176,13 @@ impl Executor {
         }
     }
 
-    /// Counts and logs an alert that matched while its action was cooling down.
+    /// Counts and logs an alert that matched but leads to nothing (cooling down, already
+    /// paused, no process left).
     pub fn skip(&self, c: &Context<'_>, why: &str) {
         let kind = Self::kind(&c.action.what);
+        let pids: Vec<u32> = c.members.iter().map(|m| m.pid).collect();
         self.count(kind, c.alert.name(), Outcome::Skipped);
-        self.log(kind, c, &[], Outcome::Skipped, why);
+        self.log(kind, c, &pids, Outcome::Skipped, why);
     }
 
     /// Does what `c.action` says for its alert.
@@ -188,15 +190,7 @@ impl Executor {
         let kind = Self::kind(&c.action.what);
         let pids: Vec<u32> = c.members.iter().map(|m| m.pid).collect();
         if c.members.is_empty() {
-            self.count(kind, c.alert.name(), Outcome::Skipped);
-            self.log(
-                kind,
-                &c,
-                &pids,
-                Outcome::Skipped,
-                "no process of the run left here",
-            );
-            return;
+            return self.skip(&c, "no process of the run left here");
         }
         if kind == "pause" && lock(&self.state).paused.contains_key(c.run) {
             let mut st = lock(&self.state);
@@ -204,15 +198,7 @@ impl Executor {
                 p.by.insert(c.alert.fingerprint.clone());
             }
             drop(st);
-            self.count(kind, c.alert.name(), Outcome::Skipped);
-            self.log(
-                kind,
-                &c,
-                &pids,
-                Outcome::Skipped,
-                "already paused; held until this alert resolves too",
-            );
-            return;
+            return self.skip(&c, "already paused; held until this alert resolves too");
         }
         if c.action.dry_run {
             self.count(kind, c.alert.name(), Outcome::DryRun);
@@ -227,11 +213,7 @@ impl Executor {
                 let ranks: Vec<Member> =
                     c.members.iter().filter(|m| !m.launcher).copied().collect();
                 let (sent, errors) = send(&self.procfs, &ranks, *signal);
-                let outcome = if errors.is_empty() && !sent.is_empty() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Failed
-                };
+                let outcome = outcome(&sent, &errors);
                 self.count(kind, c.alert.name(), outcome);
                 self.log(
                     kind,
@@ -247,11 +229,7 @@ impl Executor {
 
     fn pause(&self, c: &Context<'_>) {
         let (sent, errors) = send(&self.procfs, &c.members, libc::SIGSTOP);
-        let outcome = if errors.is_empty() && !sent.is_empty() {
-            Outcome::Ok
-        } else {
-            Outcome::Failed
-        };
+        let outcome = outcome(&sent, &errors);
         if !sent.is_empty() {
             let held: Vec<Member> = c
                 .members
@@ -327,11 +305,7 @@ impl Executor {
         // a stopped process only acts on SIGTERM once continued
         let _ = send(&self.procfs, &c.members, libc::SIGCONT);
         lock(&self.state).paused.remove(c.run);
-        let outcome = if errors.is_empty() && !sent.is_empty() {
-            Outcome::Ok
-        } else {
-            Outcome::Failed
-        };
+        let outcome = outcome(&sent, &errors);
         self.count("terminate", c.alert.name(), outcome);
         self.log(
             "terminate",
@@ -428,6 +402,15 @@ impl Executor {
             });
             !p.members.is_empty()
         });
+    }
+}
+
+/// `ok` when at least one process got the signal and none refused it.
+fn outcome(sent: &[u32], errors: &[String]) -> Outcome {
+    if errors.is_empty() && !sent.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
     }
 }
 

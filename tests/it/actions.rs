@@ -43,15 +43,7 @@ pub(crate) fn alertmanager(d: &Path) -> (Proc, u16) {
         "route:\n  receiver: none\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: none\n",
     )
     .unwrap();
-    let mut am = Proc::spawn(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.path={}", d.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address="),
-        d.join("alertmanager.log"),
-        port,
-    );
+    let mut am = Proc::alertmanager(&cfg, d, port, None);
     am.wait_ready("alertmanager");
     (am, port)
 }
@@ -60,30 +52,39 @@ pub(crate) fn alertmanager(d: &Path) -> (Proc, u16) {
 /// `trigger` exists, a record whose loss is NaN, then a tick count in `ticks` every 50 ms
 /// (the proof that it runs).
 pub(crate) fn trainer(log: &Path, trigger: &Path, ticks: &Path) -> Guard {
-    let script = format!(
-        "echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
-         echo \"{{'loss': 2.4, 'grad_norm': 1.1, 'learning_rate': 1e-05, 'epoch': 0.2}}\"\n\
-         while [ ! -e '{t}' ]; do sleep 0.05; done\n\
-         echo \"{{'loss': nan, 'grad_norm': nan, 'learning_rate': 1e-05, 'epoch': 0.3}}\"\n\
-         i=0; while :; do i=$((i+1)); echo $i > '{k}'; sleep 0.05; done\n",
-        t = trigger.display(),
-        k = ticks.display()
-    );
+    shell_writing(
+        log,
+        &format!(
+            "echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
+             echo \"{{'loss': 2.4, 'grad_norm': 1.1, 'learning_rate': 1e-05, 'epoch': 0.2}}\"\n\
+             while [ ! -e '{t}' ]; do sleep 0.05; done\n\
+             echo \"{{'loss': nan, 'grad_norm': nan, 'learning_rate': 1e-05, 'epoch': 0.3}}\"\n\
+             i=0; while :; do i=$((i+1)); echo $i > '{k}'; sleep 0.05; done\n",
+            t = trigger.display(),
+            k = ticks.display()
+        ),
+    )
+}
+
+/// `sh -c script` with its stdout appended to `log` (so it holds the log open, as a trainer
+/// does), a clean environment but `PATH`, in a process group of its own.
+fn shell_writing(log: &Path, script: &str) -> Guard {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new("sh")
-        .args(["-c", &script])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(out)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    Guard(child)
+    Guard(
+        Command::new("sh")
+            .args(["-c", script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(out)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn ticks(p: &Path) -> u64 {
@@ -493,29 +494,16 @@ fn one_alert_pauses_the_run_on_every_node_and_exec_gets_its_environment() {
     }
 }
 
-/// A trainer stand-in for `log` that runs a shell `trap` on `sig` (`''` ignores it), then
-/// loops; `SIGUSR1` traps write `got` to `mark`.
+/// A trainer stand-in for `log` that first sets the shell `trap` given (`'' TERM` ignores
+/// SIGTERM), then loops.
 fn trapping_trainer(log: &Path, trap: &str) -> Guard {
-    let script = format!(
-        "trap {trap}\n\
-         echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
-         while :; do sleep 0.05; done\n"
-    );
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Guard(
-        Command::new("sh")
-            .args(["-c", &script])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdout(out)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
+    shell_writing(
+        log,
+        &format!(
+            "trap {trap}\n\
+             echo \"{{'loss': 2.5, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.1}}\"\n\
+             while :; do sleep 0.05; done\n"
+        ),
     )
 }
 
@@ -596,49 +584,18 @@ fn terminate_kills_what_ignores_sigterm_and_a_signal_reaches_the_ranks() {
     );
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `d`.
-fn pki(d: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let srv_key = KeyPair::generate().unwrap();
-    let srv = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&srv_key, &ca)
-        .unwrap();
-    let cli_key = KeyPair::generate().unwrap();
-    let cli = CertificateParams::new(vec!["gpu-train-exporter".to_string()])
-        .unwrap()
-        .signed_by(&cli_key, &ca)
-        .unwrap();
-    for (name, pem) in [
-        ("ca.crt", ca.pem()),
-        ("am.crt", srv.pem()),
-        ("am.key", srv_key.serialize_pem()),
-        ("client.crt", cli.pem()),
-        ("client.key", cli_key.serialize_pem()),
-    ] {
-        std::fs::write(d.join(name), pem).unwrap();
-    }
-}
-
 #[test]
 fn alertmanager_over_tls_with_a_client_certificate_and_basic_auth() {
     if !require_tool("prometheus-alertmanager") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    pki(d);
+    let pki = crate::security::pki();
+    let d = pki.dir.path();
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(
         d.join("am-web.yml"),
         format!(
-            "tls_server_config:\n  cert_file: {0}/am.crt\n  key_file: {0}/am.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.crt\nbasic_auth_users:\n  gte: '{hash}'\n",
+            "tls_server_config:\n  cert_file: {0}/tls.crt\n  key_file: {0}/tls.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.crt\nbasic_auth_users:\n  gte: '{hash}'\n",
             d.display()
         ),
     )
@@ -649,19 +606,7 @@ fn alertmanager_over_tls_with_a_client_certificate_and_basic_auth() {
     )
     .unwrap();
     let port = free_port();
-    let am = Proc::spawn(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", d.join("am.yml").display()))
-            .arg(format!(
-                "--web.config.file={}",
-                d.join("am-web.yml").display()
-            ))
-            .arg(format!("--storage.path={}", d.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address="),
-        d.join("alertmanager.log"),
-        port,
-    );
+    let am = Proc::alertmanager(&d.join("am.yml"), d, port, Some(&d.join("am-web.yml")));
     std::fs::write(d.join("good"), "s3cret\n").unwrap();
     std::fs::write(d.join("bad"), "guess\n").unwrap();
     let daemon = |password: &str, client_cert: bool| {

@@ -50,6 +50,20 @@ impl Proc {
         )
     }
 
+    /// Alertmanager with the config file `cfg` (and the web config `web`, for TLS and auth),
+    /// its data and log under `dir`, on `port`, clustering off (not yet ready).
+    pub(crate) fn alertmanager(cfg: &Path, dir: &Path, port: u16, web: Option<&Path>) -> Proc {
+        let mut cmd = Command::new("prometheus-alertmanager");
+        cmd.arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=");
+        if let Some(w) = web {
+            cmd.arg(format!("--web.config.file={}", w.display()));
+        }
+        Proc::spawn(&mut cmd, dir.join("alertmanager.log"), port)
+    }
+
     pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -281,15 +295,7 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
     // Alertmanager with the shipped config
     let am_port = free_port();
     let am_cfg = test_alertmanager_config(d, &url_file);
-    let mut am = Proc::spawn(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", am_cfg.display()))
-            .arg(format!("--storage.path={}", d.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-        d.join("alertmanager.log"),
-        am_port,
-    );
+    let mut am = Proc::alertmanager(&am_cfg, d, am_port, None);
 
     // Prometheus with the shipped rules
     let rules = test_speed_rules(d);

@@ -444,57 +444,47 @@ fn one_run_without_a_run_name_exits_2_naming_the_key() {
 fn a_bad_action_exits_2_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yml");
-    let am = "alertmanager:\n  url: http://127.0.0.1:9093\n";
-    for (action, key) in [
-        ("do: pauze", "actions[0].do"),
-        ("do: signal\n    signal: SIGNOPE", "actions[0].signal"),
+    // check-config on `yaml`: exit code, stderr, stdout
+    let check = |yaml: &str| {
+        std::fs::write(&cfg, yaml).unwrap();
+        let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
         (
-            "do: exec\n    exec: [/no/such/script.sh]",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let am = "alertmanager:\n  url: http://127.0.0.1:9093\n";
+    let action = |body: &str| format!("{am}actions:\n  - name: a\n    {body}\n");
+    for (body, key) in [
+        ("match: [alertname=A]\n    do: pauze", "actions[0].do"),
+        (
+            "match: [alertname=A]\n    do: signal\n    signal: SIGNOPE",
+            "actions[0].signal",
+        ),
+        (
+            "match: [alertname=A]\n    do: exec\n    exec: [/no/such/script.sh]",
             "actions[0].exec",
         ),
-        ("do: pause\n    runs: ['[']", "actions[0].runs[0]"),
-    ] {
-        std::fs::write(
-            &cfg,
-            format!("{am}actions:\n  - name: a\n    match: [alertname=A]\n    {action}\n"),
-        )
-        .unwrap();
-        let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{action}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(key), "{action}: {err}");
-    }
-    // a bad matcher, and an action without an Alertmanager
-    std::fs::write(
-        &cfg,
-        format!(
-            "{am}actions:\n  - name: a\n    match: ['alertname=A', 'run=~\"(\"']\n    do: pause\n"
+        (
+            "match: [alertname=A]\n    do: pause\n    runs: ['[']",
+            "actions[0].runs[0]",
         ),
-    )
-    .unwrap();
-    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("actions[0].match[1]"));
-    std::fs::write(
-        &cfg,
-        "actions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n",
-    )
-    .unwrap();
-    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("alertmanager.url"));
+        (
+            "match: ['alertname=A', 'run=~\"(\"']\n    do: pause",
+            "actions[0].match[1]",
+        ),
+    ] {
+        let (code, err, _) = check(&action(body));
+        assert_eq!(code, Some(2), "{body}");
+        assert!(err.contains(key), "{body}: {err}");
+    }
+    // an action without an Alertmanager to poll
+    let (code, err, _) = check("actions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("alertmanager.url"), "{err}");
     // the witness that the shape is right: the same action with a known verb passes
-    std::fs::write(
-        &cfg,
-        format!("{am}actions:\n  - name: a\n    match: [alertname=A]\n    do: pause\n"),
-    )
-    .unwrap();
-    let out = crate::harness::run(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 action(s)"));
+    let (code, err, out) = check(&action("match: [alertname=A]\n    do: pause"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 action(s)"), "{out}");
 }

@@ -14,15 +14,16 @@ use crate::harness::{
     self, append, get_request, http_get, http_get_with, parse_response, samples, Daemon,
 };
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in
+/// `dir`: `ca.crt`, `tls.crt`, `tls.key`, `client.crt`, `client.key`.
+pub(crate) struct Pki {
+    pub(crate) dir: tempfile::TempDir,
     ca_der: CertificateDer<'static>,
     client_cert: CertificateDer<'static>,
     client_key_der: Vec<u8>,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -46,6 +47,8 @@ fn pki() -> Pki {
     std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
     std::fs::write(dir.path().join("tls.crt"), srv.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), srv_key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("client.crt"), cli.pem()).unwrap();
+    std::fs::write(dir.path().join("client.key"), cli_key.serialize_pem()).unwrap();
     Pki {
         ca_der: ca.der().clone(),
         client_cert: cli.der().clone(),

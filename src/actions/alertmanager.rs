@@ -222,25 +222,24 @@ impl Client {
 fn tls_config(t: &ClientTls) -> Result<ureq::tls::TlsConfig, String> {
     use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
     let mut b = TlsConfig::builder().disable_verification(t.insecure_skip_verify);
-    if let Some(pem) = &t.ca_pem {
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(pem)
+    // the certificates of a PEM file (its other sections ignored)
+    let certs_of = |pem: &[u8]| -> Vec<Certificate<'static>> {
+        ureq::tls::parse_pem(pem)
             .filter_map(|i| match i {
                 Ok(PemItem::Certificate(c)) => Some(c),
                 _ => None,
             })
-            .collect();
+            .collect()
+    };
+    if let Some(pem) = &t.ca_pem {
+        let certs = certs_of(pem);
         if certs.is_empty() {
             return Err("tls_config.ca_file: no PEM certificate in it".into());
         }
         b = b.root_certs(RootCerts::new_with_certs(&certs));
     }
     if let Some((chain, key)) = &t.client {
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(chain)
-            .filter_map(|i| match i {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let certs = certs_of(chain);
         if certs.is_empty() {
             return Err("tls_config.cert_file: no PEM certificate in it".into());
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::alerting_e2e::{query, test_speed_rules, Proc};
+use crate::alerting_e2e::{query, with_shipped_rules, Proc};
 use crate::gpu::Fake;
 use crate::harness::fake_nvml::uuid;
 use crate::harness::{free_port, http_json, require_tool, value, wait_for, Daemon, Guard};
@@ -155,21 +155,8 @@ fn a_nan_alert_pauses_its_run_until_silenced_and_a_dry_run_only_counts() {
     );
     let daemon = Daemon::start(&["--config", cfg.to_str().unwrap(), "--no-gpu", "--no-host"]);
 
-    let rules = test_speed_rules(d);
     let prom_port = free_port();
-    let prom_cfg = d.join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: gpu-train-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            rules
-                .iter()
-                .map(|r| format!("  - {}\n", r.display()))
-                .collect::<String>(),
-            daemon.port
-        ),
-    )
-    .unwrap();
+    let prom_cfg = with_shipped_rules(d, am_port, &format!("127.0.0.1:{}", daemon.port));
     let mut prom = Proc::prometheus(&prom_cfg, d, prom_port);
     prom.wait_ready("prometheus");
 

@@ -195,8 +195,27 @@ pub(crate) fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
+/// A Prometheus config in `dir` that scrapes `target` every second and evaluates the shipped
+/// rules ([`test_speed_rules`]) every second, sending alerts to the Alertmanager on `am_port`.
+pub(crate) fn with_shipped_rules(dir: &Path, am_port: u16, target: &str) -> PathBuf {
+    let rules = test_speed_rules(dir);
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: gpu-train-exporter\n    static_configs:\n      - targets: ['{target}']\n",
+            rules
+                .iter()
+                .map(|r| format!("  - {}\n", r.display()))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// Copies of the shipped rule files with every `for:` shortened to 1s; nothing else changes.
-pub(crate) fn test_speed_rules(dir: &Path) -> Vec<PathBuf> {
+fn test_speed_rules(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for src in crate::alerts::rule_files() {
         let text = std::fs::read_to_string(&src).unwrap();
@@ -298,20 +317,8 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
     let mut am = Proc::alertmanager(&am_cfg, d, am_port, None);
 
     // Prometheus with the shipped rules
-    let rules = test_speed_rules(d);
     let prom_port = free_port();
-    let prom_cfg = d.join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: gpu-train-exporter\n    static_configs:\n      - targets: ['{instance}']\n",
-            rules
-                .iter()
-                .map(|r| format!("  - {}\n", r.display()))
-                .collect::<String>()
-        ),
-    )
-    .unwrap();
+    let prom_cfg = with_shipped_rules(d, am_port, &instance);
     let mut prom = Proc::prometheus(&prom_cfg, d, prom_port);
     am.wait_ready("alertmanager");
     prom.wait_ready("prometheus");

@@ -766,55 +766,120 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     assert_eq!(called, declared);
 }
 
+/// `scripts/gpu-check.sh` against the fake library and a stand-in `nvidia-smi` that answers
+/// from the same fake config in nvidia-smi's units (`tests/fake-nvml/nvidia-smi`), while a
+/// thread plays a GPU at work: energy at 300 W, NVLink at 10 MB/s per link. It passes; a
+/// skewed temperature fails that one check; an energy counter that stops fails the energy
+/// rate of both GPUs.
 #[test]
 fn gpu_check_script_passes_and_fails_against_a_stub_nvidia_smi() {
-    if !require_tool("curl") {
+    if !require_tool("curl") || !require_tool("python3") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("fake-nvml.json");
-    write_config(&config, &machine(2, 0));
     let bin_dir = dir.path().join("bin");
     std::fs::create_dir(&bin_dir).unwrap();
-    let smi = bin_dir.join("nvidia-smi");
-    let run = |gpu1_temp: u32| {
-        // GPU 0 and 1 of `machine`: 1 and 2 GB used, 10 and 11 %, 40 and 41 °C, 300 and 301 W.
-        std::fs::write(
-            &smi,
-            format!(
-                "#!/bin/sh\necho '0, 953, 81559, 10, 40, 300.12'\necho '1, 1907, 81559, 11, {gpu1_temp}, 301.50'\n"
-            ),
-        )
-        .unwrap();
-        let _ = Command::new("chmod").arg("+x").arg(&smi).status();
+    std::os::unix::fs::symlink(
+        root().join("tests/fake-nvml/nvidia-smi"),
+        bin_dir.join("nvidia-smi"),
+    )
+    .unwrap();
+    let run = |skew: &str, working: bool| {
+        let mut cfg = machine(2, 2);
+        write_config(&config, &cfg);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let player = {
+            let (done, config) = (done.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if !working {
+                        continue;
+                    }
+                    // 300 W (the machine's GPU 0 draws 300 W, GPU 1 301 W) since the last tick
+                    let ms = last.elapsed().as_micros() as u64 / 1000;
+                    last += Duration::from_millis(ms);
+                    for g in cfg["gpus"].as_array_mut().unwrap() {
+                        g["energy_mj"] = json!(g["energy_mj"].as_u64().unwrap() + 300 * ms);
+                        for l in g["nvlinks"].as_array_mut().unwrap() {
+                            l["tx_kib"] = json!(l["tx_kib"].as_u64().unwrap() + 1000);
+                            l["rx_kib"] = json!(l["rx_kib"].as_u64().unwrap() + 500);
+                        }
+                    }
+                    write_config(&config, &cfg);
+                }
+            })
+        };
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
-        Command::new(root().join("scripts/gpu-check.sh"))
+        let out = Command::new(root().join("scripts/gpu-check.sh"))
             .env("PATH", path)
             .env("GTE_BIN", bin())
             .env("NVML_LIBRARY", fake_lib())
             .env("FAKE_NVML_CONFIG", &config)
             .env("PORT", free_port().to_string())
+            .env("GTE_CHECK_WINDOW", "3")
+            .env("GTE_CHECK_LOAD", "0")
+            .env("GTE_CHECK_LOG", dir.path().join("daemon.log"))
+            .env("STUB_SKEW", skew)
             .output()
-            .unwrap()
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        player.join().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
     };
-    let ok = run(41);
-    let out = String::from_utf8_lossy(&ok.stdout).into_owned();
-    assert!(
-        ok.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert_eq!(
-        out.lines().filter(|l| l.starts_with("PASS ")).count(),
-        10,
-        "{out}"
-    );
-    let bad = run(45);
-    let out = String::from_utf8_lossy(&bad.stdout).into_owned();
-    assert_eq!(bad.status.code(), Some(1), "{out}");
+    let (code, out) = run("", true);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    for gpu in 0..2 {
+        for check in [
+            "memory.used",
+            "memory.total",
+            "memory.reserved",
+            "utilization.gpu",
+            "temperature.gpu",
+            "power.draw",
+            "enforced.power.limit",
+            "clocks.sm",
+            "clocks.mem",
+            "clocks.max.sm",
+            "ecc.corrected.volatile",
+            "ecc.uncorrected.volatile",
+            "remapped_rows.correctable",
+            "remapped_rows.uncorrectable",
+            "remapped_rows.pending",
+            "rate(energy) vs mean power.draw",
+            "nvlink0.tx rate",
+            "nvlink1.rx rate",
+            "pcie.replays",
+            "clocks_event_reasons",
+        ] {
+            assert!(
+                out.contains(&format!("PASS gpu{gpu} {check}: ")),
+                "no PASS gpu{gpu} {check}:\n{out}"
+            );
+        }
+    }
+    assert!(out.contains("PASS collector errors"), "{out}");
+
+    let (code, out) = run("temperature.gpu:1:4", true);
+    assert_eq!(code, Some(1), "{out}");
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
     assert_eq!(fails.len(), 1, "{out}");
     assert!(fails[0].starts_with("FAIL gpu1 temperature.gpu"), "{out}");
+
+    // an energy counter that does not move while nvidia-smi says 300 W
+    let (code, out) = run("", false);
+    assert_eq!(code, Some(1), "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(fails.len(), 2, "{out}");
+    assert!(fails.iter().all(|f| f.contains("rate(energy)")), "{out}");
 }
 
 #[test]

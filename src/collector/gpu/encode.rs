@@ -30,7 +30,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     violations(enc, &up);
     xids(enc, snap);
     processes(enc, &up);
-    last_sample(enc, snap);
+    last_sample(enc, snap, &idx);
 }
 
 /// `gpu_info` and `gpu_up`, for every GPU found, lost ones included.
@@ -416,15 +416,23 @@ fn processes(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     }
 }
 
-/// `gpu_last_sample_timestamp_seconds`, once a cycle has finished.
-fn last_sample(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
-    if let Some(t) = snap.sampled_at {
-        enc.family(
-            "gpu_last_sample_timestamp_seconds",
-            "Unix time the GPU values were last sampled.",
-            Kind::Gauge,
-        );
-        enc.sample("gpu_last_sample_timestamp_seconds", &[], t);
+/// `gpu_last_sample_timestamp_seconds` per GPU, lost ones included: when its values were
+/// last read. A GPU that stops answering (a wedged driver call) keeps its old time, and its
+/// values are left out once they are three intervals old.
+fn last_sample(enc: &mut Encoder<'_>, snap: &GpuSnapshot, idx: &[String]) {
+    const NAME: &str = "gpu_last_sample_timestamp_seconds";
+    if snap.gpus.iter().all(|g| g.sampled_at.is_none()) {
+        return;
+    }
+    enc.family(
+        NAME,
+        "Unix time the GPU's values were last read.",
+        Kind::Gauge,
+    );
+    for (g, i) in snap.gpus.iter().zip(idx) {
+        if let Some(t) = g.sampled_at {
+            enc.sample(NAME, &[("gpu", i), ("uuid", &g.uuid)], t);
+        }
     }
 }
 
@@ -458,6 +466,7 @@ mod tests {
                     name: "H100".into(),
                     pci_bus_id: "00000000:18:00.0".into(),
                     up: true,
+                    sampled_at: Some(1700000000.5),
                     utilization: Some(0.5),
                     nvlinks: vec![NvLinkSample {
                         link: 3,
@@ -503,7 +512,7 @@ gpu_xid_errors_total{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 2
 # TYPE gpu_xid_last_timestamp_seconds gauge
 gpu_xid_last_timestamp_seconds{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 1700000000
 # TYPE gpu_last_sample_timestamp_seconds gauge
-gpu_last_sample_timestamp_seconds 1700000000.5
+gpu_last_sample_timestamp_seconds{gpu=\"0\",uuid=\"GPU-a\"} 1700000000.5
 "
         );
         snap.nvml_up = false;

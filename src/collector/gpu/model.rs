@@ -40,6 +40,9 @@ pub struct GpuSample {
     pub name: String,
     pub pci_bus_id: String,
     pub up: bool,
+    /// Unix time this GPU's values were read (the start of its last completed sample; the
+    /// collector's start while none has completed).
+    pub sampled_at: Option<f64>,
     /// 0–1.
     pub utilization: Option<f64>,
     /// 0–1: the fraction of time device memory was read or written.
@@ -72,6 +75,22 @@ pub struct GpuSample {
     /// NVML's clocks event (throttle) reason bits.
     pub clock_event_reasons: Option<u64>,
     pub processes: Vec<GpuProcess>,
+}
+
+impl GpuSample {
+    /// The sample without its values: identity, `up` and the time they were read, for a GPU
+    /// whose values are too old to serve.
+    pub fn without_values(&self) -> GpuSample {
+        GpuSample {
+            index: self.index,
+            uuid: self.uuid.clone(),
+            name: self.name.clone(),
+            pci_bus_id: self.pci_bus_id.clone(),
+            up: self.up,
+            sampled_at: self.sampled_at,
+            ..GpuSample::default()
+        }
+    }
 }
 
 /// XID errors seen on one GPU for one XID code.

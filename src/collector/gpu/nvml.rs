@@ -6,17 +6,20 @@
 //! library lacks (`FailedToLoadSymbol`) makes that family absent for that GPU, logged once,
 //! and never called again. Any other failure is counted in [`CallErrors`] (exposed as
 //! `gpu_train_exporter_collector_errors_total{call}`) and leaves only that value out. A GPU
-//! that answers `GPU_IS_LOST` reports `up == false` and no other values until it answers
-//! again.
+//! that answers `GPU_IS_LOST`, or whose handle cannot be had, reports `up == false` and no
+//! other values, and is tried again 1 s doubling to 30 s apart. `UNINITIALIZED`,
+//! `DRIVER_NOT_LOADED` and `LIB_RM_VERSION_MISMATCH` are not errors of one call: they ask
+//! for NVML to be initialised again ([`Gpu::reinit`]).
 //!
 //! Per-link NVLink and cumulative PCIe counters and the memory temperature are NVML field
 //! values read in one raw `nvmlDeviceGetFieldValues` call, because nvml-wrapper's
 //! `field_values_for` never sets `scopeId` and so reads link 0 only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::c_int;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{
@@ -35,6 +38,7 @@ use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
 use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
 use super::xid::{EventSource, Wait};
+use super::Backoff;
 use crate::procfs::Procfs;
 use crate::sync::lock;
 
@@ -168,23 +172,51 @@ impl Library {
     }
 
     /// Enumerates the GPUs and reads their identity; their compute processes' names will be
-    /// read from `procfs`.
-    pub(super) fn discover<'n>(&'n self, errors: &CallErrors, procfs: Procfs) -> Gpus<'n> {
-        Gpus {
-            nvml: &self.nvml,
-            devs: discover(&self.nvml, errors),
-            names: ProcessNames {
-                procfs,
-                cache: HashMap::new(),
-            },
-        }
+    /// read from `procfs`. A GPU whose handle cannot be had is kept, with its index only, and
+    /// its handle is tried again later; `known` gives the identity of the GPUs seen before a
+    /// re-initialisation, for those that cannot tell it now. Fails, with why, when NVML
+    /// cannot count the GPUs.
+    pub(super) fn discover<'n>(
+        &'n self,
+        errors: &CallErrors,
+        procfs: &Procfs,
+        known: &BTreeMap<u32, GpuSample>,
+    ) -> Result<Vec<Gpu<'n>>, String> {
+        let count = match self.nvml.device_count() {
+            Ok(n) => n,
+            Err(e) => {
+                if reinit_class(&e).is_none() {
+                    errors.count(Call::Count);
+                }
+                return Err(format!("cannot count GPUs: {e}"));
+            }
+        };
+        Ok((0..count)
+            .map(|index| {
+                let mut gpu = Gpu {
+                    nvml: &self.nvml,
+                    dev: Dev::new(index),
+                    names: ProcessNames {
+                        procfs: procfs.clone(),
+                        cache: HashMap::new(),
+                    },
+                };
+                if let Some(k) = known.get(&index) {
+                    gpu.dev.identity.uuid = k.uuid.clone();
+                    gpu.dev.identity.name = k.name.clone();
+                    gpu.dev.identity.pci_bus_id = k.pci_bus_id.clone();
+                }
+                gpu.acquire(errors);
+                gpu
+            })
+            .collect())
     }
 
     /// Registers every GPU of `targets` for XID events; `None`, logged, when no GPU can
     /// deliver them.
     pub(super) fn xid_events<'a>(
         &'a self,
-        targets: &'a EventTargets,
+        targets: &[(u32, usize)],
         errors: &'a CallErrors,
     ) -> Option<XidEvents<'a>> {
         let nvml = &self.nvml;
@@ -203,7 +235,7 @@ impl Library {
             }
         };
         let mut registered = 0;
-        for (index, handle) in &targets.0 {
+        for (index, handle) in targets {
             // SAFETY: a live device handle and the live event set; registering events on a
             // device does not consume the set (unlike nvml-wrapper's `register_events`, which
             // frees it on failure, losing the GPUs registered before).
@@ -228,61 +260,147 @@ impl Library {
         if registered == 0 {
             return None;
         }
+        tracing::info!("XID events followed on {registered} GPUs");
         Some(XidEvents {
             set,
-            targets,
+            targets: targets.to_vec(),
             errors,
         })
     }
 }
 
-/// The GPUs found, each with what it was found to support.
-pub(super) struct Gpus<'n> {
+/// Seconds between two tries at a GPU's handle, first and at most.
+const HANDLE_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// One GPU found, with what it was found to support; sampled by a thread of its own.
+pub(super) struct Gpu<'n> {
     nvml: &'n Nvml,
-    devs: Vec<Dev<'n>>,
+    dev: Dev<'n>,
     names: ProcessNames,
 }
 
-impl Gpus<'_> {
-    pub(super) fn len(&self) -> usize {
-        self.devs.len()
+impl Gpu<'_> {
+    /// Its identity as known so far (index, and UUID, name and bus id once read).
+    pub(super) fn identity(&self) -> &GpuSample {
+        &self.dev.identity
     }
 
-    /// The devices to register for XID events, as data another thread can hold.
-    pub(super) fn event_targets(&self) -> EventTargets {
-        EventTargets(
-            self.devs
-                .iter()
-                .map(|d| (d.identity.index, unsafe { d.device.handle() } as usize))
-                .collect(),
-        )
+    /// Its device handle for XID events, as an integer another thread may hold (only passed
+    /// back to NVML and compared); `None` while it has no handle or is lost.
+    pub(super) fn event_handle(&self) -> Option<usize> {
+        if self.dev.lost {
+            return None;
+        }
+        // SAFETY: the handle is only passed back to NVML and compared.
+        self.dev
+            .device
+            .as_ref()
+            .map(|d| unsafe { d.handle() } as usize)
     }
 
-    /// One cycle of every GPU.
-    pub(super) fn sample(&mut self, errors: &CallErrors) -> Vec<GpuSample> {
-        let (nvml, names) = (self.nvml, &mut self.names);
-        let gpus: Vec<GpuSample> = self
-            .devs
-            .iter_mut()
-            .map(|d| sample(nvml, d, errors, names))
-            .collect();
-        let live: HashSet<u32> = gpus
-            .iter()
-            .flat_map(|g| g.processes.iter().map(|p| p.pid))
-            .collect();
+    /// Why NVML must be initialised again, when a call of this GPU said so
+    /// (`UNINITIALIZED`, `DRIVER_NOT_LOADED`, `LIB_RM_VERSION_MISMATCH`).
+    pub(super) fn reinit(&self) -> Option<&str> {
+        self.dev.reinit.as_deref()
+    }
+
+    /// Gets the GPU's handle (again), reads what identity is still missing and which
+    /// field values to ask for. On failure the next try waits longer (1 s doubling to 30 s).
+    fn acquire(&mut self, errors: &CallErrors) {
+        let index = self.dev.identity.index;
+        match self.nvml.device_by_index(index) {
+            Ok(d) => {
+                self.dev.device = Some(d);
+                self.dev.lost = false;
+            }
+            Err(e) => {
+                self.dev.device = None;
+                let delay = self.dev.retry.next_delay();
+                self.dev.retry_at = Some(Instant::now() + delay);
+                match reinit_class(&e) {
+                    Some(why) => self.dev.reinit = Some(why),
+                    None => errors.count(Call::Handle),
+                }
+                if !self.dev.handle_warned {
+                    self.dev.handle_warned = true;
+                    tracing::warn!(
+                        gpu = index,
+                        "GPU reported as gpu_up 0: cannot get its handle ({e}); tried again, 1 s doubling to 30 s apart"
+                    );
+                }
+                return;
+            }
+        }
+        let (nvml, dev) = (self.nvml, &mut self.dev);
+        let mut lost = false;
+        if dev.identity.uuid.is_empty() {
+            if let Some(u) = call(dev, errors, &mut lost, Call::Uuid, |d| d.uuid()) {
+                dev.identity.uuid = u;
+            }
+        }
+        if dev.identity.name.is_empty() {
+            if let Some(n) = call(dev, errors, &mut lost, Call::Name, |d| d.name()) {
+                dev.identity.name = n;
+            }
+        }
+        if dev.identity.pci_bus_id.is_empty() {
+            if let Some(p) = call(dev, errors, &mut lost, Call::Pci, |d| d.pci_info()) {
+                dev.identity.pci_bus_id = p.bus_id;
+            }
+        }
+        if dev.fields.is_empty() {
+            let links = call(dev, errors, &mut lost, Call::FieldValues, |d| {
+                let mut v = [request(NVML_FI_DEV_NVLINK_LINK_COUNT, 0)];
+                field_values(nvml, d, &mut v)?;
+                Ok(read_value(&v[0]).unwrap_or(0))
+            })
+            .unwrap_or(0)
+            .min(64) as u32;
+            dev.fields = vec![
+                (Field::MemoryTemp, 0),
+                (Field::PcieTx, 0),
+                (Field::PcieRx, 0),
+            ];
+            for l in 0..links {
+                dev.fields.push((Field::NvLinkTx, l));
+                dev.fields.push((Field::NvLinkRx, l));
+            }
+        }
+        if lost {
+            dev.mark_lost();
+        } else {
+            dev.retry = Backoff::new(HANDLE_RETRY.0, HANDLE_RETRY.1);
+            if dev.handle_warned {
+                dev.handle_warned = false;
+                tracing::info!(gpu = index, "GPU handle obtained, sampling it again");
+            }
+        }
+    }
+
+    /// One cycle of this GPU. A GPU without a handle, or lost, is tried again only when its
+    /// backoff allows (a lost GPU's calls can each take long) and reports `up == false`.
+    pub(super) fn sample(&mut self, errors: &CallErrors) -> GpuSample {
+        self.dev.reinit = None;
+        if self.dev.device.is_none() || self.dev.lost {
+            if self.dev.retry_at.is_some_and(|t| Instant::now() < t) {
+                return self.dev.down();
+            }
+            self.acquire(errors);
+            if self.dev.device.is_none() || self.dev.lost {
+                return self.dev.down();
+            }
+        }
+        let s = sample(self.nvml, &mut self.dev, errors, &mut self.names);
+        let live: HashSet<u32> = s.processes.iter().map(|p| p.pid).collect();
         self.names.cache.retain(|pid, _| live.contains(pid));
-        gpus
+        s
     }
 }
 
-/// The NVML index and device handle of each GPU. A handle is kept as an integer, only
-/// passed back to NVML and compared, so that the XID thread may hold it.
-pub(super) struct EventTargets(Vec<(u32, usize)>);
-
-/// An event set registered for XID events on some GPUs.
+/// An event set registered for XID events on some GPUs (their index and handle).
 pub(super) struct XidEvents<'a> {
     set: EventSet<'a>,
-    targets: &'a EventTargets,
+    targets: Vec<(u32, usize)>,
     errors: &'a CallErrors,
 }
 
@@ -298,7 +416,7 @@ impl EventSource for XidEvents<'_> {
                 };
                 // SAFETY: the handle is only compared, never dereferenced.
                 let h = unsafe { ev.device.handle() } as usize;
-                match self.targets.0.iter().find(|(_, x)| *x == h) {
+                match self.targets.iter().find(|(_, x)| *x == h) {
                     Some((gpu, _)) => Wait::Xid { gpu: *gpu, xid },
                     None => Wait::Nothing,
                 }
@@ -314,8 +432,17 @@ impl EventSource for XidEvents<'_> {
 
 /// What one device supports, learnt on first use.
 struct Dev<'n> {
-    device: Device<'n>,
+    /// `None` while its handle cannot be had.
+    device: Option<Device<'n>>,
     identity: GpuSample,
+    /// It answered `GPU_IS_LOST`: not called again before `retry_at`.
+    lost: bool,
+    /// When its handle (or a lost GPU) is tried next.
+    retry_at: Option<Instant>,
+    retry: Backoff,
+    handle_warned: bool,
+    /// Set by a call that says NVML must be initialised again.
+    reinit: Option<String>,
     /// Bits of [`Call`]s (and of [`Field`]s, shifted) found absent.
     absent: u32,
     /// Bits of calls whose failure was already logged.
@@ -347,74 +474,67 @@ impl Field {
     }
 }
 
+impl Dev<'_> {
+    fn new(index: u32) -> Self {
+        Dev {
+            device: None,
+            identity: GpuSample {
+                index,
+                ..GpuSample::default()
+            },
+            lost: false,
+            retry_at: None,
+            retry: Backoff::new(HANDLE_RETRY.0, HANDLE_RETRY.1),
+            handle_warned: false,
+            reinit: None,
+            absent: 0,
+            warned: 0,
+            absent_policies: 0,
+            fields: Vec::new(),
+        }
+    }
+
+    /// What a GPU without values reports: its identity, `up == false`.
+    fn down(&self) -> GpuSample {
+        GpuSample {
+            up: false,
+            ..self.identity.clone()
+        }
+    }
+
+    /// It answered `GPU_IS_LOST`: try it again after the backoff.
+    fn mark_lost(&mut self) {
+        if !self.lost {
+            self.lost = true;
+            tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");
+        }
+        let delay = self.retry.next_delay();
+        self.retry_at = Some(Instant::now() + delay);
+    }
+}
+
+/// The errors after which NVML must be initialised again, with a one-line reason.
+pub(super) fn reinit_class(e: &NvmlError) -> Option<String> {
+    match e {
+        NvmlError::Uninitialized | NvmlError::DriverNotLoaded | NvmlError::LibRmVersionMismatch => {
+            Some(describe(e))
+        }
+        _ => None,
+    }
+}
+
 /// A one-line reason for a failed initialisation.
 fn describe(e: &NvmlError) -> String {
     match e {
         NvmlError::LibloadingError(e) => format!("cannot load the library ({e})"),
         NvmlError::DriverNotLoaded => "the NVIDIA driver is not loaded".into(),
+        NvmlError::LibRmVersionMismatch => {
+            "the NVML library and the loaded driver differ in version".into()
+        }
+        NvmlError::Uninitialized => "NVML is not initialised".into(),
         NvmlError::NoPermission => "permission denied".into(),
         e => e.to_string(),
     }
-}
-
-/// Enumerates the GPUs and reads their identity.
-fn discover<'n>(nvml: &'n Nvml, errors: &CallErrors) -> Vec<Dev<'n>> {
-    let count = match nvml.device_count() {
-        Ok(n) => n,
-        Err(e) => {
-            errors.count(Call::Count);
-            tracing::warn!("GPU metrics absent: cannot count GPUs: {e}");
-            return Vec::new();
-        }
-    };
-    let mut out = Vec::new();
-    for index in 0..count {
-        let device = match nvml.device_by_index(index) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.count(Call::Handle);
-                tracing::warn!(gpu = index, "GPU left out: cannot get its handle: {e}");
-                continue;
-            }
-        };
-        let mut dev = Dev {
-            device,
-            identity: GpuSample {
-                index,
-                ..GpuSample::default()
-            },
-            absent: 0,
-            warned: 0,
-            absent_policies: 0,
-            fields: Vec::new(),
-        };
-        let mut lost = false;
-        dev.identity.uuid =
-            call(&mut dev, errors, &mut lost, Call::Uuid, |d| d.uuid()).unwrap_or_default();
-        dev.identity.name =
-            call(&mut dev, errors, &mut lost, Call::Name, |d| d.name()).unwrap_or_default();
-        dev.identity.pci_bus_id = call(&mut dev, errors, &mut lost, Call::Pci, |d| d.pci_info())
-            .map(|p| p.bus_id)
-            .unwrap_or_default();
-        let links = call(&mut dev, errors, &mut lost, Call::FieldValues, |d| {
-            let mut v = [request(NVML_FI_DEV_NVLINK_LINK_COUNT, 0)];
-            field_values(nvml, d, &mut v)?;
-            Ok(read_value(&v[0]).unwrap_or(0))
-        })
-        .unwrap_or(0)
-        .min(64) as u32;
-        dev.fields = vec![
-            (Field::MemoryTemp, 0),
-            (Field::PcieTx, 0),
-            (Field::PcieRx, 0),
-        ];
-        for l in 0..links {
-            dev.fields.push((Field::NvLinkTx, l));
-            dev.fields.push((Field::NvLinkRx, l));
-        }
-        out.push(dev);
-    }
-    out
 }
 
 /// Makes one call unless its family is known absent or the GPU was lost this cycle.
@@ -425,10 +545,10 @@ fn call<'n, T>(
     c: Call,
     f: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
 ) -> Option<T> {
-    if *lost || dev.absent & c.bit() != 0 {
+    if *lost || dev.reinit.is_some() || dev.absent & c.bit() != 0 {
         return None;
     }
-    match f(&dev.device) {
+    match f(dev.device.as_ref()?) {
         Ok(v) => Some(v),
         Err(e @ (NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_))) => {
             dev.absent |= c.bit();
@@ -441,6 +561,10 @@ fn call<'n, T>(
         }
         Err(NvmlError::GpuLost) => {
             *lost = true;
+            None
+        }
+        Err(e) if reinit_class(&e).is_some() => {
+            dev.reinit = reinit_class(&e);
             None
         }
         Err(e) => {
@@ -587,10 +711,8 @@ fn sample(
             .collect();
     }
     if lost {
-        return GpuSample {
-            up: false,
-            ..dev.identity.clone()
-        };
+        dev.mark_lost();
+        return dev.down();
     }
     s
 }

@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::model::XidCount;
-use crate::clock::{unix_now, Waker};
+use crate::clock::unix_now;
 use crate::sync::lock;
 
 /// What one wait for an event brought.
@@ -53,11 +52,15 @@ impl Xids {
     }
 }
 
-/// Waits for XID events and counts them until `stop`. A failed wait is logged once and
-/// retried after 200 ms.
-pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Waker) {
-    let mut warned = false;
-    while !stop.is_stopped() {
+/// Waits for XID events and counts them while `go_on` says so. A failed wait is logged
+/// (once while `warned`) and ends the watch, so that the caller builds the event set again.
+pub(super) fn watch(
+    events: &mut dyn EventSource,
+    xids: &Xids,
+    go_on: &dyn Fn() -> bool,
+    warned: &mut bool,
+) {
+    while go_on() {
         match events.wait(200) {
             Wait::Xid { gpu, xid } => {
                 tracing::warn!(gpu, xid, "XID error");
@@ -65,11 +68,11 @@ pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Waker) {
             }
             Wait::Nothing => {}
             Wait::Failed(e) => {
-                if !warned {
-                    warned = true;
-                    tracing::warn!("waiting for XID events failed (logged once): {e}");
+                if !*warned {
+                    *warned = true;
+                    tracing::warn!("waiting for XID events failed (logged once), the event set is built again: {e}");
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                return;
             }
         }
     }
@@ -78,6 +81,7 @@ pub(super) fn watch(events: &mut dyn EventSource, xids: &Xids, stop: &Waker) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Waker;
     use std::collections::VecDeque;
 
     /// Plays back a script of waits, then stops the loop.
@@ -114,7 +118,13 @@ mod tests {
             calls: 0,
         };
         let before = unix_now();
-        watch(&mut script, &xids, &stop);
+        let mut warned = false;
+        let go_on = || !stop.is_stopped();
+        watch(&mut script, &xids, &go_on, &mut warned);
+        // the failed wait ended the watch, for the caller to build the set again
+        assert_eq!(script.calls, 3);
+        assert!(warned);
+        watch(&mut script, &xids, &go_on, &mut warned);
         // every scripted wait was made, and the loop ended on the stop
         assert_eq!(script.calls, 6);
         let counts = xids.counts().unwrap();

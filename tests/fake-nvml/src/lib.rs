@@ -7,7 +7,9 @@
 //! changes (checked at most every 20 ms), so a test can change values while the daemon runs:
 //! N GPUs, any value, `NOT_SUPPORTED` or any error code for chosen calls, a GPU lost for
 //! good or after K calls, XID events appended to a list the event set delivers in order,
-//! compute processes, per-link NVLink counters, and delays per call.
+//! compute processes, per-link NVLink counters, and delays per call (on every GPU or on one,
+//! a wedged GPU). `init_error` makes `nvmlInit_v2` fail until the config drops it, and an
+//! error under a GPU's `errors` for `nvmlDeviceGetHandleByIndex_v2` keeps its handle away.
 //!
 //! With `FAKE_NVML_TRACE=FILE` it appends the name of each function the first time it is
 //! called, so a test can compare the calls made with the calls the collector declares.
@@ -82,6 +84,8 @@ struct Gpu {
     processes: Vec<Process>,
     not_supported: Vec<String>,
     errors: BTreeMap<String, u32>,
+    /// Milliseconds a call on this GPU sleeps before answering (a wedged GPU).
+    delays_ms: BTreeMap<String, u64>,
     lost: bool,
     /// The GPU answers `GPU_IS_LOST` once it has answered this many calls.
     lost_after_calls: Option<u64>,
@@ -121,6 +125,7 @@ impl Default for Gpu {
             processes: Vec::new(),
             not_supported: Vec::new(),
             errors: BTreeMap::new(),
+            delays_ms: BTreeMap::new(),
             lost: false,
             lost_after_calls: None,
         }
@@ -253,6 +258,15 @@ fn device_call(
     f: impl FnOnce(usize, &Gpu) -> nvmlReturn_t,
 ) -> nvmlReturn_t {
     delay(sym);
+    let own = with_state(sym, |st| {
+        st.cfg
+            .gpus
+            .get(index(device))
+            .and_then(|g| g.delays_ms.get(sym).copied())
+    });
+    if let Some(ms) = own {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     with_state(sym, |st| {
         let i = index(device);
         let Some(g) = st.cfg.gpus.get(i) else {
@@ -340,9 +354,17 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
     index: c_uint,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    let n = with_state("nvmlDeviceGetHandleByIndex_v2", |st| st.cfg.gpus.len());
-    if index as usize >= n {
-        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    let got = with_state("nvmlDeviceGetHandleByIndex_v2", |st| {
+        match st.cfg.gpus.get(index as usize) {
+            None => Err(nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT),
+            Some(g) => match g.errors.get("nvmlDeviceGetHandleByIndex_v2") {
+                Some(e) => Err(*e),
+                None => Ok(()),
+            },
+        }
+    });
+    if let Err(e) = got {
+        return e;
     }
     *device = handle(index as usize);
     nvmlReturn_enum_NVML_SUCCESS

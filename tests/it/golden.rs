@@ -368,6 +368,17 @@ fn last_error(out: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `rank` label of the run's last error, `None` when the series has none.
+fn last_error_rank(out: &str) -> Option<String> {
+    let mut all = samples(out, "training_run_last_error_info");
+    assert_eq!(all.len(), 1, "{out}");
+    let (labels, _) = all.remove(0);
+    labels
+        .into_iter()
+        .find(|(k, _)| k == "rank")
+        .map(|(_, v)| v)
+}
+
 #[test]
 fn crash_under_torchrun_names_rank_1s_oom_not_rank_0s_cascade() {
     let out = check_golden("crash/torchrun-oom-rank1.log");
@@ -393,6 +404,7 @@ fn crash_under_torchrun_names_rank_1s_oom_not_rank_0s_cascade() {
         value(&out, "training_run_last_error_step", &[("run", run)]),
         Some(137.0)
     );
+    assert_eq!(last_error_rank(&out).as_deref(), Some("1"));
     // wall-clock series stay out of the one-shot output
     assert!(!out.contains("training_run_last_error_timestamp_seconds"));
 }
@@ -409,6 +421,7 @@ fn crash_by_sigkill_is_torchruns_root_cause() {
             "rank 1: Signal 9 (SIGKILL) received by PID 4244".to_string()
         )]
     );
+    assert_eq!(last_error_rank(&out).as_deref(), Some("1"));
 }
 
 #[test]
@@ -421,8 +434,9 @@ fn crash_at_startup_is_the_tracebacks_last_line() {
             "ModuleNotFoundError: No module named 'flash_attn'".to_string()
         )]
     );
-    // no step was reached: no step series for the error
+    // no step was reached: no step series for the error; one process: no rank
     assert!(!out.contains("training_run_last_error_step"));
+    assert_eq!(last_error_rank(&out), None);
 }
 
 #[test]

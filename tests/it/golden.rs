@@ -42,6 +42,7 @@ const GOLDEN: &[&str] = &[
     "nanogpt/train.log",
     "lightning/train-tqdm.log",
     "lightning/train-rich.log",
+    "lightning/train-rich-terminal.log",
     "lightning/metrics.csv",
     "crash/torchrun-oom-rank1.log",
     "crash/torchrun-sigkill.log",
@@ -326,6 +327,34 @@ fn lightning_bar_postfix() {
     // the epoch bar counts batches, not steps
     assert_eq!(value(&out, "training_step", &run), None);
     assert_eq!(value(&out, "training_max_steps", &run), None);
+}
+
+/// Rich's bar with a terminal forced (`FORCE_COLOR=1`) but the output in a file: every batch
+/// redraws the frame (ESC[2K, ESC[1A), metrics wrapped onto the lines below the bar. Only the
+/// redraws that change a value are records; the last frame's values, rounded to `.3f` as the
+/// bar shows them, are the run's.
+#[test]
+fn lightning_rich_bar_with_a_forced_terminal() {
+    let rel = "lightning/train-rich-terminal.log";
+    let out = check_golden(rel);
+    let run = [("run", rel)];
+    assert_eq!(value(&out, "training_loss", &run), Some(0.004));
+    assert_eq!(value(&out, "training_eval_loss", &run), Some(0.004));
+    assert_eq!(value(&out, "training_epoch", &run), Some(2.0));
+    assert_eq!(value(&out, "training_step", &run), None);
+    assert_eq!(value(&out, "training_parse_errors_total", &run), Some(0.0));
+    // every redraw is a frame of two or three lines; the redraws that repeat the values
+    // before them are no records
+    let text = std::fs::read_to_string(root().join("tests/fixtures").join(rel)).unwrap();
+    let frames = text.matches("Epoch ").count();
+    let frame_lines =
+        frames + text.matches("train_loss: ").count() + text.matches("val_loss: ").count();
+    let records = value(&out, "training_records_total", &run).unwrap() as usize;
+    assert!(frames > 30, "{frames} frames");
+    assert!(
+        records >= 3 && records < frames && records * 3 < frame_lines,
+        "{records} records of {frame_lines} frame lines"
+    );
 }
 
 #[test]

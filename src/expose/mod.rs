@@ -397,17 +397,22 @@ fn encode_events(enc: &mut Encoder<'_>, view: &TrainingView<'_>) {
         let name = "training_run_last_error_info";
         enc.family(
             name,
-            "1 for the cause of the run's latest crash: the first specific error (not the cascade after it), or torchrun's root cause; the message is the log line, `rank N: ` first when known, cut to 200 bytes.",
+            "1 for the cause of the run's latest crash: the first specific error (not the cascade after it), or torchrun's root cause; the message is the log line, `rank N: ` first when known, cut to 200 bytes; rank, when known, is the rank that printed it or that torchrun named.",
             Kind::Gauge,
         );
+        let mut rank = String::new();
         for (run, r) in runs {
             if let Some(e) = &r.last_error {
                 let message = e.label();
-                enc.sample(
-                    name,
-                    &[("run", run), ("event", &e.event), ("message", &message)],
-                    1.0,
-                );
+                let mut labels = vec![
+                    ("run", *run),
+                    ("event", e.event.as_str()),
+                    ("message", &message),
+                ];
+                if e.rank.is_some() {
+                    labels.push(("rank", rank_label(&mut rank, e.rank)));
+                }
+                enc.sample(name, &labels, 1.0);
             }
         }
         run_gauge(
@@ -737,5 +742,13 @@ mod tests {
         assert!(!once.contains("training_run_last_error_timestamp_seconds"));
         // a log without errors prints no event family at all in parse output
         assert!(!training_text(&[("a", &quiet)], false).contains("training_log_events_total"));
+        // the rank that printed the cause is its own label; none when unknown (run b above)
+        let mut ranked = RunState::new("/l/c.log", crate::parse::Format::Hf);
+        let raw = "[rank1]: torch.OutOfMemoryError: CUDA out of memory.";
+        ranked.error_line(raw.as_bytes(), &raw[9..], 42.0);
+        let live = training_text(&[("c", &ranked)], true);
+        assert!(live.contains(
+            "training_run_last_error_info{run=\"c\",event=\"oom\",message=\"rank 1: torch.OutOfMemoryError: CUDA out of memory.\",rank=\"1\"} 1\n"
+        ), "{live}");
     }
 }

@@ -10,7 +10,9 @@
 //!   (`train_loss: 0.048`, `val_loss: 0.094`; a `key:` may end one line and its value start
 //!   the next). The frame's lines are read while each is nothing but `key: number` pairs; each
 //!   gives a record with the epoch. The values are rounded as the bar shows them
-//!   (`metrics_format`, `.3f` by default).
+//!   (`metrics_format`, `.3f` by default). With a terminal forced (`FORCE_COLOR=1`) Rich
+//!   redraws the frame on every batch, each redraw after `ESC[2K ESC[1A ESC[2K`: every
+//!   redraw is read so, and a line repeating the values read before it is no record.
 //! - `metrics.csv`: a header row (the column names, sorted), then one row per `log` call with
 //!   empty cells for the columns that row does not have; train and val rows interleave; CRLF.
 //!   When a new column appears Lightning rewrites the whole file with the wider header. The
@@ -122,7 +124,14 @@ struct Rich {
     epoch: f64,
     /// The key the last line ended with, its value on the next.
     key: Option<String>,
+    /// The last value read of each key (at most [`MAX_SEEN`]): with a terminal, Rich redraws
+    /// the whole frame on every batch, and a line that repeats what the frames before it
+    /// showed is no new record.
+    seen: Vec<(String, f64)>,
 }
+
+/// How many keys' last values [`Rich`] keeps to tell a redraw from a change.
+const MAX_SEEN: usize = 64;
 
 impl Rich {
     /// Whether the line is a frame's first line or goes on with the current frame.
@@ -136,8 +145,9 @@ impl Rich {
         goes_on
     }
 
-    /// A frame's line as a record; `None` (and the frame ended) when it is not one.
-    fn line<'a>(&mut self, text: &'a str) -> Option<Record<'a>> {
+    /// A frame's line as a record (`Some(None)` when it repeats the values the frames before
+    /// it showed); `None` (and the frame ended) when it is not a frame's line.
+    fn line<'a>(&mut self, text: &'a str) -> Option<Option<Record<'a>>> {
         let (metrics, pending) = match rich_bar(text) {
             Some((epoch, metrics)) => {
                 self.epoch = epoch;
@@ -171,12 +181,35 @@ impl Rich {
             let last = metrics.split_whitespace().next_back().unwrap_or_default();
             self.key = Some(last.trim_end_matches(':').to_owned());
         }
-        Some(rec)
+        Some(self.changed(&rec).then_some(rec))
+    }
+
+    /// Whether the record shows a value other than the last one read for its key (a key not
+    /// seen before included), remembering its values.
+    fn changed(&mut self, rec: &Record<'_>) -> bool {
+        let mut changed = false;
+        for (k, v) in &rec.values {
+            match self.seen.iter_mut().find(|(seen, _)| seen == k) {
+                Some((_, last)) if last.to_bits() == v.to_bits() => {}
+                Some((_, last)) => {
+                    *last = *v;
+                    changed = true;
+                }
+                None => {
+                    if self.seen.len() < MAX_SEEN {
+                        self.seen.push((k.to_string(), *v));
+                    }
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     fn reset(&mut self) {
         self.active.set(false);
         self.key = None;
+        self.seen.clear();
     }
 }
 
@@ -226,7 +259,7 @@ impl LineFormat for Lightning {
             }
         }
         if let Some(rec) = self.rich.line(text) {
-            return Some(Event::Record(rec));
+            return rec.map(Event::Record);
         }
         let bar = tqdm::parse(text)?;
         if line.cursor_up {
@@ -398,6 +431,35 @@ mod tests {
         assert_eq!(got[4], None);
         // the frame ended: a later pair is not the bar's
         assert_eq!(got[5], None);
+    }
+
+    /// With a terminal forced (`FORCE_COLOR=1`), Rich redraws the frame on every batch: the
+    /// tailer splits the redraws at `\r`, each after `ESC[2K ESC[1A ESC[2K` (erase, cursor up).
+    #[test]
+    fn rich_terminal_redraws_make_a_record_only_when_a_value_changes() {
+        let got = rich_lines(&[
+            "\x1b[2KEpoch 0/2  \x1b[35m━━━━\x1b[0m\x1b[35m╺\x1b[0m\x1b[90m━━━━\x1b[0m 2/8 \x1b[2m0:00:00 • 0:00:01\x1b[0m \x1b[2;4m36.48it/s\x1b[0m \x1b[3mv_num: 0.000       \x1b[0m",
+            "                 \x1b[3mtrain_loss: 0.163  \x1b[0m",
+            "\x1b[2K\x1b[1A\x1b[2KEpoch 0/2  ━━━━━━╺━━ 3/8 0:00:00 • 0:00:01 31.69it/s v_num: 0.000",
+            "                 train_loss: 0.163  ",
+            "\x1b[2K\x1b[1A\x1b[2KEpoch 0/2  ━━━━━━━╸━ 4/8 0:00:00 • 0:00:01 31.93it/s v_num: 0.000",
+            "                 train_loss: 0.032  ",
+            "Validation ━━━━━━━━━╺━━━━━━━━ 1/2 0:00:00 • -:--:-- 0.00it/s",
+            "\x1b[2K\x1b[1A\x1b[2KEpoch 1/2  ━━━━━━━━━ 0/8 0:00:00 • 0:00:00 0.00it/s v_num: 0.000",
+            "                 train_loss: 0.032  ",
+            "                 val_loss: 0.020    ",
+        ]);
+        assert_eq!(got[0], kv(&[("epoch", 0.0)]));
+        assert_eq!(got[1], kv(&[("epoch", 0.0), ("loss", 0.163)]));
+        // the redraw of the same values
+        assert_eq!(got[2], None);
+        assert_eq!(got[3], None);
+        assert_eq!(got[4], None);
+        assert_eq!(got[5], kv(&[("epoch", 0.0), ("loss", 0.032)]));
+        assert_eq!(got[6], None);
+        assert_eq!(got[7], kv(&[("epoch", 1.0)]));
+        assert_eq!(got[8], None);
+        assert_eq!(got[9], kv(&[("epoch", 1.0), ("eval_loss", 0.02)]));
     }
 
     #[test]

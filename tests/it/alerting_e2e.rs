@@ -308,7 +308,22 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
     let hf = d.join("train.log");
     std::fs::copy(fixture("transformers/train-normal.log"), &hf).unwrap();
     let _held = dashboards::hold_logs(d, &hf);
-    let daemon = dashboards::start_daemon(d, &hf);
+    // and a run at step 137, held open by this process, that crashes later
+    let crash = d.join("crash.log");
+    std::fs::write(
+        &crash,
+        "{'loss': 2.0, 'global_step/max_steps': '137/300'}\n",
+    )
+    .unwrap();
+    let crash_holder = std::fs::File::open(&crash).unwrap();
+    let daemon = {
+        let (mut args, env) = dashboards::daemon_args(d, &hf);
+        args.push("--log".into());
+        args.push(format!("crash={}", crash.display()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        crate::harness::Daemon::start_env(&args, &env)
+    };
     let instance = format!("127.0.0.1:{}", daemon.port);
 
     // Alertmanager with the shipped config
@@ -443,8 +458,101 @@ fn nan_reaches_slack_and_every_dashboard_query_returns_data() {
         "end to end: {checked} dashboard queries returned data; {:.1} s in all",
         t0.elapsed().as_secs_f64()
     );
+
+    crash_reaches_slack_with_its_cause(&instance, prom_port, &bodies, &crash, crash_holder);
     drop(prom);
     drop(am);
+}
+
+/// The crash of the `crash` run: rank 1's CUDA out-of-memory at step 137 (the tail of the
+/// captured torchrun log) alerts TrainingOomOrNcclTimeout while the log is still held; once
+/// the holder is gone, TrainingRunCrashed reaches Slack naming the cause, step and rank.
+fn crash_reaches_slack_with_its_cause(
+    instance: &str,
+    prom_port: u16,
+    bodies: &Mutex<Vec<String>>,
+    crash: &Path,
+    holder: std::fs::File,
+) {
+    let captured =
+        std::fs::read_to_string(fixture("crash/captured/torchrun-oom-rank1.log")).unwrap();
+    let from = captured.find("[rank1]: Traceback").unwrap();
+    assert!(
+        !attachments(bodies)
+            .iter()
+            .any(|(t, _)| t.contains("TrainingRunCrashed")),
+        "no crash before the crash"
+    );
+    append(crash, &captured[from..]);
+    let read = wait_for(Duration::from_secs(30), || {
+        !query(
+            prom_port,
+            "training_run_last_error_info{run=\"crash\",event=\"oom\",rank=\"1\"} and on (run) training_run_last_error_step{run=\"crash\"} == 137",
+        )
+        .is_empty()
+    });
+    assert!(
+        read,
+        "the crash's cause is not scraped: {:?}",
+        query(prom_port, "training_run_last_error_info")
+    );
+    // the OOM alerts before the run is declared crashed: the run is still active
+    let mut early = None;
+    wait_for(Duration::from_secs(60), || {
+        early = attachments(bodies)
+            .into_iter()
+            .find(|(t, _)| t.contains("TrainingOomOrNcclTimeout"));
+        early.is_some()
+    });
+    let (title, text) = early.expect("no TrainingOomOrNcclTimeout notification within 60 s");
+    assert!(title.contains("(oom)"), "{title}");
+    assert!(
+        text.contains("rank 1: torch.OutOfMemoryError: CUDA out of memory"),
+        "{text}"
+    );
+    assert!(
+        !attachments(bodies)
+            .iter()
+            .any(|(t, _)| t.contains("TrainingRunCrashed")),
+        "still held: not crashed yet"
+    );
+    assert!(
+        !query(prom_port, "training_run_active{run=\"crash\"} == 1").is_empty(),
+        "still held: still active"
+    );
+    // the process holding the log exits
+    drop(holder);
+    let mut crashed = None;
+    wait_for(Duration::from_secs(90), || {
+        crashed = attachments(bodies)
+            .into_iter()
+            .find(|(t, _)| t.contains("TrainingRunCrashed"));
+        crashed.is_some()
+    });
+    let Some((title, text)) = crashed else {
+        panic!(
+            "no TrainingRunCrashed notification within 90 s; ALERTS: {:?}",
+            query(prom_port, "ALERTS")
+        );
+    };
+    assert_eq!(
+        title,
+        format!("[FIRING:1] TrainingRunCrashed (oom) on {instance}")
+    );
+    assert!(
+        text.contains(&format!(
+            "Run crash on {instance} crashed: CUDA out of memory at step 137 (rank 1). Log: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB."
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("run: `crash` cause: `oom` rank: `1`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("docs/runbooks.md#trainingruncrashed|Runbook>"),
+        "{text}"
+    );
 }
 
 /// The shipped inhibit rules, on alerts posted to the Alertmanager's API: a critical alert

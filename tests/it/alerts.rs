@@ -857,16 +857,18 @@ fn slack_message_names_a_crashs_cause() {
         ]))
     };
     let with = render(
-        serde_json::json!({"run": "ddp", "event": "oom", "message": "rank 1: torch.OutOfMemoryError: CUDA out of memory."}),
-        "Run ddp on node1:9842 crashed: oom: rank 1: torch.OutOfMemoryError: CUDA out of memory.",
+        serde_json::json!({"run": "ddp", "event": "oom", "rank": "1", "message": "rank 1: torch.OutOfMemoryError: CUDA out of memory."}),
+        "Run ddp on node1:9842 crashed: CUDA out of memory at step 137 (rank 1). Log: torch.OutOfMemoryError: CUDA out of memory.",
     );
     assert!(
         with.starts_with("[FIRING:1] TrainingRunCrashed (oom) on node1:9842"),
         "{with}"
     );
-    assert!(with.contains("cause: `oom`"), "{with}");
+    assert!(with.contains("cause: `oom` rank: `1`"), "{with}");
     assert!(
-        with.contains("crashed: oom: rank 1: torch.OutOfMemoryError"),
+        with.contains(
+            "crashed: CUDA out of memory at step 137 (rank 1). Log: torch.OutOfMemoryError"
+        ),
         "{with}"
     );
     let without = render(
@@ -878,4 +880,5 @@ fn slack_message_names_a_crashs_cause() {
         "{without}"
     );
     assert!(!without.contains("cause:"), "{without}");
+    assert!(!without.contains("rank:"), "{without}");
 }

@@ -42,6 +42,7 @@ const GOLDEN: &[&str] = &[
     "nanogpt/train.log",
     "lightning/train-tqdm.log",
     "lightning/train-rich.log",
+    "lightning/train-rich-terminal.log",
     "lightning/metrics.csv",
     "crash/torchrun-oom-rank1.log",
     "crash/torchrun-sigkill.log",
@@ -328,6 +329,34 @@ fn lightning_bar_postfix() {
     assert_eq!(value(&out, "training_max_steps", &run), None);
 }
 
+/// Rich's bar with a terminal forced (`FORCE_COLOR=1`) but the output in a file: every batch
+/// redraws the frame (ESC[2K, ESC[1A), metrics wrapped onto the lines below the bar. Only the
+/// redraws that change a value are records; the last frame's values, rounded to `.3f` as the
+/// bar shows them, are the run's.
+#[test]
+fn lightning_rich_bar_with_a_forced_terminal() {
+    let rel = "lightning/train-rich-terminal.log";
+    let out = check_golden(rel);
+    let run = [("run", rel)];
+    assert_eq!(value(&out, "training_loss", &run), Some(0.004));
+    assert_eq!(value(&out, "training_eval_loss", &run), Some(0.004));
+    assert_eq!(value(&out, "training_epoch", &run), Some(2.0));
+    assert_eq!(value(&out, "training_step", &run), None);
+    assert_eq!(value(&out, "training_parse_errors_total", &run), Some(0.0));
+    // every redraw is a frame of two or three lines; the redraws that repeat the values
+    // before them are no records
+    let text = std::fs::read_to_string(root().join("tests/fixtures").join(rel)).unwrap();
+    let frames = text.matches("Epoch ").count();
+    let frame_lines =
+        frames + text.matches("train_loss: ").count() + text.matches("val_loss: ").count();
+    let records = value(&out, "training_records_total", &run).unwrap() as usize;
+    assert!(frames > 30, "{frames} frames");
+    assert!(
+        records >= 3 && records < frames && records * 3 < frame_lines,
+        "{records} records of {frame_lines} frame lines"
+    );
+}
+
 #[test]
 fn lightning_metrics_csv() {
     let rel = "lightning/metrics.csv";
@@ -368,6 +397,17 @@ fn last_error(out: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `rank` label of the run's last error, `None` when the series has none.
+fn last_error_rank(out: &str) -> Option<String> {
+    let mut all = samples(out, "training_run_last_error_info");
+    assert_eq!(all.len(), 1, "{out}");
+    let (labels, _) = all.remove(0);
+    labels
+        .into_iter()
+        .find(|(k, _)| k == "rank")
+        .map(|(_, v)| v)
+}
+
 #[test]
 fn crash_under_torchrun_names_rank_1s_oom_not_rank_0s_cascade() {
     let out = check_golden("crash/torchrun-oom-rank1.log");
@@ -393,6 +433,7 @@ fn crash_under_torchrun_names_rank_1s_oom_not_rank_0s_cascade() {
         value(&out, "training_run_last_error_step", &[("run", run)]),
         Some(137.0)
     );
+    assert_eq!(last_error_rank(&out).as_deref(), Some("1"));
     // wall-clock series stay out of the one-shot output
     assert!(!out.contains("training_run_last_error_timestamp_seconds"));
 }
@@ -409,6 +450,7 @@ fn crash_by_sigkill_is_torchruns_root_cause() {
             "rank 1: Signal 9 (SIGKILL) received by PID 4244".to_string()
         )]
     );
+    assert_eq!(last_error_rank(&out).as_deref(), Some("1"));
 }
 
 #[test]
@@ -421,8 +463,9 @@ fn crash_at_startup_is_the_tracebacks_last_line() {
             "ModuleNotFoundError: No module named 'flash_attn'".to_string()
         )]
     );
-    // no step was reached: no step series for the error
+    // no step was reached: no step series for the error; one process: no rank
     assert!(!out.contains("training_run_last_error_step"));
+    assert_eq!(last_error_rank(&out), None);
 }
 
 #[test]

@@ -191,6 +191,27 @@ fn live_page_shows_runs_updates_and_nan() {
     );
     assert_eq!(b.js("return document.querySelector('.run-card[data-run=\"diverge\"] .badges .badge').textContent;"), json!("finished"));
 
+    // no crash yet (the card's 30 losses above are the witness that it is drawn): the
+    // cause line is hidden; rank 1's OOM appended to the log shows it, with step and rank
+    assert_eq!(
+        b.js("return document.querySelector('.run-card[data-run=\"normal\"] .last-error').hidden;"),
+        json!(true)
+    );
+    append(
+        &normal,
+        "[rank1]: Traceback (most recent call last):\n[rank1]:   File \"/w/train.py\", line 9, in <module>\n[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB.\n",
+    );
+    let cause = b.wait_js(
+        "const e = document.querySelector('.run-card[data-run=\"normal\"] .last-error'); return e && !e.hidden ? e.textContent : null;",
+        Duration::from_secs(20),
+    );
+    let cause = cause.as_str().unwrap();
+    assert!(
+        cause.starts_with("oom at step ")
+            && cause.contains(" (rank 1): torch.OutOfMemoryError: CUDA out of memory."),
+        "{cause}"
+    );
+
     let png = b.cmd("GET", "/screenshot", None);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(png.as_str().unwrap())

@@ -105,16 +105,33 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
     // `3h 54m 2s`: numbers each followed by its unit, spaces anywhere
     let mut total = 0.0;
     let mut num: Option<usize> = None;
+    // the number so far when it is digits alone (nearly always): its value, read as it goes
+    let mut int: u64 = 0;
+    let mut plain = true;
     let mut seen = false;
     for (i, c) in s.bytes().enumerate() {
         match c {
-            b'0'..=b'9' | b'.' => {
+            b'0'..=b'9' => {
+                if num.is_none() {
+                    num = Some(i);
+                    int = 0;
+                    plain = true;
+                }
+                int = int.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            }
+            b'.' => {
                 num.get_or_insert(i);
+                plain = false;
             }
             b'd' | b'h' | b'm' | b's' => {
-                // the number's digits and dots, any spaces among them left out
+                // the number's digits and dots, any spaces among them left out; up to 15
+                // digits alone are exact in an `f64`, as `float` reads them
                 let start = num.take()?;
-                let v = number_between(s, start, i)?;
+                let v = if plain && i - start <= 15 {
+                    int as f64
+                } else {
+                    number_between(s, start, i)?
+                };
                 total += v * match c {
                     b'd' => 86400.0,
                     b'h' => 3600.0,
@@ -123,7 +140,7 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
                 };
                 seen = true;
             }
-            b' ' => {}
+            b' ' => plain &= num.is_none(),
             _ => return None,
         }
     }

@@ -165,6 +165,15 @@ fn int(b: &[u8]) -> Option<u64> {
 
 fn parse_rate(s: &str) -> Option<f64> {
     let s = super::trim(s);
+    // `7.02it/s`, `1.01s/it`: a plain decimal right before the unit, read in one pass (the
+    // value `float` gives it); anything else the general way below
+    if let Some((v, n)) = super::number::decimal_prefix(s.as_bytes()) {
+        match &s.as_bytes()[n..] {
+            b"it/s" => return Some(v),
+            b"s/it" => return (v > 0.0).then(|| 1.0 / v),
+            _ => {}
+        }
+    }
     if let Some(v) = s.strip_suffix("it/s") {
         return float(super::trim(v)).filter(|v: &f64| v.is_finite());
     }
@@ -256,6 +265,30 @@ mod tests {
                 from = start;
             }
             None
+        }
+    }
+
+    /// The rate as read before its one-pass case: [`parse_rate`] must agree with it.
+    fn reference_rate(s: &str) -> Option<f64> {
+        let s = s.trim();
+        if let Some(v) = s.strip_suffix("it/s") {
+            return s_float(v.trim()).filter(|v: &f64| v.is_finite());
+        }
+        if let Some(v) = s.strip_suffix("s/it") {
+            let v: f64 = s_float(v.trim())?;
+            return (v > 0.0).then(|| 1.0 / v);
+        }
+        None
+    }
+
+    fn s_float(s: &str) -> Option<f64> {
+        crate::parse::lex::number::float(s)
+    }
+
+    proptest! {
+        #[test]
+        fn rates_read_as_before(s in "[ ]?[-+]?[0-9]{0,4}[.]?[0-9]{0,4}(e-?[0-9])?[ ]?(it/s|s/it|it|/s)?[ ]?") {
+            prop_assert_eq!(parse_rate(&s).map(f64::to_bits), reference_rate(&s).map(f64::to_bits), "{:?}", s);
         }
     }
 

@@ -117,6 +117,9 @@ pub struct Flags {
     /// How often the GPUs are sampled [default: 1s].
     #[arg(long = "gpu.interval", value_name = "DURATION")]
     pub gpu_interval: Option<String>,
+    /// How often a GPU family found unsupported is asked again [default: 10m].
+    #[arg(long = "gpu.reprobe-interval", value_name = "DURATION")]
+    pub gpu_reprobe_interval: Option<String>,
     /// Turn the host collector off.
     #[arg(long = "no-host")]
     pub no_host: bool,

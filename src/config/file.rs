@@ -55,6 +55,7 @@ pub struct AttributionFile {
 pub struct GpuFile {
     pub enabled: Option<bool>,
     pub interval: Option<String>,
+    pub reprobe_interval: Option<String>,
     pub nvml_library: Option<String>,
 }
 

@@ -542,6 +542,15 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
         "1s",
     )
     .check(|d| duration(d, millis(10)..=HOUR))?;
+    let reprobe = pick(
+        (
+            "--gpu.reprobe-interval",
+            flags.gpu_reprobe_interval.as_deref(),
+        ),
+        ("gpu.reprobe_interval", file.reprobe_interval.as_deref()),
+        "10m",
+    )
+    .check(|d| duration(d, millis(100)..=24 * HOUR))?;
     // A blank file value counts as empty; a flag's is taken as given.
     let file_library = file.nvml_library.as_deref().map(|p| match p.trim() {
         "" => Some(PathBuf::new()),
@@ -564,6 +573,7 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
     Ok(enabled.value.then_some(GpuOptions {
         library,
         interval,
+        reprobe,
         procfs: procfs.to_path_buf(),
     }))
 }
@@ -743,6 +753,8 @@ mod tests {
         assert!(e.starts_with("logs[0].path"), "{e}");
         let e = build("gpu:\n  interval: 1ms\n").unwrap_err();
         assert!(e.starts_with("gpu.interval"), "{e}");
+        let e = build("gpu:\n  reprobe_interval: 2d\n").unwrap_err();
+        assert!(e.starts_with("gpu.reprobe_interval"), "{e}");
         let e = build("gpu:\n  intervall: 1s\n").unwrap_err();
         assert!(e.contains("intervall"), "{e}");
         let e = build("gpu:\n  nvml_library: ''\n").unwrap_err();
@@ -783,6 +795,7 @@ mod tests {
         let c = build("").unwrap();
         let gpu = c.gpu.unwrap();
         assert_eq!(gpu.interval, Duration::from_secs(1));
+        assert_eq!(gpu.reprobe, Duration::from_secs(600));
         assert_eq!(gpu.library, None);
         assert!(c.host.is_some());
         let c = build("gpu:\n  enabled: false\nhost:\n  enabled: false\n").unwrap();

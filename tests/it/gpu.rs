@@ -254,7 +254,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         "nvmlDeviceGetMaxClockInfo",
         "nvmlDeviceGetPcieReplayCounter"
     ]);
-    cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
+    cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperatureV": 999});
     // GPU 1 reports no reliability violation time: NOT_SUPPORTED for that policy only.
     cfg["gpus"][1]["violations_ns"]
         .as_object_mut()
@@ -274,7 +274,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     };
     assert!(wait_for(WAIT, || errors(
         &f.daemon.scrape(),
-        "nvmlDeviceGetTemperature"
+        "nvmlDeviceGetTemperatureV"
     )
     .is_some_and(|n| n >= 5.0)));
     let body = f.daemon.scrape();
@@ -353,7 +353,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     assert!(power[0].contains("not available"), "{log}");
     assert_eq!(
         log.lines()
-            .filter(|l| l.contains("nvmlDeviceGetTemperature"))
+            .filter(|l| l.contains("nvmlDeviceGetTemperatureV"))
             .count(),
         1,
         "one warning, not one a second: {log}"
@@ -364,14 +364,21 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
 /// becomes `x`), so that the dynamic loader no longer finds it: what an older driver
 /// lacking a function looks like to nvml-wrapper.
 fn library_without(sym: &str, dir: &Path) -> PathBuf {
+    library_without_all(&[sym], dir)
+}
+
+/// As [`library_without`], for every symbol of `syms`.
+fn library_without_all(syms: &[&str], dir: &Path) -> PathBuf {
     let mut elf = std::fs::read(fake_lib()).unwrap();
     let (start, len) = dynstr(&elf).expect("fake library has a .dynstr section");
-    let needle = format!("\0{sym}\0");
-    let at = elf[start..start + len]
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .unwrap_or_else(|| panic!("{sym} not exported"));
-    elf[start + at + 1] = b'x';
+    for sym in syms {
+        let needle = format!("\0{sym}\0");
+        let at = elf[start..start + len]
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap_or_else(|| panic!("{sym} not exported"));
+        elf[start + at + 1] = b'x';
+    }
     let out = dir.join("libfake_nvml_partial.so");
     std::fs::write(&out, elf).unwrap();
     out
@@ -485,7 +492,21 @@ fn xid_errors_are_counted_per_gpu_and_code() {
         .as_array_mut()
         .unwrap()
         .push(json!({"gpu": 0, "xid": 79}));
+    // An event from a device handle no GPU has is counted apart, not dropped.
+    cfg["xid_events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"gpu": 0, "xid": 79, "unknown_handle": true}));
     f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_unattributed_errors_total",
+            &[("xid", "79")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         f.daemon
             .wait_value("gpu_xid_errors_total", &xid("0", "79"), 3.0, WAIT),
@@ -754,15 +775,20 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     cfg["gpus"][0]["processes"] = json!([{"pid": 3_999_999, "used_memory": 1, "name": "x"}]);
     cfg["xid_events"] = json!([{"gpu": 1, "xid": 31}]);
     let trace_s = trace.display().to_string();
-    let f = Fake::start_with(
-        &fake_lib(),
-        &cfg,
-        &["--no-host"],
-        &[("FAKE_NVML_TRACE", &trace_s)],
+    // The older calls are made where NVML 13's are missing: a second run on such a library.
+    let older = library_without_all(
+        &[
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+        ],
+        dir.path(),
     );
-    f.daemon
-        .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
-    assert!(f.daemon.terminate().success());
+    for lib in [fake_lib(), older] {
+        let f = Fake::start_with(&lib, &cfg, &["--no-host"], &[("FAKE_NVML_TRACE", &trace_s)]);
+        f.daemon
+            .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
+        assert!(f.daemon.terminate().success());
+    }
     let called: BTreeSet<String> = std::fs::read_to_string(&trace)
         .unwrap()
         .lines()
@@ -1037,5 +1063,162 @@ fn a_gpu_whose_handle_fails_at_start_stays_gpu_up_0_and_comes_back() {
             WAIT
         ),
         Some(1.0)
+    );
+}
+
+#[test]
+fn no_permission_deprecated_and_not_found_are_absent_and_asked_again() {
+    let mut cfg = machine(2, 0);
+    // NO_PERMISSION (4), DEPRECATED (26), FUNCTION_NOT_FOUND (13), NOT_SUPPORTED
+    cfg["gpus"][0]["errors"] = json!({
+        "nvmlDeviceGetPowerUsage": 4,
+        "nvmlDeviceGetEnforcedPowerLimit": 26,
+        "nvmlDeviceGetTotalEnergyConsumption": 13,
+    });
+    cfg["gpus"][1]["not_supported"] = json!(["nvmlDeviceGetPcieReplayCounter"]);
+    // NVML declares a double for the memory temperature it wrote as an unsigned int.
+    cfg["gpus"][1]["memory_temperature_value_type"] = json!(0);
+    let f = Fake::start(&cfg, &["--no-host", "--gpu.reprobe-interval", "1s"]);
+    // a witness of later cycles: a changed value arrives
+    cfg["gpus"][0]["temperature_c"] = json!(66);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_temperature_celsius", &[("gpu", "0")], 66.0, WAIT),
+        Some(66.0)
+    );
+    let body = f.daemon.scrape();
+    for family in [
+        "gpu_power_watts",
+        "gpu_power_limit_watts",
+        "gpu_energy_joules_total",
+    ] {
+        assert_eq!(value(&body, family, &[("gpu", "0")]), None, "{family}");
+        assert!(value(&body, family, &[("gpu", "1")]).is_some(), "{family}");
+    }
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
+        Some(52.0)
+    );
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "an absent family is not a failure: {labels:?}");
+    }
+    // The driver, a MIG change or a privilege brings them: asked again, they come back.
+    cfg["gpus"][0]["errors"] = json!({});
+    cfg["gpus"][1]["not_supported"] = json!([]);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_power_watts", &[("gpu", "0")], 300.0, WAIT),
+        Some(300.0)
+    );
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_pcie_replay_errors_total", &[("gpu", "1")], 7.0, WAIT),
+        Some(7.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_energy_joules_total", &[("gpu", "0")]),
+        Some(5000.0)
+    );
+    assert_eq!(
+        value(&body, "gpu_power_limit_watts", &[("gpu", "0")]),
+        Some(700.0)
+    );
+    let log = f.daemon.stderr();
+    let denied: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("permission denied"))
+        .collect();
+    assert_eq!(denied.len(), 1, "one warning: {log}");
+    assert!(
+        denied[0].contains("WARN") && denied[0].contains("nvmlDeviceGetPowerUsage"),
+        "{log}"
+    );
+}
+
+#[test]
+fn nvml_13_calls_come_first_and_the_older_ones_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = library_without_all(
+        &[
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+        ],
+        dir.path(),
+    );
+    let trace = dir.path().join("trace");
+    let trace_s = trace.display().to_string();
+    let f = Fake::start_with(
+        &lib,
+        &machine(4, 0),
+        &["--no-host"],
+        &[("FAKE_NVML_TRACE", &trace_s)],
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
+        Some(43.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_clock_event_active",
+            &[("gpu", "3"), ("reason", "sw_power_cap")]
+        ),
+        Some(1.0)
+    );
+    let log = f.daemon.stderr();
+    assert!(
+        log.contains("nvmlDeviceGetTemperature is called instead"),
+        "{log}"
+    );
+    assert!(
+        log.contains("nvmlDeviceGetCurrentClocksThrottleReasons is called instead"),
+        "{log}"
+    );
+    drop(f);
+    // With NVML 13's calls there, the deprecated ones are never made.
+    let trace2 = dir.path().join("trace2");
+    let trace2_s = trace2.display().to_string();
+    let f = Fake::start_with(
+        &fake_lib(),
+        &machine(4, 0),
+        &["--no-host"],
+        &[("FAKE_NVML_TRACE", &trace2_s)],
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
+        Some(43.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_clock_event_active",
+            &[("gpu", "3"), ("reason", "hw_thermal_slowdown")]
+        ),
+        Some(1.0)
+    );
+    assert!(f.daemon.terminate().success());
+    let called = std::fs::read_to_string(&trace2).unwrap();
+    assert!(
+        called.lines().any(|l| l == "nvmlDeviceGetTemperatureV"),
+        "{called}"
+    );
+    assert!(
+        !called.lines().any(|l| l == "nvmlDeviceGetTemperature"),
+        "{called}"
+    );
+    assert!(
+        !called
+            .lines()
+            .any(|l| l == "nvmlDeviceGetCurrentClocksThrottleReasons"),
+        "{called}"
     );
 }

@@ -29,6 +29,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     clock_events(enc, &up);
     violations(enc, &up);
     xids(enc, snap);
+    xids_unattributed(enc, snap);
     processes(enc, &up);
     last_sample(enc, snap, &idx);
 }
@@ -384,6 +385,22 @@ fn xids(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     }
 }
 
+/// `gpu_xid_unattributed_errors_total`: XIDs from a device handle no GPU had.
+fn xids_unattributed(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
+    const NAME: &str = "gpu_xid_unattributed_errors_total";
+    if snap.xids_unattributed.is_empty() {
+        return;
+    }
+    enc.family(
+        NAME,
+        "XID errors from a device handle that no GPU had (a GPU reset or added since the event set was built), by XID code.",
+        Kind::Counter,
+    );
+    for (xid, n) in &snap.xids_unattributed {
+        enc.sample(NAME, &[("xid", &xid.to_string())], *n as f64);
+    }
+}
+
 /// `gpu_process_memory_used_bytes`, for the processes whose memory NVML can tell.
 fn processes(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     if !up
@@ -487,6 +504,7 @@ mod tests {
             sampled_at: Some(1700000000.5),
             cycle_seconds: Some(0.001),
             xids: BTreeMap::new(),
+            xids_unattributed: BTreeMap::new(),
         };
         snap.xids.insert(
             (1, 79),

@@ -55,11 +55,18 @@ impl GpuReader {
     /// The latest snapshot, with the XID counts up to now.
     pub fn snapshot(&self) -> Arc<GpuSnapshot> {
         let snap = lock(&self.shared.snapshot).clone();
+        let unknown = self.shared.xids.unknown();
         let Some(xids) = self.shared.xids.counts() else {
-            return snap;
+            if unknown.is_empty() {
+                return snap;
+            }
+            let mut s = (*snap).clone();
+            s.xids_unattributed = unknown;
+            return Arc::new(s);
         };
         let mut s = (*snap).clone();
         s.xids = xids;
+        s.xids_unattributed = unknown;
         Arc::new(s)
     }
 }
@@ -257,7 +264,7 @@ fn session(
 ) -> End {
     let driver_version = lib.driver_version();
     let procfs = Procfs::new(&opts.procfs);
-    let gpus = match lib.discover(&shared.errors, &procfs, known) {
+    let gpus = match lib.discover(&shared.errors, &procfs, known, opts.reprobe) {
         Ok(g) => g,
         Err(why) => return End::Reinit { why, down: true },
     };
@@ -337,6 +344,7 @@ fn cycles(c: CycleContext<'_>) -> End {
             sampled_at: Some(unix_now()),
             cycle_seconds: Some(started.elapsed().as_secs_f64()),
             xids: BTreeMap::new(),
+            xids_unattributed: BTreeMap::new(),
         };
         if last_history.is_none_or(|t: Instant| t.elapsed().as_secs_f64() >= HISTORY_STEP_SECONDS) {
             last_history = Some(started);

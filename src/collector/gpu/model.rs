@@ -113,6 +113,8 @@ pub struct GpuSnapshot {
     pub cycle_seconds: Option<f64>,
     /// `(gpu index, xid)` → count and last time.
     pub xids: BTreeMap<(u32, u64), XidCount>,
+    /// XID errors from a device handle no GPU had, by xid.
+    pub xids_unattributed: BTreeMap<u64, u64>,
 }
 
 impl GpuSnapshot {

@@ -34,7 +34,7 @@ use nvml_wrapper::sys_exports::field_id::{
     NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
 };
 use nvml_wrapper::{Device, EventSet, Nvml};
-use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
+use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlTemperature_t};
 
 use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
 use super::xid::{EventSource, Wait};
@@ -45,7 +45,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 23] = [
+pub const CALLS: [&str; 25] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -56,6 +56,7 @@ pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetPowerUsage",
     "nvmlDeviceGetEnforcedPowerLimit",
     "nvmlDeviceGetTotalEnergyConsumption",
+    "nvmlDeviceGetTemperatureV",
     "nvmlDeviceGetTemperature",
     "nvmlDeviceGetClockInfo",
     "nvmlDeviceGetMaxClockInfo",
@@ -63,6 +64,7 @@ pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetPcieReplayCounter",
     "nvmlDeviceGetViolationStatus",
+    "nvmlDeviceGetCurrentClocksEventReasons",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
@@ -95,6 +97,7 @@ enum Call {
     PowerLimit,
     Energy,
     Temperature,
+    TemperatureLegacy,
     Clock,
     MaxClock,
     Ecc,
@@ -102,6 +105,7 @@ enum Call {
     PcieReplay,
     Violation,
     ClockEvents,
+    ClockEventsLegacy,
     Processes,
     ProcessName,
     FieldValues,
@@ -113,8 +117,16 @@ impl Call {
     fn name(self) -> &'static str {
         CALLS[self as usize]
     }
-    fn bit(self) -> u32 {
-        1 << self as u32
+    fn bit(self) -> u64 {
+        1 << self as u64
+    }
+    /// The older function called when this one (NVML 13's name) is absent.
+    fn fallback(self) -> Option<Call> {
+        match self {
+            Call::Temperature => Some(Call::TemperatureLegacy),
+            Call::ClockEvents => Some(Call::ClockEventsLegacy),
+            _ => None,
+        }
     }
 }
 
@@ -181,6 +193,7 @@ impl Library {
         errors: &CallErrors,
         procfs: &Procfs,
         known: &BTreeMap<u32, GpuSample>,
+        reprobe: Duration,
     ) -> Result<Vec<Gpu<'n>>, String> {
         let count = match self.nvml.device_count() {
             Ok(n) => n,
@@ -195,7 +208,7 @@ impl Library {
             .map(|index| {
                 let mut gpu = Gpu {
                     nvml: &self.nvml,
-                    dev: Dev::new(index),
+                    dev: Dev::new(index, reprobe),
                     names: ProcessNames {
                         procfs: procfs.clone(),
                         cache: HashMap::new(),
@@ -356,15 +369,8 @@ impl Gpu<'_> {
             })
             .unwrap_or(0)
             .min(64) as u32;
-            dev.fields = vec![
-                (Field::MemoryTemp, 0),
-                (Field::PcieTx, 0),
-                (Field::PcieRx, 0),
-            ];
-            for l in 0..links {
-                dev.fields.push((Field::NvLinkTx, l));
-                dev.fields.push((Field::NvLinkRx, l));
-            }
+            dev.links = links;
+            dev.fields = field_requests(links);
         }
         if lost {
             dev.mark_lost();
@@ -390,6 +396,7 @@ impl Gpu<'_> {
                 return self.dev.down();
             }
         }
+        self.dev.reprobe_if_due();
         let s = sample(self.nvml, &mut self.dev, errors, &mut self.names);
         let live: HashSet<u32> = s.processes.iter().map(|p| p.pid).collect();
         self.names.cache.retain(|pid, _| live.contains(pid));
@@ -418,7 +425,7 @@ impl EventSource for XidEvents<'_> {
                 let h = unsafe { ev.device.handle() } as usize;
                 match self.targets.iter().find(|(_, x)| *x == h) {
                     Some((gpu, _)) => Wait::Xid { gpu: *gpu, xid },
-                    None => Wait::Nothing,
+                    None => Wait::Unknown { xid },
                 }
             }
             Err(NvmlError::Timeout) => Wait::Nothing,
@@ -443,10 +450,22 @@ struct Dev<'n> {
     handle_warned: bool,
     /// Set by a call that says NVML must be initialised again.
     reinit: Option<String>,
-    /// Bits of [`Call`]s (and of [`Field`]s, shifted) found absent.
-    absent: u32,
+    /// Bits of [`Call`]s found absent: asked again at `reprobe_at`.
+    absent: u64,
+    /// Bits of [`Call`]s whose symbol the library lacks: never asked again.
+    missing: u64,
+    /// Bits of calls whose absence was already logged.
+    logged: u64,
+    /// NVLink count, for the field requests to rebuild at a re-probe.
+    links: u32,
+    /// When the absent families are asked again (set once one is found absent).
+    reprobe_at: Option<Instant>,
+    reprobe: Duration,
+    /// Fields, policies already logged as absent: `(field id, scope)`, policy bits.
+    logged_fields: HashSet<(u32, u32)>,
+    logged_policies: u8,
     /// Bits of calls whose failure was already logged.
-    warned: u32,
+    warned: u64,
     /// Bits of [`POLICIES`] that answered `NotSupported`.
     absent_policies: u8,
     /// Field-value requests still believed supported.
@@ -463,7 +482,7 @@ enum Field {
 }
 
 impl Field {
-    fn id(self) -> u32 {
+    const fn id(self) -> u32 {
         match self {
             Field::MemoryTemp => NVML_FI_DEV_MEMORY_TEMP,
             Field::PcieTx => NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
@@ -475,7 +494,7 @@ impl Field {
 }
 
 impl Dev<'_> {
-    fn new(index: u32) -> Self {
+    fn new(index: u32, reprobe: Duration) -> Self {
         Dev {
             device: None,
             identity: GpuSample {
@@ -488,10 +507,36 @@ impl Dev<'_> {
             handle_warned: false,
             reinit: None,
             absent: 0,
+            missing: 0,
+            logged: 0,
+            links: 0,
+            reprobe_at: None,
+            reprobe,
+            logged_fields: HashSet::new(),
+            logged_policies: 0,
             warned: 0,
             absent_policies: 0,
             fields: Vec::new(),
         }
+    }
+
+    /// A family was found absent: it is asked again after the re-probe interval.
+    fn absent_found(&mut self) {
+        if self.reprobe_at.is_none() {
+            self.reprobe_at = Some(Instant::now() + self.reprobe);
+        }
+    }
+
+    /// Asks the absent families again (not those whose symbol is missing), once the
+    /// re-probe interval has passed since the first was found absent.
+    fn reprobe_if_due(&mut self) {
+        if self.reprobe_at.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        self.reprobe_at = None;
+        self.absent &= self.missing;
+        self.absent_policies = 0;
+        self.fields = field_requests(self.links);
     }
 
     /// What a GPU without values reports: its identity, `up == false`.
@@ -513,6 +558,53 @@ impl Dev<'_> {
     }
 }
 
+/// The field values asked of a GPU with `links` NVLinks.
+fn field_requests(links: u32) -> Vec<(Field, u32)> {
+    let mut f = vec![
+        (Field::MemoryTemp, 0),
+        (Field::PcieTx, 0),
+        (Field::PcieRx, 0),
+    ];
+    for l in 0..links {
+        f.push((Field::NvLinkTx, l));
+        f.push((Field::NvLinkRx, l));
+    }
+    f
+}
+
+/// `NVML_ERROR_DEPRECATED`, which nvml-wrapper 0.13 does not name.
+const DEPRECATED: u32 = nvml_wrapper_sys::bindings::nvmlReturn_enum_NVML_ERROR_DEPRECATED;
+
+/// How an error of one call is taken.
+#[derive(Debug, PartialEq)]
+enum Class {
+    /// The family is absent on this GPU (asked again every re-probe interval): the call
+    /// is not supported, not found or deprecated in this driver.
+    Absent,
+    /// As absent, with one warning: the exporter lacks the privilege (MIG parents answer
+    /// so to unprivileged callers).
+    Denied,
+    /// The library lacks the symbol: absent for the life of the process.
+    Missing,
+    Lost,
+    /// NVML must be initialised again.
+    Reinit,
+    /// A failure: counted and logged once.
+    Failed,
+}
+
+fn classify(e: &NvmlError) -> Class {
+    match e {
+        NvmlError::NotSupported | NvmlError::FunctionNotFound => Class::Absent,
+        NvmlError::UnexpectedVariant(c) if *c == DEPRECATED => Class::Absent,
+        NvmlError::NoPermission => Class::Denied,
+        NvmlError::FailedToLoadSymbol(_) => Class::Missing,
+        NvmlError::GpuLost => Class::Lost,
+        e if reinit_class(e).is_some() => Class::Reinit,
+        _ => Class::Failed,
+    }
+}
+
 /// The errors after which NVML must be initialised again, with a one-line reason.
 pub(super) fn reinit_class(e: &NvmlError) -> Option<String> {
     match e {
@@ -522,6 +614,25 @@ pub(super) fn reinit_class(e: &NvmlError) -> Option<String> {
         _ => None,
     }
 }
+
+/// Field ids 251–273 were renumbered by driver 580.82, and nvml-wrapper translates them
+/// only in its own field-value reader, which the raw call here bypasses: stay off them.
+const _: () = {
+    let all = [
+        Field::MemoryTemp,
+        Field::PcieTx,
+        Field::PcieRx,
+        Field::NvLinkTx,
+        Field::NvLinkRx,
+    ];
+    let mut k = 0;
+    while k < all.len() {
+        let id = all[k].id();
+        assert!(id < 251 || id > 273, "a field id in the renumbered range");
+        k += 1;
+    }
+    assert!(NVML_FI_DEV_NVLINK_LINK_COUNT < 251 || NVML_FI_DEV_NVLINK_LINK_COUNT > 273);
+};
 
 /// A one-line reason for a failed initialisation.
 fn describe(e: &NvmlError) -> String {
@@ -548,26 +659,52 @@ fn call<'n, T>(
     if *lost || dev.reinit.is_some() || dev.absent & c.bit() != 0 {
         return None;
     }
-    match f(dev.device.as_ref()?) {
-        Ok(v) => Some(v),
-        Err(e @ (NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_))) => {
+    let e = match f(dev.device.as_ref()?) {
+        Ok(v) => return Some(v),
+        Err(e) => e,
+    };
+    let class = classify(&e);
+    match class {
+        Class::Absent | Class::Denied | Class::Missing => {
             dev.absent |= c.bit();
-            tracing::info!(
-                gpu = dev.identity.index,
-                call = c.name(),
-                "not available on this GPU, its series are left out: {e}"
-            );
+            if class == Class::Missing {
+                dev.missing |= c.bit();
+            } else {
+                dev.absent_found();
+            }
+            if dev.logged & c.bit() == 0 {
+                dev.logged |= c.bit();
+                let gpu = dev.identity.index;
+                let then = match c.fallback() {
+                    Some(old) => format!("{} is called instead", old.name()),
+                    None => "its series are left out".to_string(),
+                };
+                if class == Class::Denied {
+                    tracing::warn!(
+                        gpu,
+                        call = c.name(),
+                        "permission denied, {then} (asked again every {:?}): {e}",
+                        dev.reprobe
+                    );
+                } else {
+                    tracing::info!(
+                        gpu,
+                        call = c.name(),
+                        "not available on this GPU, {then}: {e}"
+                    );
+                }
+            }
             None
         }
-        Err(NvmlError::GpuLost) => {
+        Class::Lost => {
             *lost = true;
             None
         }
-        Err(e) if reinit_class(&e).is_some() => {
+        Class::Reinit => {
             dev.reinit = reinit_class(&e);
             None
         }
-        Err(e) => {
+        Class::Failed => {
             errors.count(c);
             if dev.warned & c.bit() == 0 {
                 dev.warned |= c.bit();
@@ -575,6 +712,24 @@ fn call<'n, T>(
             }
             None
         }
+    }
+}
+
+/// Makes call `c`, or its older [`Call::fallback`] where `c` is absent on this GPU.
+fn call_or_older<'n, T>(
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    c: Call,
+    new: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
+    old: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
+) -> Option<T> {
+    if let Some(v) = call(dev, errors, lost, c, new) {
+        return Some(v);
+    }
+    match c.fallback() {
+        Some(older) if dev.absent & c.bit() != 0 => call(dev, errors, lost, older, old),
+        _ => None,
     }
 }
 
@@ -612,6 +767,52 @@ fn read_value(v: &nvmlFieldValue_t) -> Result<u64, NvmlError> {
             _ => return Err(NvmlError::UnexpectedVariant(v.valueType)),
         })
     }
+}
+
+/// `nvmlDeviceGetTemperatureV` (NVML 13; `nvmlDeviceGetTemperature` is deprecated there)
+/// for the GPU sensor.
+fn temperature_v(nvml: &Nvml, d: &Device<'_>) -> Result<f64, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetTemperatureV.as_ref())?;
+    // SAFETY: a plain C struct for which all-zero bytes are valid.
+    let mut t: nvmlTemperature_t = unsafe { std::mem::zeroed() };
+    // NVML_STRUCT_VERSION(Temperature, 1)
+    t.version = (std::mem::size_of::<nvmlTemperature_t>() as u32) | (1 << 24);
+    t.sensorType = nvml_wrapper_sys::bindings::nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU;
+    // SAFETY: a live device handle and a valid, versioned out-struct.
+    unsafe { nvml_try(sym(d.handle(), &mut t))? };
+    Ok(f64::from(t.temperature))
+}
+
+/// `nvmlDeviceGetCurrentClocksEventReasons` (NVML 12.2+; the throttle-reasons call is
+/// deprecated).
+fn clocks_event_reasons(nvml: &Nvml, d: &Device<'_>) -> Result<u64, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetCurrentClocksEventReasons.as_ref())?;
+    let mut r = 0;
+    // SAFETY: a live device handle and a valid out-pointer.
+    unsafe { nvml_try(sym(d.handle(), &mut r))? };
+    Ok(r)
+}
+
+/// A temperature field, without trusting `valueType` (NVML r545 declared a wrong type for
+/// `NVML_FI_DEV_MEMORY_TEMP`; DCGM works around it): the declared member first, then the
+/// unsigned and the double members, the first that reads as a plausible temperature
+/// (1–200 °C). A value no member makes plausible is an error.
+fn read_celsius(v: &nvmlFieldValue_t) -> Result<f64, NvmlError> {
+    nvml_try(v.nvmlReturn)?;
+    let plausible = |t: &f64| (1.0..=200.0).contains(t);
+    // SAFETY: every member of the union is plain data; a request starts all zero, so a
+    // member wider than the one written reads the written bytes and zeros.
+    let (ui, d) = unsafe { (f64::from(v.value.uiVal), v.value.dVal) };
+    let declared = match v.valueType {
+        0 => Some(d),
+        _ => read_value(v).ok().map(|x| x as f64),
+    };
+    let others = [ui, d];
+    declared
+        .into_iter()
+        .chain(others)
+        .find(plausible)
+        .ok_or(NvmlError::UnexpectedVariant(v.valueType))
 }
 
 fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError> {
@@ -660,10 +861,14 @@ fn sample(
         d.total_energy_consumption()
     })
     .map(|mj| mj as f64 / 1000.0);
-    s.temperature_celsius = call(dev, errors, l, Call::Temperature, |d| {
-        d.temperature(TemperatureSensor::Gpu)
-    })
-    .map(f64::from);
+    s.temperature_celsius = call_or_older(
+        dev,
+        errors,
+        l,
+        Call::Temperature,
+        |d| temperature_v(nvml, d),
+        |d| d.temperature(TemperatureSensor::Gpu).map(f64::from),
+    );
     if let Some((sm, mem)) = call(dev, errors, l, Call::Clock, |d| {
         Ok((d.clock_info(Clock::SM)?, d.clock_info(Clock::Memory)?))
     }) {
@@ -691,9 +896,14 @@ fn sample(
     })
     .map(u64::from);
     violations(dev, errors, l, &mut s);
-    s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
-        d.current_throttle_reasons().map(|r| r.bits())
-    });
+    s.clock_event_reasons = call_or_older(
+        dev,
+        errors,
+        l,
+        Call::ClockEvents,
+        |d| clocks_event_reasons(nvml, d),
+        |d| d.current_throttle_reasons().map(|r| r.bits()),
+    );
     sample_fields(nvml, dev, errors, l, &mut s);
     if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
         d.running_compute_processes()
@@ -736,7 +946,7 @@ fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut G
         }
         let got = call(dev, errors, lost, Call::Violation, |d| {
             match d.violation_status(policy) {
-                Err(NvmlError::NotSupported) => Ok(None),
+                Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => Ok(None),
                 r => r.map(Some),
             }
         });
@@ -744,11 +954,15 @@ fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut G
             Some(Some(v)) => s.violation_seconds[k] = Some(v.violation_time as f64 / 1e9),
             Some(None) => {
                 dev.absent_policies |= 1 << k;
-                tracing::info!(
-                    gpu = dev.identity.index,
-                    reason = VIOLATION_REASONS[k],
-                    "violation time not available on this GPU, its series is left out"
-                );
+                dev.absent_found();
+                if dev.logged_policies & (1 << k) == 0 {
+                    dev.logged_policies |= 1 << k;
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        reason = VIOLATION_REASONS[k],
+                        "violation time not available on this GPU, its series is left out"
+                    );
+                }
             }
             None => {}
         }
@@ -778,16 +992,28 @@ fn sample_fields(
         return;
     }
     let mut keep = Vec::with_capacity(dev.fields.len());
-    for ((field, link), v) in dev.fields.iter().copied().zip(&req) {
-        let value = match read_value(v) {
+    let mut found_absent = false;
+    let fields = std::mem::take(&mut dev.fields);
+    for ((field, link), v) in fields.iter().copied().zip(&req) {
+        let read = match field {
+            Field::MemoryTemp => read_celsius(v),
+            _ => read_value(v).map(|x| x as f64),
+        };
+        let value = match read {
             Ok(x) => x,
-            Err(NvmlError::NotSupported | NvmlError::InvalidArg) => {
-                tracing::info!(
-                    gpu = dev.identity.index,
-                    field = v.fieldId,
-                    link,
-                    "field value not available on this GPU, its series are left out"
-                );
+            Err(e)
+                if matches!(e, NvmlError::InvalidArg)
+                    || matches!(classify(&e), Class::Absent | Class::Denied) =>
+            {
+                found_absent = true;
+                if dev.logged_fields.insert((v.fieldId, link)) {
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        field = v.fieldId,
+                        link,
+                        "field value not available on this GPU, its series are left out: {e}"
+                    );
+                }
                 continue;
             }
             Err(NvmlError::GpuLost) => {
@@ -803,11 +1029,11 @@ fn sample_fields(
         };
         keep.push((field, link));
         match field {
-            Field::MemoryTemp => s.memory_temperature_celsius = Some(value as f64),
-            Field::PcieTx => s.pcie_transmit_bytes = Some(value),
-            Field::PcieRx => s.pcie_receive_bytes = Some(value),
+            Field::MemoryTemp => s.memory_temperature_celsius = Some(value),
+            Field::PcieTx => s.pcie_transmit_bytes = Some(value as u64),
+            Field::PcieRx => s.pcie_receive_bytes = Some(value as u64),
             Field::NvLinkTx | Field::NvLinkRx => {
-                let bytes = value.saturating_mul(1024);
+                let bytes = (value as u64).saturating_mul(1024);
                 let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
                     Some(e) => e,
                     None => {
@@ -828,6 +1054,9 @@ fn sample_fields(
         }
     }
     dev.fields = keep;
+    if found_absent {
+        dev.absent_found();
+    }
 }
 
 /// The commands of the compute processes, by PID, cached for the processes seen in the
@@ -885,5 +1114,39 @@ mod tests {
         v.valueType = 3;
         v.nvmlReturn = 3;
         assert!(matches!(read_value(&v), Err(NvmlError::NotSupported)));
+    }
+
+    #[test]
+    fn a_temperature_is_read_whatever_type_nvml_declares() {
+        // written as an unsigned int, declared as each type in turn
+        for declared in 0..=6 {
+            let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+            v.value.uiVal = 52;
+            v.valueType = declared;
+            assert_eq!(read_celsius(&v).unwrap(), 52.0, "declared {declared}");
+        }
+        // written as a double, declared as an unsigned int
+        let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+        v.value.dVal = 47.5;
+        v.valueType = 1;
+        assert_eq!(read_celsius(&v).unwrap(), 47.5);
+        // nothing plausible: an error, not a zero
+        let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+        v.valueType = 1;
+        assert!(read_celsius(&v).is_err());
+    }
+
+    #[test]
+    fn error_classes() {
+        assert_eq!(classify(&NvmlError::FunctionNotFound), Class::Absent);
+        assert_eq!(
+            classify(&NvmlError::UnexpectedVariant(DEPRECATED)),
+            Class::Absent
+        );
+        assert_eq!(classify(&NvmlError::NoPermission), Class::Denied);
+        assert_eq!(classify(&NvmlError::DriverNotLoaded), Class::Reinit);
+        assert_eq!(classify(&NvmlError::LibRmVersionMismatch), Class::Reinit);
+        assert_eq!(classify(&NvmlError::Uninitialized), Class::Reinit);
+        assert_eq!(classify(&NvmlError::Unknown), Class::Failed);
     }
 }

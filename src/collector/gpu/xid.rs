@@ -17,7 +17,10 @@ use crate::sync::lock;
 pub(super) enum Wait {
     /// An XID error on the GPU of this NVML index.
     Xid { gpu: u32, xid: u64 },
-    /// The wait timed out, or the event was not an XID error of a GPU followed.
+    /// An XID error from a device handle not in the set's GPUs (one reset or added since
+    /// the set was built): counted apart, not dropped.
+    Unknown { xid: u64 },
+    /// The wait timed out, or the event was not an XID error.
     Nothing,
     /// The wait failed (already counted by the source), with why.
     Failed(String),
@@ -29,9 +32,12 @@ pub(super) trait EventSource {
     fn wait(&mut self, timeout_ms: u32) -> Wait;
 }
 
-/// The XID errors seen so far, by `(gpu index, xid)`.
+/// The XID errors seen so far, by `(gpu index, xid)`, and those of unknown devices by xid.
 #[derive(Debug, Default)]
-pub(super) struct Xids(Mutex<BTreeMap<(u32, u64), XidCount>>);
+pub(super) struct Xids(
+    Mutex<BTreeMap<(u32, u64), XidCount>>,
+    Mutex<BTreeMap<u64, u64>>,
+);
 
 impl Xids {
     /// Counts one XID error on `gpu`, arrived at Unix time `now`.
@@ -43,6 +49,16 @@ impl Xids {
         });
         e.count += 1;
         e.last_seconds = now;
+    }
+
+    /// Counts one XID error from a device handle no GPU has.
+    pub(super) fn record_unknown(&self, xid: u64) {
+        *lock(&self.1).entry(xid).or_default() += 1;
+    }
+
+    /// The counts of XID errors from unknown devices, by xid.
+    pub(super) fn unknown(&self) -> BTreeMap<u64, u64> {
+        lock(&self.1).clone()
     }
 
     /// The counts so far; `None` when there are none.
@@ -65,6 +81,10 @@ pub(super) fn watch(
             Wait::Xid { gpu, xid } => {
                 tracing::warn!(gpu, xid, "XID error");
                 xids.record(gpu, xid, unix_now());
+            }
+            Wait::Unknown { xid } => {
+                tracing::warn!(xid, "XID error from a device handle no GPU has (counted in gpu_xid_unattributed_errors_total)");
+                xids.record_unknown(xid);
             }
             Wait::Nothing => {}
             Wait::Failed(e) => {
@@ -112,6 +132,7 @@ mod tests {
                 Wait::Nothing,
                 Wait::Failed("unknown error".into()),
                 Wait::Xid { gpu: 1, xid: 79 },
+                Wait::Unknown { xid: 79 },
                 Wait::Xid { gpu: 0, xid: 31 },
             ]),
             stop: &stop,
@@ -126,7 +147,8 @@ mod tests {
         assert!(warned);
         watch(&mut script, &xids, &go_on, &mut warned);
         // every scripted wait was made, and the loop ended on the stop
-        assert_eq!(script.calls, 6);
+        assert_eq!(script.calls, 7);
+        assert_eq!(xids.unknown(), BTreeMap::from([(79, 1)]));
         let counts = xids.counts().unwrap();
         assert_eq!(
             counts.keys().copied().collect::<Vec<_>>(),

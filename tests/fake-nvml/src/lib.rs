@@ -64,6 +64,9 @@ struct Gpu {
     temperature_c: u32,
     /// Field `NVML_FI_DEV_MEMORY_TEMP`; absent answers `NOT_SUPPORTED`.
     memory_temperature_c: Option<u32>,
+    /// The `valueType` declared with the memory temperature, which is written as an
+    /// unsigned int whatever this says (NVML r545 declared a wrong one).
+    memory_temperature_value_type: Option<u32>,
     sm_clock_mhz: u32,
     sm_clock_max_mhz: u32,
     mem_clock_mhz: u32,
@@ -107,6 +110,7 @@ impl Default for Gpu {
             energy_mj: 0,
             temperature_c: 30,
             memory_temperature_c: None,
+            memory_temperature_value_type: None,
             sm_clock_mhz: 1980,
             sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
@@ -153,6 +157,9 @@ struct Process {
 struct XidEvent {
     gpu: u32,
     xid: u64,
+    /// Delivered from a device handle the library never gave out (a GPU reset since).
+    #[serde(default)]
+    unknown_handle: bool,
 }
 
 struct State {
@@ -495,6 +502,24 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTemperatureV(
+    device: nvmlDevice_t,
+    out: *mut nvmlTemperature_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetTemperatureV", device, |_, g| {
+        let want = (std::mem::size_of::<nvmlTemperature_t>() | (1 << 24)) as c_uint;
+        if (*out).version != want {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        if (*out).sensorType != nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        (*out).temperature = g.temperature_c as c_int;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
     device: nvmlDevice_t,
     clock: nvmlClockType_t,
@@ -600,6 +625,17 @@ pub unsafe extern "C" fn nvmlDeviceGetViolationStatus(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksEventReasons(
+    device: nvmlDevice_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetCurrentClocksEventReasons", device, |_, g| {
+        *out = g.clock_event_reasons;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
     device: nvmlDevice_t,
     out: *mut c_ulonglong,
@@ -691,7 +727,9 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 NVML_FI_DEV_MEMORY_TEMP => g
                     .memory_temperature_c
                     .map(|c| {
-                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.valueType = g
+                            .memory_temperature_value_type
+                            .unwrap_or(nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT);
                         v.value.uiVal = c;
                     })
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
@@ -761,6 +799,9 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
         let got = with_state("nvmlEventSetWait_v2", |st| {
             while let Some(e) = st.cfg.xid_events.get(st.xid_delivered) {
                 st.xid_delivered += 1;
+                if e.unknown_handle {
+                    return Some((0xdead, e.xid));
+                }
                 if st.xid_registered.contains(&(e.gpu as usize)) {
                     return Some((e.gpu as usize, e.xid));
                 }
@@ -821,6 +862,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetEnforcedPowerLimit,
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetTemperature,
+        nvmlDeviceGetTemperatureV,
         nvmlDeviceGetClockInfo,
         nvmlDeviceGetMaxClockInfo,
         nvmlDeviceGetTotalEccErrors,
@@ -828,6 +870,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetPcieReplayCounter,
         nvmlDeviceGetViolationStatus,
         nvmlDeviceGetCurrentClocksThrottleReasons,
+        nvmlDeviceGetCurrentClocksEventReasons,
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,
         nvmlDeviceGetFieldValues,

@@ -190,6 +190,65 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         ),
         Some(5003.0 * 1024.0)
     );
+    // NVLink error counters per link and type.
+    for (g, link) in [(0usize, 0usize), (3, 7), (7, 17)] {
+        let (gs, ls, u) = (g.to_string(), link.to_string(), uuid(g));
+        let err = |t: &str| {
+            value(
+                &body,
+                "gpu_nvlink_errors_total",
+                &[("gpu", &gs), ("uuid", &u), ("link", &ls), ("type", t)],
+            )
+        };
+        assert_eq!(err("crc_flit"), Some((10 * g + link) as f64));
+        assert_eq!(err("crc_data"), Some(link as f64));
+        assert_eq!(err("replay"), Some(g as f64));
+        assert_eq!(err("recovery"), Some(0.0));
+    }
+    assert_eq!(count(&body, "gpu_nvlink_errors_total"), 8 * 18 * 4);
+    // Fabric: registered everywhere, GPU 5 with degraded bandwidth.
+    for g in 0..8usize {
+        let gs = g.to_string();
+        let l = |k: &'static str, v: &'static str| [("gpu", gs.clone()), (k, v.to_string())];
+        let get = |name: &str, k: &'static str, v: &'static str| {
+            let l = l(k, v);
+            let l: Vec<(&str, &str)> = l.iter().map(|(a, b)| (*a, b.as_str())).collect();
+            value(&body, name, &l)
+        };
+        assert_eq!(get("gpu_fabric_state", "state", "completed"), Some(1.0));
+        assert_eq!(get("gpu_fabric_state", "state", "in_progress"), Some(0.0));
+        assert_eq!(
+            get("gpu_fabric_health_issue", "issue", "degraded_bandwidth"),
+            Some(if g == 5 { 1.0 } else { 0.0 })
+        );
+        assert_eq!(
+            get("gpu_fabric_health_issue", "issue", "route_unhealthy"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get(
+                "gpu_fabric_health_issue",
+                "issue",
+                "incorrect_configuration"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&body, "gpu_fabric_registration_status", &[("gpu", &gs)]),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("gpu_recovery_action", "action", "gpu_reset"),
+            Some(if g == 4 { 1.0 } else { 0.0 })
+        );
+        assert_eq!(
+            get("gpu_recovery_action", "action", "none"),
+            Some(if g == 4 { 0.0 } else { 1.0 })
+        );
+    }
+    assert_eq!(count(&body, "gpu_fabric_state"), 8 * 3);
+    assert_eq!(count(&body, "gpu_fabric_health_issue"), 8 * 5);
+    assert_eq!(count(&body, "gpu_recovery_action"), 8 * 5);
     assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_nvlink_receive_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_clock_event_active"), 8 * 9);
@@ -263,6 +322,14 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
     cfg["gpus"][1]["memory_temperature_c"] = Value::Null;
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
+    // GPU 0 is on no NVSwitch fabric; GPU 1's driver knows version 2 of the fabric struct only.
+    cfg["gpus"][0]["fabric"] = Value::Null;
+    cfg["gpus"][1]["fabric"]["max_version"] = json!(2);
+    // GPU 1's link 1 reports no replay counter.
+    cfg["gpus"][1]["nvlinks"][1]["errors"]
+        .as_object_mut()
+        .unwrap()
+        .remove("replay");
     let f = Fake::start(&cfg, &["--no-host"]);
     // Errors are counted every cycle; unsupported calls are probed once.
     let errors = |body: &str, call: &str| {
@@ -310,6 +377,27 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     assert_eq!(viol("1", "power"), Some(1.5));
     assert_eq!(viol("1", "thermal"), Some(0.250_000_001));
     assert_eq!(errors(&body, "nvmlDeviceGetViolationStatus"), Some(0.0));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_fabric_state",
+            &[("gpu", "1"), ("state", "completed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(count(&body, "gpu_fabric_state"), 3, "GPU 0 has none");
+    assert_eq!(errors(&body, "nvmlDeviceGetGpuFabricInfoV"), Some(0.0));
+    let nvlink_err = |link: &str, t: &str| {
+        value(
+            &body,
+            "gpu_nvlink_errors_total",
+            &[("gpu", "1"), ("link", link), ("type", t)],
+        )
+    };
+    assert_eq!(nvlink_err("1", "replay"), None);
+    assert_eq!(nvlink_err("1", "crc_flit"), Some(11.0));
+    assert_eq!(nvlink_err("0", "replay"), Some(1.0));
+    assert_eq!(errors(&body, "nvmlDeviceGetNvLinkErrorCounter"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
         None

@@ -20,7 +20,48 @@ pub struct NvLinkSample {
     pub link: u32,
     pub transmit_bytes: Option<u64>,
     pub receive_bytes: Option<u64>,
+    /// Error counters by [`NVLINK_ERROR_TYPES`] (same order); `None` where not reported.
+    pub errors: [Option<u64>; NVLINK_ERROR_TYPES.len()],
 }
+
+/// The `type` label values of `gpu_nvlink_errors_total`, in the order of
+/// [`NvLinkSample::errors`].
+pub const NVLINK_ERROR_TYPES: [&str; 4] = ["crc_flit", "crc_data", "replay", "recovery"];
+
+/// NVSwitch fabric registration and health (`nvmlDeviceGetGpuFabricInfoV`), for a GPU whose
+/// state is not `NOT_SUPPORTED`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fabric {
+    /// `NVML_GPU_FABRIC_STATE_*`: 1 not started, 2 in progress, 3 completed.
+    pub state: u32,
+    /// The registration's NVML return code (0: success).
+    pub status: u32,
+    /// `NVML_GPU_FABRIC_HEALTH_MASK_*` fields.
+    pub health_mask: u32,
+}
+
+/// The `state` label values of `gpu_fabric_state`, by `NVML_GPU_FABRIC_STATE_*` (1–3).
+pub const FABRIC_STATES: [(u32, &str); 3] =
+    [(1, "not_started"), (2, "in_progress"), (3, "completed")];
+
+/// The `issue` label values of `gpu_fabric_health_issue`: shift and width of each field of
+/// the health mask, and the value that means "no" (0 is always "not supported").
+pub const FABRIC_ISSUES: [(&str, u32, u32, u32); 5] = [
+    ("degraded_bandwidth", 0, 0x3, 2),
+    ("route_recovery", 2, 0x3, 2),
+    ("route_unhealthy", 4, 0x3, 2),
+    ("access_timeout_recovery", 6, 0x3, 2),
+    ("incorrect_configuration", 8, 0xf, 1),
+];
+
+/// The `action` label values of `gpu_recovery_action`, by `NVML_GPU_RECOVERY_ACTION_*`.
+pub const RECOVERY_ACTIONS: [&str; 5] = [
+    "none",
+    "gpu_reset",
+    "node_reboot",
+    "drain_p2p",
+    "drain_and_reset",
+];
 
 /// Row remapping state (Ampere and later).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +110,10 @@ pub struct GpuSample {
     pub ecc_corrected: Option<u64>,
     pub ecc_uncorrected: Option<u64>,
     pub remapped_rows: Option<RemappedRows>,
+    pub fabric: Option<Fabric>,
+    /// The driver's recommended recovery action (`NVML_GPU_RECOVERY_ACTION_*`, an index of
+    /// [`RECOVERY_ACTIONS`]).
+    pub recovery_action: Option<u32>,
     /// Seconds the clocks were held down since the driver was loaded, by reason of
     /// [`VIOLATION_REASONS`] (same order); `None` for a reason the GPU does not report.
     pub violation_seconds: [Option<f64>; VIOLATION_REASONS.len()],

@@ -29,14 +29,17 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::sys_exports::field_id::{
-    NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
-    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
-    NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+    NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT,
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+    NVML_FI_DEV_PCIE_COUNT_RX_BYTES, NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
 };
 use nvml_wrapper::{Device, EventSet, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlTemperature_t};
 
-use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
+use super::model::{
+    Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, NVLINK_ERROR_TYPES,
+    VIOLATION_REASONS,
+};
 use super::xid::{EventSource, Wait};
 use super::Backoff;
 use crate::procfs::Procfs;
@@ -45,7 +48,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 25] = [
+pub const CALLS: [&str; 27] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -69,6 +72,8 @@ pub const CALLS: [&str; 25] = [
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
     "nvmlDeviceGetFieldValues",
+    "nvmlDeviceGetNvLinkErrorCounter",
+    "nvmlDeviceGetGpuFabricInfoV",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetWait_v2",
 ];
@@ -109,6 +114,8 @@ enum Call {
     Processes,
     ProcessName,
     FieldValues,
+    NvLinkErrors,
+    FabricInfo,
     RegisterEvents,
     EventWait,
 }
@@ -479,6 +486,7 @@ enum Field {
     PcieRx,
     NvLinkTx,
     NvLinkRx,
+    RecoveryAction,
 }
 
 impl Field {
@@ -489,6 +497,7 @@ impl Field {
             Field::PcieRx => NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
             Field::NvLinkTx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
             Field::NvLinkRx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+            Field::RecoveryAction => NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
         }
     }
 }
@@ -564,6 +573,7 @@ fn field_requests(links: u32) -> Vec<(Field, u32)> {
         (Field::MemoryTemp, 0),
         (Field::PcieTx, 0),
         (Field::PcieRx, 0),
+        (Field::RecoveryAction, 0),
     ];
     for l in 0..links {
         f.push((Field::NvLinkTx, l));
@@ -624,6 +634,7 @@ const _: () = {
         Field::PcieRx,
         Field::NvLinkTx,
         Field::NvLinkRx,
+        Field::RecoveryAction,
     ];
     let mut k = 0;
     while k < all.len() {
@@ -815,6 +826,91 @@ fn read_celsius(v: &nvmlFieldValue_t) -> Result<f64, NvmlError> {
         .ok_or(NvmlError::UnexpectedVariant(v.valueType))
 }
 
+/// The NVLink error counters of every link, in the order of [`NVLINK_ERROR_TYPES`]. The
+/// call is absent for the GPU when it answers so for link 0's first counter; a single
+/// counter a link does not report is left out.
+fn nvlink_errors(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    use nvml_wrapper_sys::bindings::*;
+    const COUNTERS: [u32; NVLINK_ERROR_TYPES.len()] = [
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_FLIT,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_DATA,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_REPLAY,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_RECOVERY,
+    ];
+    for link in 0..dev.links {
+        let got = call(dev, errors, lost, Call::NvLinkErrors, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlDeviceGetNvLinkErrorCounter.as_ref())?;
+            let mut out = [None; NVLINK_ERROR_TYPES.len()];
+            for (k, counter) in COUNTERS.into_iter().enumerate() {
+                let mut v = 0;
+                // SAFETY: a live device handle and a valid out-pointer.
+                match unsafe { nvml_try(sym(d.handle(), link, counter, &mut v)) } {
+                    Ok(()) => out[k] = Some(v),
+                    Err(e) if link == 0 && k == 0 => return Err(e),
+                    Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => {}
+                    Err(NvmlError::InvalidArg) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        });
+        let Some(counts) = got else { return };
+        match s.nvlinks.iter_mut().find(|n| n.link == link) {
+            Some(e) => e.errors = counts,
+            None => s.nvlinks.push(NvLinkSample {
+                link,
+                transmit_bytes: None,
+                receive_bytes: None,
+                errors: counts,
+            }),
+        }
+    }
+}
+
+/// `nvmlDeviceGetGpuFabricInfoV`, version 3, else 2 (drivers before r550); `None` for a GPU
+/// not on an NVSwitch fabric (state `NOT_SUPPORTED`).
+fn fabric_info(nvml: &Nvml, d: &Device<'_>) -> Result<Option<Fabric>, NvmlError> {
+    use nvml_wrapper_sys::bindings::{
+        nvmlGpuFabricInfoV_t, nvmlGpuFabricInfo_v2_t,
+        nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    };
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetGpuFabricInfoV.as_ref())?;
+    let mut answer = Err(NvmlError::UnexpectedVariant(
+        nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    ));
+    // SAFETY: a plain C struct for which all-zero bytes are valid.
+    let mut f: nvmlGpuFabricInfoV_t = unsafe { std::mem::zeroed() };
+    for version in [
+        std::mem::size_of::<nvmlGpuFabricInfoV_t>() as u32 | (3 << 24),
+        std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() as u32 | (2 << 24),
+    ] {
+        f.version = version;
+        // SAFETY: a live device handle and a versioned out-struct at least as large as
+        // the version says.
+        answer = unsafe { nvml_try(sym(d.handle(), &mut f)) };
+        match &answer {
+            Err(NvmlError::UnexpectedVariant(c))
+                if *c == nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH => {}
+            _ => break,
+        }
+    }
+    answer?;
+    if f.state == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Fabric {
+        state: u32::from(f.state),
+        status: f.status,
+        health_mask: f.healthMask,
+    }))
+}
+
 fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError> {
     let sym = nvml_sym(nvml.lib().nvmlDeviceGetRemappedRows.as_ref())?;
     let (mut c, mut u, mut p, mut f) = (0, 0, 0, 0);
@@ -905,6 +1001,8 @@ fn sample(
         |d| d.current_throttle_reasons().map(|r| r.bits()),
     );
     sample_fields(nvml, dev, errors, l, &mut s);
+    nvlink_errors(nvml, dev, errors, l, &mut s);
+    s.fabric = call(dev, errors, l, Call::FabricInfo, |d| fabric_info(nvml, d)).flatten();
     if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
         d.running_compute_processes()
     }) {
@@ -1032,6 +1130,7 @@ fn sample_fields(
             Field::MemoryTemp => s.memory_temperature_celsius = Some(value),
             Field::PcieTx => s.pcie_transmit_bytes = Some(value as u64),
             Field::PcieRx => s.pcie_receive_bytes = Some(value as u64),
+            Field::RecoveryAction => s.recovery_action = Some(value as u32),
             Field::NvLinkTx | Field::NvLinkRx => {
                 let bytes = (value as u64).saturating_mul(1024);
                 let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
@@ -1041,6 +1140,7 @@ fn sample_fields(
                             link,
                             transmit_bytes: None,
                             receive_bytes: None,
+                            errors: [None; NVLINK_ERROR_TYPES.len()],
                         });
                         s.nvlinks.last_mut().expect("just pushed")
                     }

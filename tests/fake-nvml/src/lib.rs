@@ -81,6 +81,10 @@ struct Gpu {
     remap_pending: bool,
     remap_failure: bool,
     clock_event_reasons: u64,
+    /// `nvmlDeviceGetGpuFabricInfoV`; absent answers `NOT_SUPPORTED`.
+    fabric: Option<FabricInfo>,
+    /// Field `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`; absent answers `NOT_SUPPORTED`.
+    recovery_action: Option<u32>,
     /// Violation time in ns by reason (power, thermal, sync_boost, board_limit,
     /// low_utilization, reliability); a reason left out answers `NOT_SUPPORTED`.
     violations_ns: BTreeMap<String, u64>,
@@ -125,6 +129,8 @@ impl Default for Gpu {
             remap_pending: false,
             remap_failure: false,
             clock_event_reasons: 0,
+            fabric: None,
+            recovery_action: None,
             violations_ns: BTreeMap::new(),
             processes: Vec::new(),
             not_supported: Vec::new(),
@@ -141,6 +147,20 @@ impl Default for Gpu {
 struct Link {
     tx_kib: u64,
     rx_kib: u64,
+    /// Error counters by `crc_flit`, `crc_data`, `replay`, `recovery`; one left out
+    /// answers `NOT_SUPPORTED`.
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FabricInfo {
+    state: u8,
+    status: u32,
+    health_mask: u32,
+    health_summary: u8,
+    /// The highest struct version the "driver" knows (2 or 3; default 3).
+    max_version: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -733,6 +753,13 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                         v.value.uiVal = c;
                     })
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
+                NVML_FI_DEV_GET_GPU_RECOVERY_ACTION => g
+                    .recovery_action
+                    .map(|a| {
+                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.value.uiVal = a;
+                    })
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
                     .pcie_tx_bytes
                     .map(|b| v.value.ullVal = b)
@@ -747,6 +774,60 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 Ok(()) => nvmlReturn_enum_NVML_SUCCESS,
                 Err(e) => e,
             };
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetNvLinkErrorCounter(
+    device: nvmlDevice_t,
+    link: c_uint,
+    counter: nvmlNvLinkErrorCounter_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetNvLinkErrorCounter", device, |_, g| {
+        let Some(l) = g.nvlinks.get(link as usize) else {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        };
+        let name = match counter {
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_REPLAY => "replay",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_RECOVERY => "recovery",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_FLIT => "crc_flit",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_DATA => "crc_data",
+            _ => return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        };
+        match l.errors.get(name) {
+            Some(v) => {
+                *out = *v;
+                nvmlReturn_enum_NVML_SUCCESS
+            }
+            None => nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
+    device: nvmlDevice_t,
+    out: *mut nvmlGpuFabricInfoV_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetGpuFabricInfoV", device, |_, g| {
+        let Some(f) = &g.fabric else {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        };
+        let v3 = (std::mem::size_of::<nvmlGpuFabricInfo_v3_t>() | (3 << 24)) as c_uint;
+        let v2 = (std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() | (2 << 24)) as c_uint;
+        let version = (*out).version;
+        let max = f.max_version.unwrap_or(3);
+        if !(version == v2 || (version == v3 && max >= 3)) {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        (*out).state = f.state;
+        (*out).status = f.status;
+        (*out).healthMask = f.health_mask;
+        if version == v3 {
+            (*out).healthSummary = f.health_summary;
         }
         nvmlReturn_enum_NVML_SUCCESS
     })
@@ -874,6 +955,8 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,
         nvmlDeviceGetFieldValues,
+        nvmlDeviceGetNvLinkErrorCounter,
+        nvmlDeviceGetGpuFabricInfoV,
         nvmlEventSetCreate,
         nvmlDeviceRegisterEvents,
         nvmlEventSetWait_v2,

@@ -862,6 +862,7 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     let mut cfg = machine(2, 2);
     cfg["gpus"][0]["processes"] = json!([{"pid": 3_999_999, "used_memory": 1, "name": "x"}]);
     cfg["xid_events"] = json!([{"gpu": 1, "xid": 31}]);
+    cfg["gpus"][0]["gpm"] = gpm_values(0);
     let trace_s = trace.display().to_string();
     // The older calls are made where NVML 13's are missing: a second run on such a library.
     let older = library_without_all(
@@ -875,6 +876,8 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
         let f = Fake::start_with(&lib, &cfg, &["--no-host"], &[("FAKE_NVML_TRACE", &trace_s)]);
         f.daemon
             .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.5, WAIT);
         assert!(f.daemon.terminate().success());
     }
     let called: BTreeSet<String> = std::fs::read_to_string(&trace)
@@ -1308,5 +1311,96 @@ fn nvml_13_calls_come_first_and_the_older_ones_stand_in() {
             .lines()
             .any(|l| l == "nvmlDeviceGetCurrentClocksThrottleReasons"),
         "{called}"
+    );
+}
+
+/// GPM values of GPU `i`, in NVML's units (percent, MiB/s), by metric id.
+fn gpm_values(i: usize) -> Value {
+    let i = i as f64;
+    json!({
+        "2": 50.0 + i,   // SM_UTIL
+        "3": 30.0,       // SM_OCCUPANCY
+        "5": 45.0 + i,   // ANY_TENSOR_UTIL
+        "10": 60.0,      // DRAM_BW_UTIL
+        "1": 90.0,       // GRAPHICS_UTIL
+        "13": 20.0,      // FP16_UTIL
+        "12": 10.0,      // FP32_UTIL
+        "11": 0.0,       // FP64_UTIL
+        "20": 1000.0 + i, // PCIE_TX_PER_SEC
+        "21": 2000.0,    // PCIE_RX_PER_SEC
+    })
+}
+
+#[test]
+fn gpm_profiling_metrics_come_from_sample_pairs_where_gpm_is_allowed() {
+    let mut cfg = machine(3, 0);
+    cfg["gpus"][0]["gpm"] = gpm_values(0);
+    // GPU 1 has no GPM (before Hopper); GPU 2 refuses it to an unprivileged caller.
+    cfg["gpus"][2]["gpm"] = gpm_values(2);
+    cfg["gpus"][2]["errors"] = json!({"nvmlGpmSampleGet": 4});
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_tensor_active_ratio", &[("gpu", "0")], 0.45, WAIT),
+        Some(0.45)
+    );
+    // later pairs keep coming (the fake refuses a pair under 100 ms apart: no errors)
+    cfg["gpus"][0]["gpm"]["2"] = json!(75.0);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.75, WAIT),
+        Some(0.75)
+    );
+    let body = f.daemon.scrape();
+    let l = [("gpu", "0"), ("uuid", &*uuid(0))];
+    for (name, want) in [
+        ("gpu_sm_occupancy_ratio", 0.3),
+        ("gpu_tensor_active_ratio", 0.45),
+        ("gpu_dram_active_ratio", 0.6),
+        ("gpu_graphics_engine_active_ratio", 0.9),
+        ("gpu_fp16_active_ratio", 0.2),
+        ("gpu_fp32_active_ratio", 0.1),
+        ("gpu_fp64_active_ratio", 0.0),
+        ("gpu_pcie_transmit_bytes_per_second", 1000.0 * 1_048_576.0),
+        ("gpu_pcie_receive_bytes_per_second", 2000.0 * 1_048_576.0),
+    ] {
+        assert_eq!(value(&body, name, &l), Some(want), "{name}");
+        assert_eq!(count(&body, name), 1, "{name}: only GPU 0 has GPM");
+    }
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "{labels:?}");
+    }
+    let log = f.daemon.stderr();
+    let denied: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("nvmlGpmSampleGet"))
+        .collect();
+    assert_eq!(denied.len(), 1, "{log}");
+    assert!(
+        denied[0].contains("permission denied") && denied[0].contains("gpu=2"),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("nvmlGpmQueryDeviceSupport") && l.contains("gpu=1"))
+            .count(),
+        1,
+        "{log}"
+    );
+    // A GPU lost and back: its values go, and come back from a new pair.
+    cfg["gpus"][0]["lost"] = json!(true);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value("gpu_up", &[("gpu", "0")], 0.0, WAIT),
+        Some(0.0)
+    );
+    assert_eq!(count(&f.daemon.scrape(), "gpu_sm_active_ratio"), 0);
+    cfg["gpus"][0]["lost"] = json!(false);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.75, WAIT),
+        Some(0.75)
     );
 }

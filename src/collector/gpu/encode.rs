@@ -4,7 +4,7 @@
 
 use super::model::{
     GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, FABRIC_ISSUES, FABRIC_STATES,
-    NVLINK_ERROR_TYPES, RECOVERY_ACTIONS, VIOLATION_REASONS,
+    GPM_FAMILIES, NVLINK_ERROR_TYPES, RECOVERY_ACTIONS, VIOLATION_REASONS,
 };
 use crate::expose::{Encoder, Kind};
 
@@ -26,6 +26,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
         .collect();
     identity(enc, snap, &idx);
     simple(enc, &up);
+    gpm(enc, &up);
     nvlinks(enc, &up);
     nvlink_errors(enc, &up);
     ecc(enc, &up);
@@ -200,6 +201,21 @@ fn simple(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
         enc.family(name, help, kind);
         for (g, i) in up {
             if let Some(v) = get(g) {
+                enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
+            }
+        }
+    }
+}
+
+/// The GPM families, each left out where no GPU has a GPM pair.
+fn gpm(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    for (k, (name, help, _)) in GPM_FAMILIES.iter().enumerate() {
+        if up.iter().all(|(g, _)| g.gpm[k].is_none()) {
+            continue;
+        }
+        enc.family(name, help, Kind::Gauge);
+        for (g, i) in up {
+            if let Some(v) = g.gpm[k] {
                 enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
             }
         }

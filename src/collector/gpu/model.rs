@@ -111,6 +111,9 @@ pub struct GpuSample {
     pub ecc_uncorrected: Option<u64>,
     pub remapped_rows: Option<RemappedRows>,
     pub fabric: Option<Fabric>,
+    /// GPM profiling values by [`GPM_FAMILIES`] (same order), from the last two GPM
+    /// samples; all `None` before a pair exists (the first sample, after a reset).
+    pub gpm: [Option<f64>; GPM_FAMILIES.len()],
     /// The driver's recommended recovery action (`NVML_GPU_RECOVERY_ACTION_*`, an index of
     /// [`RECOVERY_ACTIONS`]).
     pub recovery_action: Option<u32>,
@@ -180,6 +183,61 @@ pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x40, "hw_thermal_slowdown"),
     (0x80, "hw_power_brake"),
     (0x100, "display_clock_setting"),
+];
+
+/// The GPM (GPU Performance Monitoring, Hopper and later) families: name, help, and the
+/// scale from NVML's unit (percent, MiB/s) to the family's (ratio, bytes/s).
+pub const GPM_FAMILIES: [(&str, &str, f64); 10] = [
+    (
+        "gpu_sm_active_ratio",
+        "Fraction of time at least one warp was resident on an SM, averaged over SMs (GPM SM_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_sm_occupancy_ratio",
+        "Resident warps as a fraction of the SMs' maximum (GPM SM_OCCUPANCY).",
+        0.01,
+    ),
+    (
+        "gpu_tensor_active_ratio",
+        "Fraction of time any tensor pipe was active (GPM ANY_TENSOR_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_dram_active_ratio",
+        "Fraction of peak device memory bandwidth used (GPM DRAM_BW_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_graphics_engine_active_ratio",
+        "Fraction of time the graphics or compute engine was active (GPM GRAPHICS_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp16_active_ratio",
+        "Fraction of time the FP16 pipe was active (GPM FP16_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp32_active_ratio",
+        "Fraction of time the FP32 pipe was active (GPM FP32_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp64_active_ratio",
+        "Fraction of time the FP64 pipe was active (GPM FP64_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_pcie_transmit_bytes_per_second",
+        "PCIe bytes sent per second between the last two GPM samples (GPM PCIE_TX_PER_SEC).",
+        1_048_576.0,
+    ),
+    (
+        "gpu_pcie_receive_bytes_per_second",
+        "PCIe bytes received per second between the last two GPM samples (GPM PCIE_RX_PER_SEC).",
+        1_048_576.0,
+    ),
 ];
 
 /// The reasons of `gpu_violation_seconds_total`, in the order of NVML's

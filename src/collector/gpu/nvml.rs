@@ -37,7 +37,7 @@ use nvml_wrapper::{Device, EventSet, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlTemperature_t};
 
 use super::model::{
-    Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, NVLINK_ERROR_TYPES,
+    Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, GPM_FAMILIES, NVLINK_ERROR_TYPES,
     VIOLATION_REASONS,
 };
 use super::xid::{EventSource, Wait};
@@ -48,7 +48,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 27] = [
+pub const CALLS: [&str; 30] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -74,18 +74,23 @@ pub const CALLS: [&str; 27] = [
     "nvmlDeviceGetFieldValues",
     "nvmlDeviceGetNvLinkErrorCounter",
     "nvmlDeviceGetGpuFabricInfoV",
+    "nvmlGpmQueryDeviceSupport",
+    "nvmlGpmSampleGet",
+    "nvmlGpmMetricsGet",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetWait_v2",
 ];
 
 /// Library-level functions called outside the sampling cycle (initialisation, the event
 /// set's lifetime); not sampled per device, so not error labels.
-pub const LIFECYCLE_CALLS: [&str; 5] = [
+pub const LIFECYCLE_CALLS: [&str; 7] = [
     "nvmlInit_v2",
     "nvmlShutdown",
     "nvmlSystemGetDriverVersion",
     "nvmlEventSetCreate",
     "nvmlEventSetFree",
+    "nvmlGpmSampleAlloc",
+    "nvmlGpmSampleFree",
 ];
 
 /// One sampled NVML function (an index into [`CALLS`]).
@@ -116,6 +121,9 @@ enum Call {
     FieldValues,
     NvLinkErrors,
     FabricInfo,
+    GpmSupport,
+    GpmSample,
+    GpmMetrics,
     RegisterEvents,
     EventWait,
 }
@@ -475,6 +483,8 @@ struct Dev<'n> {
     warned: u64,
     /// Bits of [`POLICIES`] that answered `NotSupported`.
     absent_policies: u8,
+    /// GPM samples and the last values, once the GPU says it supports GPM.
+    gpm: Option<Gpm<'n>>,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
 }
@@ -525,6 +535,7 @@ impl Dev<'_> {
             logged_policies: 0,
             warned: 0,
             absent_policies: 0,
+            gpm: None,
             fields: Vec::new(),
         }
     }
@@ -556,8 +567,12 @@ impl Dev<'_> {
         }
     }
 
-    /// It answered `GPU_IS_LOST`: try it again after the backoff.
+    /// It answered `GPU_IS_LOST`: try it again after the backoff. Its GPM pair is dropped:
+    /// the first sample after a reset produces nothing.
     fn mark_lost(&mut self) {
+        if let Some(g) = &mut self.gpm {
+            g.forget();
+        }
         if !self.lost {
             self.lost = true;
             tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");
@@ -873,6 +888,207 @@ fn nvlink_errors(
     }
 }
 
+/// NVML's minimum time between the two GPM samples of a pair.
+const GPM_MIN_SPACING: Duration = Duration::from_millis(100);
+
+/// The NVML metric ids of [`GPM_FAMILIES`], in its order.
+const GPM_IDS: [u32; GPM_FAMILIES.len()] = {
+    use nvml_wrapper_sys::bindings::*;
+    [
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_SM_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_SM_OCCUPANCY,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_DRAM_BW_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_GRAPHICS_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP16_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP32_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP64_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_PCIE_TX_PER_SEC,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_PCIE_RX_PER_SEC,
+    ]
+};
+
+/// One GPM sample buffer, freed through the checked symbol when dropped (nvml-wrapper's
+/// `GpmSample` frees through an unchecked one).
+struct GpmBuf<'n> {
+    nvml: &'n Nvml,
+    raw: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+}
+
+// SAFETY: a sample buffer is plain memory owned by this value, used by one thread at a time.
+unsafe impl Send for GpmBuf<'_> {}
+
+impl<'n> GpmBuf<'n> {
+    fn alloc(nvml: &'n Nvml) -> Result<Self, NvmlError> {
+        // every GPM function used must be there before a buffer exists to be freed
+        let lib = nvml.lib();
+        nvml_sym(lib.nvmlGpmSampleFree.as_ref())?;
+        nvml_sym(lib.nvmlGpmSampleGet.as_ref())?;
+        nvml_sym(lib.nvmlGpmMetricsGet.as_ref())?;
+        let alloc = nvml_sym(lib.nvmlGpmSampleAlloc.as_ref())?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer.
+        unsafe { nvml_try(alloc(&mut raw))? };
+        Ok(GpmBuf { nvml, raw })
+    }
+}
+
+impl Drop for GpmBuf<'_> {
+    fn drop(&mut self) {
+        if let Ok(free) = nvml_sym(self.nvml.lib().nvmlGpmSampleFree.as_ref()) {
+            // SAFETY: a buffer allocated by nvmlGpmSampleAlloc, freed once.
+            let _ = unsafe { free(self.raw) };
+        }
+    }
+}
+
+/// A GPU's two GPM buffers: the previous sample and the one to take next.
+struct Gpm<'n> {
+    bufs: [GpmBuf<'n>; 2],
+    /// Which buffer holds the previous sample, and when it was taken.
+    prev: Option<(usize, Instant)>,
+    /// The values of the last pair, served while the next pair is under 100 ms apart.
+    last: [Option<f64>; GPM_FAMILIES.len()],
+}
+
+impl Gpm<'_> {
+    /// A reset: the next sample starts a new pair and nothing is served until it is done.
+    fn forget(&mut self) {
+        self.prev = None;
+        self.last = [None; GPM_FAMILIES.len()];
+    }
+}
+
+/// What to do with the GPM buffers now: take no sample (the previous one is under 100 ms
+/// old: serve the last values), take the first of a pair, or take one and compute the pair.
+#[derive(Debug, PartialEq)]
+enum GpmStep {
+    Wait,
+    First,
+    Pair,
+}
+
+fn gpm_step(prev: Option<Instant>, now: Instant) -> GpmStep {
+    match prev {
+        None => GpmStep::First,
+        Some(t) if now.duration_since(t) < GPM_MIN_SPACING => GpmStep::Wait,
+        Some(_) => GpmStep::Pair,
+    }
+}
+
+/// GPM on this GPU: its support asked once (absent, with one log line saying why, where
+/// NVML says no or refuses), then a sample per cycle at least 100 ms after the previous,
+/// and the metrics of each pair. The first sample of a pair produces nothing.
+fn gpm<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    if dev.gpm.is_none() {
+        let any_absent = Call::GpmSupport.bit() | Call::GpmSample.bit() | Call::GpmMetrics.bit();
+        if dev.absent & any_absent != 0 {
+            return;
+        }
+        let supported = call(dev, errors, lost, Call::GpmSupport, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlGpmQueryDeviceSupport.as_ref())?;
+            // SAFETY: a plain C struct for which all-zero bytes are valid.
+            let mut q: nvml_wrapper_sys::bindings::nvmlGpmSupport_t = unsafe { std::mem::zeroed() };
+            q.version = nvml_wrapper_sys::bindings::NVML_GPM_SUPPORT_VERSION;
+            // SAFETY: a live device handle and a valid, versioned out-struct.
+            unsafe { nvml_try(sym(d.handle(), &mut q))? };
+            if q.isSupportedDevice == 0 {
+                return Err(NvmlError::NotSupported);
+            }
+            Ok(())
+        });
+        if supported.is_none() {
+            return;
+        }
+        match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
+            Ok(bufs) => {
+                dev.gpm = Some(Gpm {
+                    bufs,
+                    prev: None,
+                    last: [None; GPM_FAMILIES.len()],
+                });
+                tracing::info!(gpu = dev.identity.index, "GPM profiling metrics on");
+            }
+            Err(e) => {
+                dev.absent |= Call::GpmSupport.bit();
+                dev.absent_found();
+                tracing::info!(
+                    gpu = dev.identity.index,
+                    "GPM profiling metrics left out: {e}"
+                );
+                return;
+            }
+        }
+    }
+    let Some(mut g) = dev.gpm.take() else {
+        return;
+    };
+    let now = Instant::now();
+    let step = gpm_step(g.prev.map(|(_, t)| t), now);
+    if step != GpmStep::Wait {
+        let next = g.prev.map_or(0, |(k, _)| 1 - k);
+        let raw = g.bufs[next].raw;
+        let taken = call(dev, errors, lost, Call::GpmSample, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlGpmSampleGet.as_ref())?;
+            // SAFETY: a live device handle and a live sample buffer.
+            unsafe { nvml_try(sym(d.handle(), raw)) }
+        });
+        match (taken, step, g.prev) {
+            (None, _, _) => g.forget(),
+            (Some(()), GpmStep::Pair, Some((k, _))) => {
+                let (s1, s2) = (g.bufs[k].raw, raw);
+                match call(dev, errors, lost, Call::GpmMetrics, |_| {
+                    gpm_metrics(nvml, s1, s2)
+                }) {
+                    Some(v) => g.last = v,
+                    None => g.last = [None; GPM_FAMILIES.len()],
+                }
+                g.prev = Some((next, now));
+            }
+            (Some(()), _, _) => g.prev = Some((next, now)),
+        }
+    }
+    s.gpm = g.last;
+    if dev.absent & (Call::GpmSample.bit() | Call::GpmMetrics.bit()) == 0 {
+        dev.gpm = Some(g);
+    }
+}
+
+/// `nvmlGpmMetricsGet` for the metrics of [`GPM_FAMILIES`] between two samples, scaled; a
+/// metric NVML does not answer is `None`.
+fn gpm_metrics(
+    nvml: &Nvml,
+    s1: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+    s2: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+) -> Result<[Option<f64>; GPM_FAMILIES.len()], NvmlError> {
+    use nvml_wrapper_sys::bindings::{nvmlGpmMetricsGet_t, NVML_GPM_METRICS_GET_VERSION};
+    let sym = nvml_sym(nvml.lib().nvmlGpmMetricsGet.as_ref())?;
+    // SAFETY: a plain C struct for which all-zero bytes are valid (null name pointers).
+    let mut req: Box<nvmlGpmMetricsGet_t> = Box::new(unsafe { std::mem::zeroed() });
+    req.version = NVML_GPM_METRICS_GET_VERSION;
+    req.numMetrics = GPM_IDS.len() as u32;
+    req.sample1 = s1;
+    req.sample2 = s2;
+    for (m, id) in req.metrics.iter_mut().zip(GPM_IDS) {
+        m.metricId = id;
+    }
+    // SAFETY: a valid, versioned request naming two live samples.
+    unsafe { nvml_try(sym(&mut *req))? };
+    let mut out = [None; GPM_FAMILIES.len()];
+    for (k, m) in req.metrics.iter().take(GPM_IDS.len()).enumerate() {
+        if m.nvmlReturn == 0 && m.value.is_finite() && m.value >= 0.0 {
+            out[k] = Some(m.value * GPM_FAMILIES[k].2);
+        }
+    }
+    Ok(out)
+}
+
 /// `nvmlDeviceGetGpuFabricInfoV`, version 3, else 2 (drivers before r550); `None` for a GPU
 /// not on an NVSwitch fabric (state `NOT_SUPPORTED`).
 fn fabric_info(nvml: &Nvml, d: &Device<'_>) -> Result<Option<Fabric>, NvmlError> {
@@ -925,9 +1141,9 @@ fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError>
 }
 
 /// One cycle of one GPU.
-fn sample(
-    nvml: &Nvml,
-    dev: &mut Dev<'_>,
+fn sample<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
     errors: &CallErrors,
     names: &mut ProcessNames,
 ) -> GpuSample {
@@ -1002,6 +1218,7 @@ fn sample(
     );
     sample_fields(nvml, dev, errors, l, &mut s);
     nvlink_errors(nvml, dev, errors, l, &mut s);
+    gpm(nvml, dev, errors, l, &mut s);
     s.fabric = call(dev, errors, l, Call::FabricInfo, |d| fabric_info(nvml, d)).flatten();
     if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
         d.running_compute_processes()
@@ -1234,6 +1451,20 @@ mod tests {
         let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
         v.valueType = 1;
         assert!(read_celsius(&v).is_err());
+    }
+
+    #[test]
+    fn gpm_pairs_are_at_least_100_ms_apart() {
+        let t = Instant::now();
+        assert_eq!(gpm_step(None, t), GpmStep::First);
+        assert_eq!(
+            gpm_step(Some(t), t + Duration::from_millis(99)),
+            GpmStep::Wait
+        );
+        assert_eq!(
+            gpm_step(Some(t), t + Duration::from_millis(100)),
+            GpmStep::Pair
+        );
     }
 
     #[test]

@@ -83,6 +83,9 @@ struct Gpu {
     clock_event_reasons: u64,
     /// `nvmlDeviceGetGpuFabricInfoV`; absent answers `NOT_SUPPORTED`.
     fabric: Option<FabricInfo>,
+    /// GPM metric values (NVML units: percent, MiB/s) by metric id; absent: the GPU does
+    /// not support GPM. A metric left out answers `NOT_SUPPORTED` in its entry.
+    gpm: Option<BTreeMap<u32, f64>>,
     /// Field `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`; absent answers `NOT_SUPPORTED`.
     recovery_action: Option<u32>,
     /// Violation time in ns by reason (power, thermal, sync_boost, board_limit,
@@ -130,6 +133,7 @@ impl Default for Gpu {
             remap_failure: false,
             clock_event_reasons: 0,
             fabric: None,
+            gpm: None,
             recovery_action: None,
             violations_ns: BTreeMap::new(),
             processes: Vec::new(),
@@ -833,6 +837,97 @@ pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
     })
 }
 
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmQueryDeviceSupport(
+    device: nvmlDevice_t,
+    out: *mut nvmlGpmSupport_t,
+) -> nvmlReturn_t {
+    device_call("nvmlGpmQueryDeviceSupport", device, |_, g| {
+        if (*out).version != NVML_GPM_SUPPORT_VERSION {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        (*out).isSupportedDevice = g.gpm.is_some() as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+/// A GPM sample buffer: which GPU filled it, and when.
+struct GpmSample {
+    device: Option<usize>,
+    at: Option<Instant>,
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleAlloc(out: *mut nvmlGpmSample_t) -> nvmlReturn_t {
+    with_state("nvmlGpmSampleAlloc", |_| ());
+    let b = Box::new(GpmSample {
+        device: None,
+        at: None,
+    });
+    *out = Box::into_raw(b) as nvmlGpmSample_t;
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleFree(sample: nvmlGpmSample_t) -> nvmlReturn_t {
+    with_state("nvmlGpmSampleFree", |_| ());
+    if sample.is_null() {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    drop(Box::from_raw(sample as *mut GpmSample));
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleGet(
+    device: nvmlDevice_t,
+    sample: nvmlGpmSample_t,
+) -> nvmlReturn_t {
+    device_call("nvmlGpmSampleGet", device, |i, g| {
+        if g.gpm.is_none() {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        }
+        let s = &mut *(sample as *mut GpmSample);
+        s.device = Some(i);
+        s.at = Some(Instant::now());
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmMetricsGet(req: *mut nvmlGpmMetricsGet_t) -> nvmlReturn_t {
+    let r = &mut *req;
+    if r.version != NVML_GPM_METRICS_GET_VERSION || r.sample1.is_null() || r.sample2.is_null() {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    let (s1, s2) = (
+        &*(r.sample1 as *const GpmSample),
+        &*(r.sample2 as *const GpmSample),
+    );
+    // Two samples of one GPU, the second at least 100 ms after the first (NVML's rule).
+    let (Some(d), Some(t1), Some(t2)) = (s1.device, s1.at, s2.at) else {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    };
+    if s2.device != Some(d) || t2 < t1 + Duration::from_millis(100) {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    with_state("nvmlGpmMetricsGet", |st| {
+        let Some(values) = st.cfg.gpus.get(d).and_then(|g| g.gpm.as_ref()) else {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        };
+        for m in r.metrics.iter_mut().take(r.numMetrics as usize) {
+            match values.get(&m.metricId) {
+                Some(v) => {
+                    m.value = *v;
+                    m.nvmlReturn = nvmlReturn_enum_NVML_SUCCESS;
+                }
+                None => m.nvmlReturn = nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+            }
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
 const EVENT_SET: usize = 0x5e7;
 
 #[no_mangle]
@@ -957,6 +1052,11 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetFieldValues,
         nvmlDeviceGetNvLinkErrorCounter,
         nvmlDeviceGetGpuFabricInfoV,
+        nvmlGpmQueryDeviceSupport,
+        nvmlGpmSampleAlloc,
+        nvmlGpmSampleFree,
+        nvmlGpmSampleGet,
+        nvmlGpmMetricsGet,
         nvmlEventSetCreate,
         nvmlDeviceRegisterEvents,
         nvmlEventSetWait_v2,

@@ -626,10 +626,11 @@ fn processes_appear_and_leave_no_stale_series() {
         count(&f.daemon.scrape(), "gpu_process_memory_used_bytes"),
         0
     );
-    // Our own PID exists in /proc, so its command comes from /proc/PID/comm; PID 3999999
-    // does not, so its command is NVML's process name.
+    // Our own PID exists in /proc, so its command is its argv[0]'s basename there; PID
+    // 3999999 does not, so its command is NVML's process name.
     let me = std::process::id();
-    let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    let argv0 = std::env::args().next().unwrap();
+    let comm = format!("{}\n", argv0.rsplit('/').next().unwrap());
     cfg["gpus"][0]["processes"] = json!([{"pid": me, "used_memory": 1u64 << 30}]);
     cfg["gpus"][1]["processes"] = json!([
         {"pid": 3_999_999, "used_memory": 2u64 << 30, "name": "python3"},
@@ -684,10 +685,21 @@ fn process_names_come_from_the_configured_procfs() {
     let pid_dir = procfs.path().join("3999998");
     std::fs::create_dir(&pid_dir).unwrap();
     std::fs::write(pid_dir.join("comm"), "trainer\n").unwrap();
+    // PyTorch 2.3-2.4 names its main thread `pt_main_thread`: the command is argv[0]'s
+    // basename, not the 15-byte thread name.
+    let torch_dir = procfs.path().join("3999997");
+    std::fs::create_dir(&torch_dir).unwrap();
+    std::fs::write(torch_dir.join("comm"), "pt_main_thread\n").unwrap();
+    std::fs::write(
+        torch_dir.join("cmdline"),
+        "/opt/venv/bin/python3\0-u\0train.py\0",
+    )
+    .unwrap();
     let me = std::process::id();
     let mut cfg = machine(1, 0);
     cfg["gpus"][0]["processes"] = json!([
         {"pid": 3_999_998, "used_memory": 1u64 << 30, "name": "python3"},
+        {"pid": 3_999_997, "used_memory": 2u64 << 30, "name": "from-nvml-2"},
         {"pid": me, "used_memory": 4096, "name": "from-nvml"},
     ]);
     let root = procfs.path().display().to_string();
@@ -712,7 +724,17 @@ fn process_names_come_from_the_configured_procfs() {
         Some(4096.0),
         "{body}"
     );
-    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 2);
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "0"), ("pid", "3999997"), ("command", "python3")]
+        ),
+        Some((2u64 << 30) as f64),
+        "{body}"
+    );
+    assert!(!body.contains("pt_main_thread"), "{body}");
+    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 3);
 }
 
 #[test]

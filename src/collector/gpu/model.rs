@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuProcess {
     pub pid: u32,
-    /// From `/proc/PID/comm`, else NVML's process name, else empty.
+    /// The basename of `argv[0]` from the configured procfs (else its `comm`), else NVML's
+    /// process name, else empty.
     pub command: String,
     /// `None` when NVML cannot tell (for example inside some containers).
     pub used_memory_bytes: Option<u64>,

@@ -1379,19 +1379,20 @@ fn sample_fields(
 /// The commands of the compute processes, by PID, cached for the processes seen in the
 /// last cycle.
 struct ProcessNames {
-    /// `--path.procfs`: a process's command is its `PID/comm` there.
+    /// `--path.procfs`: a process's command is its `argv[0]` basename there, else its
+    /// `PID/comm`.
     procfs: Procfs,
     cache: HashMap<u32, String>,
 }
 
 impl ProcessNames {
-    /// The command of `pid`: its `comm` in the procfs, else `nvml_name()` (a process the
-    /// procfs does not show: another PID namespace, or gone).
+    /// The command of `pid`: its `argv[0]` basename (else `comm`) in the procfs, else
+    /// `nvml_name()` (a process the procfs does not show: another PID namespace, or gone).
     fn get(&mut self, pid: u32, nvml_name: impl FnOnce() -> String) -> String {
         if let Some(n) = self.cache.get(&pid) {
             return n.clone();
         }
-        let name = self.procfs.comm(pid).unwrap_or_else(|_| nvml_name());
+        let name = self.procfs.command(pid).unwrap_or_else(|_| nvml_name());
         self.cache.insert(pid, name.clone());
         name
     }

@@ -30,6 +30,8 @@ pub struct GpuOptions {
     /// How often a family found unsupported on a GPU (`NotSupported`, `NO_PERMISSION`) is
     /// asked again: drivers and MIG or permission changes can bring it.
     pub reprobe: Duration,
+    /// The kernel log read for the XIDs NVML does not deliver (`--gpu.kmsg`); `None`: off.
+    pub kmsg: Option<PathBuf>,
     /// The procfs the compute processes' names are read from (`--path.procfs`, the same
     /// as attribution's), else NVML's name for them.
     pub procfs: PathBuf,

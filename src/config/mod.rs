@@ -565,6 +565,12 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
         Some(p) if p.as_os_str().is_empty() => Err("is empty".to_string()),
         p => Ok(p),
     })?;
+    let kmsg = flags
+        .gpu_kmsg
+        .clone()
+        .or_else(|| file.kmsg.clone())
+        .unwrap_or_else(|| PathBuf::from("/dev/kmsg"));
+    let kmsg = (!kmsg.as_os_str().is_empty()).then_some(kmsg);
     let enabled = pick(
         ("--no-gpu", flags.no_gpu.then_some(false)),
         ("gpu.enabled", file.enabled),
@@ -574,6 +580,7 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
         library,
         interval,
         reprobe,
+        kmsg,
         procfs: procfs.to_path_buf(),
     }))
 }
@@ -796,6 +803,7 @@ mod tests {
         let gpu = c.gpu.unwrap();
         assert_eq!(gpu.interval, Duration::from_secs(1));
         assert_eq!(gpu.reprobe, Duration::from_secs(600));
+        assert_eq!(gpu.kmsg, Some(PathBuf::from("/dev/kmsg")));
         assert_eq!(gpu.library, None);
         assert!(c.host.is_some());
         let c = build("gpu:\n  enabled: false\nhost:\n  enabled: false\n").unwrap();

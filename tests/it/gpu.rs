@@ -18,6 +18,8 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct Fake {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The kernel log the daemon follows (`--gpu.kmsg`), empty at start.
+    pub kmsg: PathBuf,
     pub daemon: Daemon,
 }
 
@@ -30,9 +32,19 @@ impl Fake {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("fake-nvml.json");
         write_config(&config, cfg);
+        let kmsg = dir.path().join("kmsg");
+        std::fs::write(&kmsg, "").unwrap();
+        let kmsg_s = kmsg.display().to_string();
         let lib = lib.display().to_string();
         let cfg_path = config.display().to_string();
-        let mut all = vec!["--nvml-library", &lib, "--gpu.interval", "50ms"];
+        let mut all = vec![
+            "--nvml-library",
+            &lib,
+            "--gpu.interval",
+            "50ms",
+            "--gpu.kmsg",
+            &kmsg_s,
+        ];
         all.extend_from_slice(args);
         let mut envs = vec![("FAKE_NVML_CONFIG", cfg_path.as_str())];
         envs.extend_from_slice(env);
@@ -40,6 +52,7 @@ impl Fake {
         Fake {
             dir,
             config,
+            kmsg,
             daemon,
         }
     }
@@ -1424,5 +1437,70 @@ fn gpm_profiling_metrics_come_from_sample_pairs_where_gpm_is_allowed() {
         f.daemon
             .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.75, WAIT),
         Some(0.75)
+    );
+}
+
+#[test]
+fn xids_nvml_does_not_deliver_are_read_from_the_kernel_log() {
+    let f = Fake::start(&machine(2, 0), &["--no-host"]);
+    // the reader follows the log from its end: wait until it has opened it
+    assert!(wait_for(WAIT, || f
+        .daemon
+        .stderr()
+        .contains("following the kernel log for XIDs")));
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f.kmsg)
+        .unwrap();
+    use std::io::Write as _;
+    // GPU 1 is 00000000:19:00.0; 0000:77:00 is no GPU of the machine
+    write!(
+        log,
+        "6,900,123456,-;NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.54.15\n\
+         3,901,123457,-;NVRM: Xid (PCI:0000:19:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n\
+         3,902,123458,-;NVRM: Xid (PCI:0000:77:00): 119, pid=1, Timeout after 45s of waiting for RPC response from GPU0 GSP!\n\
+         3,903,123459,-;NVRM: Xid (PCI:0000:18:00): 1"
+    )
+    .unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_errors_total",
+            &[("gpu", "1"), ("xid", "79")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_unattributed_errors_total",
+            &[("xid", "119")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    // a line is counted once complete: the partial one gives XID 120, not 1
+    writeln!(log, "20, pid=1, GSP error").unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_errors_total",
+            &[("gpu", "0"), ("xid", "120")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(count(&body, "gpu_xid_errors_total"), 2, "{body}");
+    assert_eq!(
+        value(
+            &body,
+            "gpu_xid_errors_total",
+            &[("uuid", &uuid(1)), ("xid", "79")]
+        ),
+        Some(1.0)
     );
 }

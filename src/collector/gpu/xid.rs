@@ -37,7 +37,20 @@ pub(super) trait EventSource {
 pub(super) struct Xids(
     Mutex<BTreeMap<(u32, u64), XidCount>>,
     Mutex<BTreeMap<u64, u64>>,
+    /// The last XID per `(gpu, xid)` and where it came from, for [`Xids::record_from`].
+    Mutex<BTreeMap<(u32, u64), (Source, f64)>>,
 );
+
+/// Where an XID was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Source {
+    Nvml,
+    KernelLog,
+}
+
+/// Seconds within which the same XID on the same GPU from the other source is the same
+/// event.
+const SAME_EVENT_SECONDS: f64 = 5.0;
 
 impl Xids {
     /// Counts one XID error on `gpu`, arrived at Unix time `now`.
@@ -49,6 +62,24 @@ impl Xids {
         });
         e.count += 1;
         e.last_seconds = now;
+    }
+
+    /// Counts one XID error on `gpu` read from `source`, unless the other source reported
+    /// the same XID on the same GPU less than 5 s before (then it is that event). False when
+    /// it was not counted.
+    pub(super) fn record_from(&self, gpu: u32, xid: u64, source: Source, now: f64) -> bool {
+        {
+            let mut last = lock(&self.2);
+            if let Some((other, t)) = last.get(&(gpu, xid)).copied() {
+                if other != source && now - t < SAME_EVENT_SECONDS {
+                    last.remove(&(gpu, xid));
+                    return false;
+                }
+            }
+            last.insert((gpu, xid), (source, now));
+        }
+        self.record(gpu, xid, now);
+        true
     }
 
     /// Counts one XID error from a device handle no GPU has.
@@ -79,8 +110,9 @@ pub(super) fn watch(
     while go_on() {
         match events.wait(200) {
             Wait::Xid { gpu, xid } => {
-                tracing::warn!(gpu, xid, "XID error");
-                xids.record(gpu, xid, unix_now());
+                if xids.record_from(gpu, xid, Source::Nvml, unix_now()) {
+                    tracing::warn!(gpu, xid, "XID error");
+                }
             }
             Wait::Unknown { xid } => {
                 tracing::warn!(xid, "XID error from a device handle no GPU has (counted in gpu_xid_unattributed_errors_total)");
@@ -119,6 +151,26 @@ mod tests {
                 Wait::Nothing
             })
         }
+    }
+
+    #[test]
+    fn an_xid_from_both_sources_counts_once() {
+        let x = Xids::default();
+        assert!(x.record_from(0, 79, Source::KernelLog, 100.0));
+        assert!(!x.record_from(0, 79, Source::Nvml, 101.0), "the same event");
+        assert!(x.record_from(0, 79, Source::Nvml, 102.0), "a second event");
+        assert!(
+            x.record_from(0, 79, Source::Nvml, 102.5),
+            "same source: another event"
+        );
+        assert!(
+            x.record_from(0, 79, Source::KernelLog, 110.0),
+            "too late to be the same"
+        );
+        assert!(x.record_from(1, 79, Source::Nvml, 110.5), "another GPU");
+        let c = x.counts().unwrap();
+        assert_eq!(c[&(0, 79)].count, 4);
+        assert_eq!(c[&(1, 79)].count, 1);
     }
 
     #[test]

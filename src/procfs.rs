@@ -52,6 +52,18 @@ impl Procfs {
         std::fs::read(self.pid_dir(pid).join("comm")).map(|b| parse_comm(&b))
     }
 
+    /// The process's command: the basename of its `argv[0]` (`PID/cmdline`,
+    /// [`parse_argv0`]), else its `comm`. `comm` is only the first 15 bytes of the main
+    /// thread's name, which PyTorch 2.3-2.4 renames `pt_main_thread`.
+    pub fn command(&self, pid: u32) -> io::Result<String> {
+        let dir = self.pid_dir(pid);
+        match std::fs::read(dir.join("cmdline")).map(|b| parse_argv0(&b)) {
+            Ok(Some(name)) => Ok(name),
+            // a kernel thread or a zombie has an empty cmdline; a missing one, no process
+            _ => self.comm(pid),
+        }
+    }
+
     /// `sys/kernel/hostname`: this machine's host name, without its newline.
     pub fn hostname(&self) -> io::Result<String> {
         std::fs::read(self.root.join("sys/kernel/hostname")).map(|b| parse_comm(&b))
@@ -129,6 +141,16 @@ pub fn parse_stat(b: &[u8]) -> Option<Stat> {
     })
 }
 
+/// The basename of `argv[0]` in a `/proc/PID/cmdline` (NUL-separated arguments); `None`
+/// when it is empty. Invalid UTF-8 decoded lossily.
+pub fn parse_argv0(b: &[u8]) -> Option<String> {
+    let argv0 = b.split(|c| *c == 0).next()?;
+    // a process that rewrote its argv may leave it space-separated
+    let argv0 = argv0.split(|c| *c == b' ').next()?;
+    let base = argv0.rsplit(|c| *c == b'/').next()?;
+    (!base.is_empty()).then(|| String::from_utf8_lossy(base).into_owned())
+}
+
 /// `/proc/PID/comm`: the name without its newline; invalid UTF-8 decoded lossily.
 pub fn parse_comm(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
@@ -189,6 +211,25 @@ mod tests {
         // a PID of the real /proc (ours) is not under this root
         assert!(procfs.comm(std::process::id()).is_err());
         assert!(Procfs::new(dir.path().join("nope")).pids().is_err());
+    }
+
+    #[test]
+    fn argv0_is_the_basename_of_the_first_argument() {
+        assert_eq!(
+            parse_argv0(b"/opt/venv/bin/python3\0-u\0train.py\0").as_deref(),
+            Some("python3")
+        );
+        assert_eq!(
+            parse_argv0(b"torchrun\0--nproc-per-node=8\0").as_deref(),
+            Some("torchrun")
+        );
+        assert_eq!(
+            parse_argv0(b"python train.py --lr 1e-4").as_deref(),
+            Some("python")
+        );
+        assert_eq!(parse_argv0(b""), None);
+        assert_eq!(parse_argv0(b"\0"), None);
+        assert_eq!(parse_argv0(b"/usr/bin/\0"), None);
     }
 
     #[test]

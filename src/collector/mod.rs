@@ -27,6 +27,11 @@ pub struct GpuOptions {
     /// The NVML library to load; `None` is nvml-wrapper's default (`libnvidia-ml.so.1`).
     pub library: Option<PathBuf>,
     pub interval: Duration,
+    /// How often a family found unsupported on a GPU (`NotSupported`, `NO_PERMISSION`) is
+    /// asked again: drivers and MIG or permission changes can bring it.
+    pub reprobe: Duration,
+    /// The kernel log read for the XIDs NVML does not deliver (`--gpu.kmsg`); `None`: off.
+    pub kmsg: Option<PathBuf>,
     /// The procfs the compute processes' names are read from (`--path.procfs`, the same
     /// as attribution's), else NVML's name for them.
     pub procfs: PathBuf,

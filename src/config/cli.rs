@@ -117,6 +117,12 @@ pub struct Flags {
     /// How often the GPUs are sampled [default: 1s].
     #[arg(long = "gpu.interval", value_name = "DURATION")]
     pub gpu_interval: Option<String>,
+    /// How often a GPU family found unsupported is asked again [default: 10m].
+    #[arg(long = "gpu.reprobe-interval", value_name = "DURATION")]
+    pub gpu_reprobe_interval: Option<String>,
+    /// The kernel log read for XIDs NVML does not deliver; empty turns it off [default: /dev/kmsg].
+    #[arg(long = "gpu.kmsg", value_name = "PATH")]
+    pub gpu_kmsg: Option<PathBuf>,
     /// Turn the host collector off.
     #[arg(long = "no-host")]
     pub no_host: bool,

@@ -124,6 +124,8 @@ pub struct AttributionFile {
 pub struct GpuFile {
     pub enabled: Option<bool>,
     pub interval: Option<String>,
+    pub reprobe_interval: Option<String>,
+    pub kmsg: Option<PathBuf>,
     pub nvml_library: Option<String>,
 }
 

@@ -558,6 +558,15 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
         "1s",
     )
     .check(|d| duration(d, millis(10)..=HOUR))?;
+    let reprobe = pick(
+        (
+            "--gpu.reprobe-interval",
+            flags.gpu_reprobe_interval.as_deref(),
+        ),
+        ("gpu.reprobe_interval", file.reprobe_interval.as_deref()),
+        "10m",
+    )
+    .check(|d| duration(d, millis(100)..=24 * HOUR))?;
     // A blank file value counts as empty; a flag's is taken as given.
     let file_library = file.nvml_library.as_deref().map(|p| match p.trim() {
         "" => Some(PathBuf::new()),
@@ -572,6 +581,12 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
         Some(p) if p.as_os_str().is_empty() => Err("is empty".to_string()),
         p => Ok(p),
     })?;
+    let kmsg = flags
+        .gpu_kmsg
+        .clone()
+        .or_else(|| file.kmsg.clone())
+        .unwrap_or_else(|| PathBuf::from("/dev/kmsg"));
+    let kmsg = (!kmsg.as_os_str().is_empty()).then_some(kmsg);
     let enabled = pick(
         ("--no-gpu", flags.no_gpu.then_some(false)),
         ("gpu.enabled", file.enabled),
@@ -580,6 +595,8 @@ fn gpu(flags: &Flags, file: &GpuFile, procfs: &Path) -> Result<Option<GpuOptions
     Ok(enabled.value.then_some(GpuOptions {
         library,
         interval,
+        reprobe,
+        kmsg,
         procfs: procfs.to_path_buf(),
     }))
 }
@@ -759,6 +776,8 @@ mod tests {
         assert!(e.starts_with("logs[0].path"), "{e}");
         let e = build("gpu:\n  interval: 1ms\n").unwrap_err();
         assert!(e.starts_with("gpu.interval"), "{e}");
+        let e = build("gpu:\n  reprobe_interval: 2d\n").unwrap_err();
+        assert!(e.starts_with("gpu.reprobe_interval"), "{e}");
         let e = build("gpu:\n  intervall: 1s\n").unwrap_err();
         assert!(e.contains("intervall"), "{e}");
         let e = build("gpu:\n  nvml_library: ''\n").unwrap_err();
@@ -799,6 +818,8 @@ mod tests {
         let c = build("").unwrap();
         let gpu = c.gpu.unwrap();
         assert_eq!(gpu.interval, Duration::from_secs(1));
+        assert_eq!(gpu.reprobe, Duration::from_secs(600));
+        assert_eq!(gpu.kmsg, Some(PathBuf::from("/dev/kmsg")));
         assert_eq!(gpu.library, None);
         assert!(c.host.is_some());
         let c = build("gpu:\n  enabled: false\nhost:\n  enabled: false\n").unwrap();

@@ -148,7 +148,8 @@ pub fn fake_nvml() -> Option<PathBuf> {
 }
 
 /// A fake machine for the dashboards: two busy GPUs with NVLinks, PCIe counters, a process
-/// each, a thermal clock event and an XID, so that every GPU panel has data.
+/// each, a thermal clock event, an XID, an NVSwitch fabric and GPM, so that every GPU panel
+/// and rule has data.
 fn fake_machine() -> serde_json::Value {
     let pid = std::process::id();
     let gpu = |i: u64| {
@@ -160,7 +161,15 @@ fn fake_machine() -> serde_json::Value {
             "power_mw": 500_000 + i, "power_limit_mw": 700_000, "energy_mj": 5_000_000 * (i + 1),
             "temperature_c": 70 + i, "sm_clock_mhz": 1_900, "mem_clock_mhz": 2_619,
             "pcie_tx_bytes": 1_000_000 + i, "pcie_rx_bytes": 2_000_000 + i,
-            "nvlinks": [{"tx_kib": 1000 + i, "rx_kib": 2000 + i}, {"tx_kib": 3000 + i, "rx_kib": 4000 + i}],
+            "nvlinks": [
+                {"tx_kib": 1000 + i, "rx_kib": 2000 + i, "errors": {"crc_flit": i, "replay": 0}},
+                {"tx_kib": 3000 + i, "rx_kib": 4000 + i, "errors": {"crc_flit": 0, "replay": 0}},
+            ],
+            // NVSwitch fabric registered and healthy, no recovery action, GPM on
+            "fabric": {"state": 3, "status": 0, "health_mask": 2 | 2 << 2 | 2 << 4 | 2 << 6 | 1 << 8},
+            "recovery_action": 0,
+            "gpm": {"2": 70.0, "3": 40.0, "5": 55.0 + i as f64, "10": 50.0, "1": 90.0,
+                    "13": 30.0, "12": 10.0, "11": 0.0, "20": 900.0, "21": 1100.0},
             "ecc_corrected": i, "ecc_uncorrected": 0,
             "clock_event_reasons": if i == 1 { 0x40 } else { 0 },
             "processes": [{"pid": pid, "used_memory": 30_000_000_000u64}],

@@ -18,6 +18,8 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct Fake {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The kernel log the daemon follows (`--gpu.kmsg`), empty at start.
+    pub kmsg: PathBuf,
     pub daemon: Daemon,
 }
 
@@ -30,9 +32,19 @@ impl Fake {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("fake-nvml.json");
         write_config(&config, cfg);
+        let kmsg = dir.path().join("kmsg");
+        std::fs::write(&kmsg, "").unwrap();
+        let kmsg_s = kmsg.display().to_string();
         let lib = lib.display().to_string();
         let cfg_path = config.display().to_string();
-        let mut all = vec!["--nvml-library", &lib, "--gpu.interval", "50ms"];
+        let mut all = vec![
+            "--nvml-library",
+            &lib,
+            "--gpu.interval",
+            "50ms",
+            "--gpu.kmsg",
+            &kmsg_s,
+        ];
         all.extend_from_slice(args);
         let mut envs = vec![("FAKE_NVML_CONFIG", cfg_path.as_str())];
         envs.extend_from_slice(env);
@@ -40,6 +52,7 @@ impl Fake {
         Fake {
             dir,
             config,
+            kmsg,
             daemon,
         }
     }
@@ -190,6 +203,65 @@ fn eight_gpus_with_eighteen_nvlinks_report_exact_values() {
         ),
         Some(5003.0 * 1024.0)
     );
+    // NVLink error counters per link and type.
+    for (g, link) in [(0usize, 0usize), (3, 7), (7, 17)] {
+        let (gs, ls, u) = (g.to_string(), link.to_string(), uuid(g));
+        let err = |t: &str| {
+            value(
+                &body,
+                "gpu_nvlink_errors_total",
+                &[("gpu", &gs), ("uuid", &u), ("link", &ls), ("type", t)],
+            )
+        };
+        assert_eq!(err("crc_flit"), Some((10 * g + link) as f64));
+        assert_eq!(err("crc_data"), Some(link as f64));
+        assert_eq!(err("replay"), Some(g as f64));
+        assert_eq!(err("recovery"), Some(0.0));
+    }
+    assert_eq!(count(&body, "gpu_nvlink_errors_total"), 8 * 18 * 4);
+    // Fabric: registered everywhere, GPU 5 with degraded bandwidth.
+    for g in 0..8usize {
+        let gs = g.to_string();
+        let l = |k: &'static str, v: &'static str| [("gpu", gs.clone()), (k, v.to_string())];
+        let get = |name: &str, k: &'static str, v: &'static str| {
+            let l = l(k, v);
+            let l: Vec<(&str, &str)> = l.iter().map(|(a, b)| (*a, b.as_str())).collect();
+            value(&body, name, &l)
+        };
+        assert_eq!(get("gpu_fabric_state", "state", "completed"), Some(1.0));
+        assert_eq!(get("gpu_fabric_state", "state", "in_progress"), Some(0.0));
+        assert_eq!(
+            get("gpu_fabric_health_issue", "issue", "degraded_bandwidth"),
+            Some(if g == 5 { 1.0 } else { 0.0 })
+        );
+        assert_eq!(
+            get("gpu_fabric_health_issue", "issue", "route_unhealthy"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get(
+                "gpu_fabric_health_issue",
+                "issue",
+                "incorrect_configuration"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&body, "gpu_fabric_registration_status", &[("gpu", &gs)]),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("gpu_recovery_action", "action", "gpu_reset"),
+            Some(if g == 4 { 1.0 } else { 0.0 })
+        );
+        assert_eq!(
+            get("gpu_recovery_action", "action", "none"),
+            Some(if g == 4 { 0.0 } else { 1.0 })
+        );
+    }
+    assert_eq!(count(&body, "gpu_fabric_state"), 8 * 3);
+    assert_eq!(count(&body, "gpu_fabric_health_issue"), 8 * 5);
+    assert_eq!(count(&body, "gpu_recovery_action"), 8 * 5);
     assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_nvlink_receive_bytes_total"), 8 * 18);
     assert_eq!(count(&body, "gpu_clock_event_active"), 8 * 9);
@@ -254,7 +326,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
         "nvmlDeviceGetMaxClockInfo",
         "nvmlDeviceGetPcieReplayCounter"
     ]);
-    cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperature": 999});
+    cfg["gpus"][1]["errors"] = json!({"nvmlDeviceGetTemperatureV": 999});
     // GPU 1 reports no reliability violation time: NOT_SUPPORTED for that policy only.
     cfg["gpus"][1]["violations_ns"]
         .as_object_mut()
@@ -263,6 +335,14 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     // No PCIe counters on GPU 1: the field answers NOT_SUPPORTED.
     cfg["gpus"][1]["memory_temperature_c"] = Value::Null;
     cfg["gpus"][1]["pcie_tx_bytes"] = Value::Null;
+    // GPU 0 is on no NVSwitch fabric; GPU 1's driver knows version 2 of the fabric struct only.
+    cfg["gpus"][0]["fabric"] = Value::Null;
+    cfg["gpus"][1]["fabric"]["max_version"] = json!(2);
+    // GPU 1's link 1 reports no replay counter.
+    cfg["gpus"][1]["nvlinks"][1]["errors"]
+        .as_object_mut()
+        .unwrap()
+        .remove("replay");
     let f = Fake::start(&cfg, &["--no-host"]);
     // Errors are counted every cycle; unsupported calls are probed once.
     let errors = |body: &str, call: &str| {
@@ -274,7 +354,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     };
     assert!(wait_for(WAIT, || errors(
         &f.daemon.scrape(),
-        "nvmlDeviceGetTemperature"
+        "nvmlDeviceGetTemperatureV"
     )
     .is_some_and(|n| n >= 5.0)));
     let body = f.daemon.scrape();
@@ -310,6 +390,27 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     assert_eq!(viol("1", "power"), Some(1.5));
     assert_eq!(viol("1", "thermal"), Some(0.250_000_001));
     assert_eq!(errors(&body, "nvmlDeviceGetViolationStatus"), Some(0.0));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_fabric_state",
+            &[("gpu", "1"), ("state", "completed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(count(&body, "gpu_fabric_state"), 3, "GPU 0 has none");
+    assert_eq!(errors(&body, "nvmlDeviceGetGpuFabricInfoV"), Some(0.0));
+    let nvlink_err = |link: &str, t: &str| {
+        value(
+            &body,
+            "gpu_nvlink_errors_total",
+            &[("gpu", "1"), ("link", link), ("type", t)],
+        )
+    };
+    assert_eq!(nvlink_err("1", "replay"), None);
+    assert_eq!(nvlink_err("1", "crc_flit"), Some(11.0));
+    assert_eq!(nvlink_err("0", "replay"), Some(1.0));
+    assert_eq!(errors(&body, "nvmlDeviceGetNvLinkErrorCounter"), Some(0.0));
     assert_eq!(
         value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
         None
@@ -353,7 +454,7 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
     assert!(power[0].contains("not available"), "{log}");
     assert_eq!(
         log.lines()
-            .filter(|l| l.contains("nvmlDeviceGetTemperature"))
+            .filter(|l| l.contains("nvmlDeviceGetTemperatureV"))
             .count(),
         1,
         "one warning, not one a second: {log}"
@@ -364,14 +465,21 @@ fn unsupported_and_failing_calls_leave_out_only_their_series() {
 /// becomes `x`), so that the dynamic loader no longer finds it: what an older driver
 /// lacking a function looks like to nvml-wrapper.
 fn library_without(sym: &str, dir: &Path) -> PathBuf {
+    library_without_all(&[sym], dir)
+}
+
+/// As [`library_without`], for every symbol of `syms`.
+fn library_without_all(syms: &[&str], dir: &Path) -> PathBuf {
     let mut elf = std::fs::read(fake_lib()).unwrap();
     let (start, len) = dynstr(&elf).expect("fake library has a .dynstr section");
-    let needle = format!("\0{sym}\0");
-    let at = elf[start..start + len]
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .unwrap_or_else(|| panic!("{sym} not exported"));
-    elf[start + at + 1] = b'x';
+    for sym in syms {
+        let needle = format!("\0{sym}\0");
+        let at = elf[start..start + len]
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap_or_else(|| panic!("{sym} not exported"));
+        elf[start + at + 1] = b'x';
+    }
     let out = dir.join("libfake_nvml_partial.so");
     std::fs::write(&out, elf).unwrap();
     out
@@ -485,7 +593,21 @@ fn xid_errors_are_counted_per_gpu_and_code() {
         .as_array_mut()
         .unwrap()
         .push(json!({"gpu": 0, "xid": 79}));
+    // An event from a device handle no GPU has is counted apart, not dropped.
+    cfg["xid_events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"gpu": 0, "xid": 79, "unknown_handle": true}));
     f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_unattributed_errors_total",
+            &[("xid", "79")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         f.daemon
             .wait_value("gpu_xid_errors_total", &xid("0", "79"), 3.0, WAIT),
@@ -517,10 +639,11 @@ fn processes_appear_and_leave_no_stale_series() {
         count(&f.daemon.scrape(), "gpu_process_memory_used_bytes"),
         0
     );
-    // Our own PID exists in /proc, so its command comes from /proc/PID/comm; PID 3999999
-    // does not, so its command is NVML's process name.
+    // Our own PID exists in /proc, so its command is its argv[0]'s basename there; PID
+    // 3999999 does not, so its command is NVML's process name.
     let me = std::process::id();
-    let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    let argv0 = std::env::args().next().unwrap();
+    let comm = format!("{}\n", argv0.rsplit('/').next().unwrap());
     cfg["gpus"][0]["processes"] = json!([{"pid": me, "used_memory": 1u64 << 30}]);
     cfg["gpus"][1]["processes"] = json!([
         {"pid": 3_999_999, "used_memory": 2u64 << 30, "name": "python3"},
@@ -575,10 +698,21 @@ fn process_names_come_from_the_configured_procfs() {
     let pid_dir = procfs.path().join("3999998");
     std::fs::create_dir(&pid_dir).unwrap();
     std::fs::write(pid_dir.join("comm"), "trainer\n").unwrap();
+    // PyTorch 2.3-2.4 names its main thread `pt_main_thread`: the command is argv[0]'s
+    // basename, not the 15-byte thread name.
+    let torch_dir = procfs.path().join("3999997");
+    std::fs::create_dir(&torch_dir).unwrap();
+    std::fs::write(torch_dir.join("comm"), "pt_main_thread\n").unwrap();
+    std::fs::write(
+        torch_dir.join("cmdline"),
+        "/opt/venv/bin/python3\0-u\0train.py\0",
+    )
+    .unwrap();
     let me = std::process::id();
     let mut cfg = machine(1, 0);
     cfg["gpus"][0]["processes"] = json!([
         {"pid": 3_999_998, "used_memory": 1u64 << 30, "name": "python3"},
+        {"pid": 3_999_997, "used_memory": 2u64 << 30, "name": "from-nvml-2"},
         {"pid": me, "used_memory": 4096, "name": "from-nvml"},
     ]);
     let root = procfs.path().display().to_string();
@@ -603,7 +737,17 @@ fn process_names_come_from_the_configured_procfs() {
         Some(4096.0),
         "{body}"
     );
-    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 2);
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu", "0"), ("pid", "3999997"), ("command", "python3")]
+        ),
+        Some((2u64 << 30) as f64),
+        "{body}"
+    );
+    assert!(!body.contains("pt_main_thread"), "{body}");
+    assert_eq!(count(&body, "gpu_process_memory_used_bytes"), 3);
 }
 
 #[test]
@@ -753,16 +897,24 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     let mut cfg = machine(2, 2);
     cfg["gpus"][0]["processes"] = json!([{"pid": 3_999_999, "used_memory": 1, "name": "x"}]);
     cfg["xid_events"] = json!([{"gpu": 1, "xid": 31}]);
+    cfg["gpus"][0]["gpm"] = gpm_values(0);
     let trace_s = trace.display().to_string();
-    let f = Fake::start_with(
-        &fake_lib(),
-        &cfg,
-        &["--no-host"],
-        &[("FAKE_NVML_TRACE", &trace_s)],
+    // The older calls are made where NVML 13's are missing: a second run on such a library.
+    let older = library_without_all(
+        &[
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+        ],
+        dir.path(),
     );
-    f.daemon
-        .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
-    assert!(f.daemon.terminate().success());
+    for lib in [fake_lib(), older] {
+        let f = Fake::start_with(&lib, &cfg, &["--no-host"], &[("FAKE_NVML_TRACE", &trace_s)]);
+        f.daemon
+            .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.5, WAIT);
+        assert!(f.daemon.terminate().success());
+    }
     let called: BTreeSet<String> = std::fs::read_to_string(&trace)
         .unwrap()
         .lines()
@@ -1100,6 +1252,319 @@ fn a_gpu_whose_handle_fails_at_start_stays_gpu_up_0_and_comes_back() {
             &[("gpu", "1"), ("xid", "31")],
             1.0,
             WAIT
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn no_permission_deprecated_and_not_found_are_absent_and_asked_again() {
+    let mut cfg = machine(2, 0);
+    // NO_PERMISSION (4), DEPRECATED (26), FUNCTION_NOT_FOUND (13), NOT_SUPPORTED
+    cfg["gpus"][0]["errors"] = json!({
+        "nvmlDeviceGetPowerUsage": 4,
+        "nvmlDeviceGetEnforcedPowerLimit": 26,
+        "nvmlDeviceGetTotalEnergyConsumption": 13,
+    });
+    cfg["gpus"][1]["not_supported"] = json!(["nvmlDeviceGetPcieReplayCounter"]);
+    // NVML declares a double for the memory temperature it wrote as an unsigned int.
+    cfg["gpus"][1]["memory_temperature_value_type"] = json!(0);
+    let f = Fake::start(&cfg, &["--no-host", "--gpu.reprobe-interval", "1s"]);
+    // a witness of later cycles: a changed value arrives
+    cfg["gpus"][0]["temperature_c"] = json!(66);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_temperature_celsius", &[("gpu", "0")], 66.0, WAIT),
+        Some(66.0)
+    );
+    let body = f.daemon.scrape();
+    for family in [
+        "gpu_power_watts",
+        "gpu_power_limit_watts",
+        "gpu_energy_joules_total",
+    ] {
+        assert_eq!(value(&body, family, &[("gpu", "0")]), None, "{family}");
+        assert!(value(&body, family, &[("gpu", "1")]).is_some(), "{family}");
+    }
+    assert_eq!(
+        value(&body, "gpu_pcie_replay_errors_total", &[("gpu", "1")]),
+        None
+    );
+    assert_eq!(
+        value(&body, "gpu_memory_temperature_celsius", &[("gpu", "1")]),
+        Some(52.0)
+    );
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "an absent family is not a failure: {labels:?}");
+    }
+    // The driver, a MIG change or a privilege brings them: asked again, they come back.
+    cfg["gpus"][0]["errors"] = json!({});
+    cfg["gpus"][1]["not_supported"] = json!([]);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_power_watts", &[("gpu", "0")], 300.0, WAIT),
+        Some(300.0)
+    );
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_pcie_replay_errors_total", &[("gpu", "1")], 7.0, WAIT),
+        Some(7.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_energy_joules_total", &[("gpu", "0")]),
+        Some(5000.0)
+    );
+    assert_eq!(
+        value(&body, "gpu_power_limit_watts", &[("gpu", "0")]),
+        Some(700.0)
+    );
+    let log = f.daemon.stderr();
+    let denied: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("permission denied"))
+        .collect();
+    assert_eq!(denied.len(), 1, "one warning: {log}");
+    assert!(
+        denied[0].contains("WARN") && denied[0].contains("nvmlDeviceGetPowerUsage"),
+        "{log}"
+    );
+}
+
+#[test]
+fn nvml_13_calls_come_first_and_the_older_ones_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = library_without_all(
+        &[
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+        ],
+        dir.path(),
+    );
+    let trace = dir.path().join("trace");
+    let trace_s = trace.display().to_string();
+    let f = Fake::start_with(
+        &lib,
+        &machine(4, 0),
+        &["--no-host"],
+        &[("FAKE_NVML_TRACE", &trace_s)],
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
+        Some(43.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_clock_event_active",
+            &[("gpu", "3"), ("reason", "sw_power_cap")]
+        ),
+        Some(1.0)
+    );
+    let log = f.daemon.stderr();
+    assert!(
+        log.contains("nvmlDeviceGetTemperature is called instead"),
+        "{log}"
+    );
+    assert!(
+        log.contains("nvmlDeviceGetCurrentClocksThrottleReasons is called instead"),
+        "{log}"
+    );
+    drop(f);
+    // With NVML 13's calls there, the deprecated ones are never made.
+    let trace2 = dir.path().join("trace2");
+    let trace2_s = trace2.display().to_string();
+    let f = Fake::start_with(
+        &fake_lib(),
+        &machine(4, 0),
+        &["--no-host"],
+        &[("FAKE_NVML_TRACE", &trace2_s)],
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(
+        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
+        Some(43.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_clock_event_active",
+            &[("gpu", "3"), ("reason", "hw_thermal_slowdown")]
+        ),
+        Some(1.0)
+    );
+    assert!(f.daemon.terminate().success());
+    let called = std::fs::read_to_string(&trace2).unwrap();
+    assert!(
+        called.lines().any(|l| l == "nvmlDeviceGetTemperatureV"),
+        "{called}"
+    );
+    assert!(
+        !called.lines().any(|l| l == "nvmlDeviceGetTemperature"),
+        "{called}"
+    );
+    assert!(
+        !called
+            .lines()
+            .any(|l| l == "nvmlDeviceGetCurrentClocksThrottleReasons"),
+        "{called}"
+    );
+}
+
+/// GPM values of GPU `i`, in NVML's units (percent, MiB/s), by metric id.
+fn gpm_values(i: usize) -> Value {
+    let i = i as f64;
+    json!({
+        "2": 50.0 + i,   // SM_UTIL
+        "3": 30.0,       // SM_OCCUPANCY
+        "5": 45.0 + i,   // ANY_TENSOR_UTIL
+        "10": 60.0,      // DRAM_BW_UTIL
+        "1": 90.0,       // GRAPHICS_UTIL
+        "13": 20.0,      // FP16_UTIL
+        "12": 10.0,      // FP32_UTIL
+        "11": 0.0,       // FP64_UTIL
+        "20": 1000.0 + i, // PCIE_TX_PER_SEC
+        "21": 2000.0,    // PCIE_RX_PER_SEC
+    })
+}
+
+#[test]
+fn gpm_profiling_metrics_come_from_sample_pairs_where_gpm_is_allowed() {
+    let mut cfg = machine(3, 0);
+    cfg["gpus"][0]["gpm"] = gpm_values(0);
+    // GPU 1 has no GPM (before Hopper); GPU 2 refuses it to an unprivileged caller.
+    cfg["gpus"][2]["gpm"] = gpm_values(2);
+    cfg["gpus"][2]["errors"] = json!({"nvmlGpmSampleGet": 4});
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_tensor_active_ratio", &[("gpu", "0")], 0.45, WAIT),
+        Some(0.45)
+    );
+    // later pairs keep coming (the fake refuses a pair under 100 ms apart: no errors)
+    cfg["gpus"][0]["gpm"]["2"] = json!(75.0);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.75, WAIT),
+        Some(0.75)
+    );
+    let body = f.daemon.scrape();
+    let l = [("gpu", "0"), ("uuid", &*uuid(0))];
+    for (name, want) in [
+        ("gpu_sm_occupancy_ratio", 0.3),
+        ("gpu_tensor_active_ratio", 0.45),
+        ("gpu_dram_active_ratio", 0.6),
+        ("gpu_graphics_engine_active_ratio", 0.9),
+        ("gpu_fp16_active_ratio", 0.2),
+        ("gpu_fp32_active_ratio", 0.1),
+        ("gpu_fp64_active_ratio", 0.0),
+        ("gpu_pcie_transmit_bytes_per_second", 1000.0 * 1_048_576.0),
+        ("gpu_pcie_receive_bytes_per_second", 2000.0 * 1_048_576.0),
+    ] {
+        assert_eq!(value(&body, name, &l), Some(want), "{name}");
+        assert_eq!(count(&body, name), 1, "{name}: only GPU 0 has GPM");
+    }
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "{labels:?}");
+    }
+    let log = f.daemon.stderr();
+    let denied: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("nvmlGpmSampleGet"))
+        .collect();
+    assert_eq!(denied.len(), 1, "{log}");
+    assert!(
+        denied[0].contains("permission denied") && denied[0].contains("gpu=2"),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("nvmlGpmQueryDeviceSupport") && l.contains("gpu=1"))
+            .count(),
+        1,
+        "{log}"
+    );
+    // A GPU lost and back: its values go, and come back from a new pair.
+    cfg["gpus"][0]["lost"] = json!(true);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value("gpu_up", &[("gpu", "0")], 0.0, WAIT),
+        Some(0.0)
+    );
+    assert_eq!(count(&f.daemon.scrape(), "gpu_sm_active_ratio"), 0);
+    cfg["gpus"][0]["lost"] = json!(false);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.75, WAIT),
+        Some(0.75)
+    );
+}
+
+#[test]
+fn xids_nvml_does_not_deliver_are_read_from_the_kernel_log() {
+    let f = Fake::start(&machine(2, 0), &["--no-host"]);
+    // the reader follows the log from its end: wait until it has opened it
+    assert!(wait_for(WAIT, || f
+        .daemon
+        .stderr()
+        .contains("following the kernel log for XIDs")));
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f.kmsg)
+        .unwrap();
+    use std::io::Write as _;
+    // GPU 1 is 00000000:19:00.0; 0000:77:00 is no GPU of the machine
+    write!(
+        log,
+        "6,900,123456,-;NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.54.15\n\
+         3,901,123457,-;NVRM: Xid (PCI:0000:19:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n\
+         3,902,123458,-;NVRM: Xid (PCI:0000:77:00): 119, pid=1, Timeout after 45s of waiting for RPC response from GPU0 GSP!\n\
+         3,903,123459,-;NVRM: Xid (PCI:0000:18:00): 1"
+    )
+    .unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_errors_total",
+            &[("gpu", "1"), ("xid", "79")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_unattributed_errors_total",
+            &[("xid", "119")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    // a line is counted once complete: the partial one gives XID 120, not 1
+    writeln!(log, "20, pid=1, GSP error").unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_xid_errors_total",
+            &[("gpu", "0"), ("xid", "120")],
+            1.0,
+            WAIT
+        ),
+        Some(1.0)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(count(&body, "gpu_xid_errors_total"), 2, "{body}");
+    assert_eq!(
+        value(
+            &body,
+            "gpu_xid_errors_total",
+            &[("uuid", &uuid(1)), ("xid", "79")]
         ),
         Some(1.0)
     );

@@ -2,7 +2,10 @@
 //! for every GPU, values only for the GPUs that answer, XID counts, per-process memory and
 //! the time of the last sample. A family with no series is left out.
 
-use super::model::{GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, VIOLATION_REASONS};
+use super::model::{
+    GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, FABRIC_ISSUES, FABRIC_STATES,
+    GPM_FAMILIES, NVLINK_ERROR_TYPES, RECOVERY_ACTIONS, VIOLATION_REASONS,
+};
 use crate::expose::{Encoder, Kind};
 
 /// A GPU that answers NVML, with its index as a label value.
@@ -23,12 +26,17 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
         .collect();
     identity(enc, snap, &idx);
     simple(enc, &up);
+    gpm(enc, &up);
     nvlinks(enc, &up);
+    nvlink_errors(enc, &up);
     ecc(enc, &up);
     remapped_rows(enc, &up);
     clock_events(enc, &up);
     violations(enc, &up);
+    fabric(enc, &up);
+    recovery_action(enc, &up);
     xids(enc, snap);
+    xids_unattributed(enc, snap);
     processes(enc, &up);
     last_sample(enc, snap, &idx);
 }
@@ -199,6 +207,21 @@ fn simple(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     }
 }
 
+/// The GPM families, each left out where no GPU has a GPM pair.
+fn gpm(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    for (k, (name, help, _)) in GPM_FAMILIES.iter().enumerate() {
+        if up.iter().all(|(g, _)| g.gpm[k].is_none()) {
+            continue;
+        }
+        enc.family(name, help, Kind::Gauge);
+        for (g, i) in up {
+            if let Some(v) = g.gpm[k] {
+                enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
+            }
+        }
+    }
+}
+
 /// The per-link NVLink data counters, one family per direction.
 fn nvlinks(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     for (name, help, tx) in [
@@ -239,6 +262,124 @@ fn nvlinks(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
                         v as f64,
                     );
                 }
+            }
+        }
+    }
+}
+
+/// `gpu_nvlink_errors_total` per link and error type.
+fn nvlink_errors(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_nvlink_errors_total";
+    if !up.iter().any(|(g, _)| {
+        g.nvlinks
+            .iter()
+            .any(|l| l.errors.iter().any(Option::is_some))
+    }) {
+        return;
+    }
+    enc.family(
+        NAME,
+        "NVLink data-link errors per link since the driver was loaded, by type (CRC flit, CRC data, replay, recovery).",
+        Kind::Counter,
+    );
+    for (g, i) in up {
+        for l in &g.nvlinks {
+            let link = l.link.to_string();
+            for (v, t) in l.errors.iter().zip(NVLINK_ERROR_TYPES) {
+                if let Some(v) = v {
+                    enc.sample(
+                        NAME,
+                        &[("gpu", i), ("uuid", &g.uuid), ("link", &link), ("type", t)],
+                        *v as f64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The NVSwitch fabric families: registration state (one series per state, 1 for the
+/// current one), the registration's status code and the health issues the GPU reports.
+fn fabric(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    let with: Vec<_> = up
+        .iter()
+        .filter_map(|(g, i)| Some((*g, *i, g.fabric?)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    enc.family(
+        "gpu_fabric_state",
+        "NVSwitch fabric registration state of the GPU: 1 for the current state.",
+        Kind::Gauge,
+    );
+    for (g, i, f) in &with {
+        for (code, state) in FABRIC_STATES {
+            enc.sample(
+                "gpu_fabric_state",
+                &[("gpu", i), ("uuid", &g.uuid), ("state", state)],
+                if f.state == code { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    enc.family(
+        "gpu_fabric_registration_status",
+        "NVML return code of the GPU's fabric registration (0: success).",
+        Kind::Gauge,
+    );
+    for (g, i, f) in &with {
+        enc.sample(
+            "gpu_fabric_registration_status",
+            &[("gpu", i), ("uuid", &g.uuid)],
+            f64::from(f.status),
+        );
+    }
+    let reported = |mask: u32, shift: u32, width: u32| (mask >> shift) & width != 0;
+    if !with.iter().any(|(_, _, f)| {
+        FABRIC_ISSUES
+            .iter()
+            .any(|(_, shift, width, _)| reported(f.health_mask, *shift, *width))
+    }) {
+        return;
+    }
+    enc.family(
+        "gpu_fabric_health_issue",
+        "1 while the fabric reports the issue for the GPU (health mask), 0 while it reports none; issues the driver does not report are left out.",
+        Kind::Gauge,
+    );
+    for (g, i, f) in &with {
+        for (issue, shift, width, no) in FABRIC_ISSUES {
+            let v = (f.health_mask >> shift) & width;
+            if v != 0 {
+                enc.sample(
+                    "gpu_fabric_health_issue",
+                    &[("gpu", i), ("uuid", &g.uuid), ("issue", issue)],
+                    if v == no { 0.0 } else { 1.0 },
+                );
+            }
+        }
+    }
+}
+
+/// `gpu_recovery_action`: one series per action, 1 for the one the driver recommends.
+fn recovery_action(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_recovery_action";
+    if !up.iter().any(|(g, _)| g.recovery_action.is_some()) {
+        return;
+    }
+    enc.family(
+        NAME,
+        "The driver's recommended recovery action for the GPU: 1 for the current one (none, gpu_reset, node_reboot, drain_p2p, drain_and_reset).",
+        Kind::Gauge,
+    );
+    for (g, i) in up {
+        if let Some(a) = g.recovery_action {
+            for (k, action) in RECOVERY_ACTIONS.iter().enumerate() {
+                enc.sample(
+                    NAME,
+                    &[("gpu", i), ("uuid", &g.uuid), ("action", action)],
+                    if a as usize == k { 1.0 } else { 0.0 },
+                );
             }
         }
     }
@@ -384,6 +525,22 @@ fn xids(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     }
 }
 
+/// `gpu_xid_unattributed_errors_total`: XIDs from a device handle no GPU had.
+fn xids_unattributed(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
+    const NAME: &str = "gpu_xid_unattributed_errors_total";
+    if snap.xids_unattributed.is_empty() {
+        return;
+    }
+    enc.family(
+        NAME,
+        "XID errors from a device handle that no GPU had (a GPU reset or added since the event set was built), by XID code.",
+        Kind::Counter,
+    );
+    for (xid, n) in &snap.xids_unattributed {
+        enc.sample(NAME, &[("xid", &xid.to_string())], *n as f64);
+    }
+}
+
 /// `gpu_process_memory_used_bytes`, for the processes whose memory NVML can tell.
 fn processes(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     if !up
@@ -472,6 +629,7 @@ mod tests {
                         link: 3,
                         transmit_bytes: Some(2048),
                         receive_bytes: None,
+                        errors: [None, None, Some(4), None],
                     }],
                     ..GpuSample::default()
                 },
@@ -487,6 +645,7 @@ mod tests {
             sampled_at: Some(1700000000.5),
             cycle_seconds: Some(0.001),
             xids: BTreeMap::new(),
+            xids_unattributed: BTreeMap::new(),
         };
         snap.xids.insert(
             (1, 79),
@@ -507,6 +666,8 @@ gpu_up{gpu=\"1\",uuid=\"GPU-b\"} 0
 gpu_utilization_ratio{gpu=\"0\",uuid=\"GPU-a\"} 0.5
 # TYPE gpu_nvlink_transmit_bytes_total counter
 gpu_nvlink_transmit_bytes_total{gpu=\"0\",uuid=\"GPU-a\",link=\"3\"} 2048
+# TYPE gpu_nvlink_errors_total counter
+gpu_nvlink_errors_total{gpu=\"0\",uuid=\"GPU-a\",link=\"3\",type=\"replay\"} 4
 # TYPE gpu_xid_errors_total counter
 gpu_xid_errors_total{gpu=\"1\",uuid=\"GPU-b\",xid=\"79\"} 2
 # TYPE gpu_xid_last_timestamp_seconds gauge

@@ -26,6 +26,7 @@ use crate::procfs::Procfs;
 use crate::sync::lock;
 
 mod encode;
+mod kmsg;
 mod model;
 mod nvml;
 mod xid;
@@ -55,11 +56,18 @@ impl GpuReader {
     /// The latest snapshot, with the XID counts up to now.
     pub fn snapshot(&self) -> Arc<GpuSnapshot> {
         let snap = lock(&self.shared.snapshot).clone();
+        let unknown = self.shared.xids.unknown();
         let Some(xids) = self.shared.xids.counts() else {
-            return snap;
+            if unknown.is_empty() {
+                return snap;
+            }
+            let mut s = (*snap).clone();
+            s.xids_unattributed = unknown;
+            return Arc::new(s);
         };
         let mut s = (*snap).clone();
         s.xids = xids;
+        s.xids_unattributed = unknown;
         Arc::new(s)
     }
 }
@@ -257,7 +265,7 @@ fn session(
 ) -> End {
     let driver_version = lib.driver_version();
     let procfs = Procfs::new(&opts.procfs);
-    let gpus = match lib.discover(&shared.errors, &procfs, known) {
+    let gpus = match lib.discover(&shared.errors, &procfs, known, opts.reprobe) {
         Ok(g) => g,
         Err(why) => return End::Reinit { why, down: true },
     };
@@ -277,6 +285,9 @@ fn session(
             }
         }
         s.spawn(|| xid_loop(lib, &targets, shared, stop, &ending));
+        if let Some(path) = &opts.kmsg {
+            s.spawn(|| kernel_log_xids(path, shared, stop, &ending));
+        }
         let end = cycles(CycleContext {
             opts,
             shared,
@@ -337,6 +348,7 @@ fn cycles(c: CycleContext<'_>) -> End {
             sampled_at: Some(unix_now()),
             cycle_seconds: Some(started.elapsed().as_secs_f64()),
             xids: BTreeMap::new(),
+            xids_unattributed: BTreeMap::new(),
         };
         if last_history.is_none_or(|t: Instant| t.elapsed().as_secs_f64() >= HISTORY_STEP_SECONDS) {
             last_history = Some(started);
@@ -520,6 +532,37 @@ impl Targets {
     fn generation(&self) -> u64 {
         lock(&self.0).0
     }
+}
+
+/// The kernel-log thread of a session: counts the `NVRM: Xid` lines of `path` on the GPU
+/// of their PCI bus id (as the latest snapshot knows it), else as unattributed.
+fn kernel_log_xids(path: &std::path::Path, shared: &Shared, stop: &Waker, ending: &AtomicBool) {
+    let go = || !stop.is_stopped() && !ending.load(Ordering::Relaxed);
+    kmsg::follow(path, &go, &mut |bus, code| {
+        let snap = lock(&shared.snapshot).clone();
+        let gpu = snap
+            .gpus
+            .iter()
+            .find(|g| kmsg::parse_bus(&g.pci_bus_id) == Some(bus))
+            .map(|g| g.index);
+        match gpu {
+            Some(gpu) => {
+                if shared
+                    .xids
+                    .record_from(gpu, code, xid::Source::KernelLog, unix_now())
+                {
+                    tracing::warn!(gpu, xid = code, "XID error (kernel log)");
+                }
+            }
+            None => {
+                tracing::warn!(
+                    xid = code,
+                    "XID error in the kernel log for a PCI device no GPU has"
+                );
+                shared.xids.record_unknown(code);
+            }
+        }
+    });
 }
 
 /// The XID thread of a session: builds an event set for the GPUs of `targets` and counts

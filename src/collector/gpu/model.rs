@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuProcess {
     pub pid: u32,
-    /// From `/proc/PID/comm`, else NVML's process name, else empty.
+    /// The basename of `argv[0]` from the configured procfs (else its `comm`), else NVML's
+    /// process name, else empty.
     pub command: String,
     /// `None` when NVML cannot tell (for example inside some containers).
     pub used_memory_bytes: Option<u64>,
@@ -20,7 +21,48 @@ pub struct NvLinkSample {
     pub link: u32,
     pub transmit_bytes: Option<u64>,
     pub receive_bytes: Option<u64>,
+    /// Error counters by [`NVLINK_ERROR_TYPES`] (same order); `None` where not reported.
+    pub errors: [Option<u64>; NVLINK_ERROR_TYPES.len()],
 }
+
+/// The `type` label values of `gpu_nvlink_errors_total`, in the order of
+/// [`NvLinkSample::errors`].
+pub const NVLINK_ERROR_TYPES: [&str; 4] = ["crc_flit", "crc_data", "replay", "recovery"];
+
+/// NVSwitch fabric registration and health (`nvmlDeviceGetGpuFabricInfoV`), for a GPU whose
+/// state is not `NOT_SUPPORTED`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fabric {
+    /// `NVML_GPU_FABRIC_STATE_*`: 1 not started, 2 in progress, 3 completed.
+    pub state: u32,
+    /// The registration's NVML return code (0: success).
+    pub status: u32,
+    /// `NVML_GPU_FABRIC_HEALTH_MASK_*` fields.
+    pub health_mask: u32,
+}
+
+/// The `state` label values of `gpu_fabric_state`, by `NVML_GPU_FABRIC_STATE_*` (1–3).
+pub const FABRIC_STATES: [(u32, &str); 3] =
+    [(1, "not_started"), (2, "in_progress"), (3, "completed")];
+
+/// The `issue` label values of `gpu_fabric_health_issue`: shift and width of each field of
+/// the health mask, and the value that means "no" (0 is always "not supported").
+pub const FABRIC_ISSUES: [(&str, u32, u32, u32); 5] = [
+    ("degraded_bandwidth", 0, 0x3, 2),
+    ("route_recovery", 2, 0x3, 2),
+    ("route_unhealthy", 4, 0x3, 2),
+    ("access_timeout_recovery", 6, 0x3, 2),
+    ("incorrect_configuration", 8, 0xf, 1),
+];
+
+/// The `action` label values of `gpu_recovery_action`, by `NVML_GPU_RECOVERY_ACTION_*`.
+pub const RECOVERY_ACTIONS: [&str; 5] = [
+    "none",
+    "gpu_reset",
+    "node_reboot",
+    "drain_p2p",
+    "drain_and_reset",
+];
 
 /// Row remapping state (Ampere and later).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +111,13 @@ pub struct GpuSample {
     pub ecc_corrected: Option<u64>,
     pub ecc_uncorrected: Option<u64>,
     pub remapped_rows: Option<RemappedRows>,
+    pub fabric: Option<Fabric>,
+    /// GPM profiling values by [`GPM_FAMILIES`] (same order), from the last two GPM
+    /// samples; all `None` before a pair exists (the first sample, after a reset).
+    pub gpm: [Option<f64>; GPM_FAMILIES.len()],
+    /// The driver's recommended recovery action (`NVML_GPU_RECOVERY_ACTION_*`, an index of
+    /// [`RECOVERY_ACTIONS`]).
+    pub recovery_action: Option<u32>,
     /// Seconds the clocks were held down since the driver was loaded, by reason of
     /// [`VIOLATION_REASONS`] (same order); `None` for a reason the GPU does not report.
     pub violation_seconds: [Option<f64>; VIOLATION_REASONS.len()],
@@ -113,6 +162,8 @@ pub struct GpuSnapshot {
     pub cycle_seconds: Option<f64>,
     /// `(gpu index, xid)` → count and last time.
     pub xids: BTreeMap<(u32, u64), XidCount>,
+    /// XID errors from a device handle no GPU had, by xid.
+    pub xids_unattributed: BTreeMap<u64, u64>,
 }
 
 impl GpuSnapshot {
@@ -133,6 +184,61 @@ pub const CLOCK_EVENT_REASONS: [(u64, &str); 9] = [
     (0x40, "hw_thermal_slowdown"),
     (0x80, "hw_power_brake"),
     (0x100, "display_clock_setting"),
+];
+
+/// The GPM (GPU Performance Monitoring, Hopper and later) families: name, help, and the
+/// scale from NVML's unit (percent, MiB/s) to the family's (ratio, bytes/s).
+pub const GPM_FAMILIES: [(&str, &str, f64); 10] = [
+    (
+        "gpu_sm_active_ratio",
+        "Fraction of time at least one warp was resident on an SM, averaged over SMs (GPM SM_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_sm_occupancy_ratio",
+        "Resident warps as a fraction of the SMs' maximum (GPM SM_OCCUPANCY).",
+        0.01,
+    ),
+    (
+        "gpu_tensor_active_ratio",
+        "Fraction of time any tensor pipe was active (GPM ANY_TENSOR_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_dram_active_ratio",
+        "Fraction of peak device memory bandwidth used (GPM DRAM_BW_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_graphics_engine_active_ratio",
+        "Fraction of time the graphics or compute engine was active (GPM GRAPHICS_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp16_active_ratio",
+        "Fraction of time the FP16 pipe was active (GPM FP16_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp32_active_ratio",
+        "Fraction of time the FP32 pipe was active (GPM FP32_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_fp64_active_ratio",
+        "Fraction of time the FP64 pipe was active (GPM FP64_UTIL).",
+        0.01,
+    ),
+    (
+        "gpu_pcie_transmit_bytes_per_second",
+        "PCIe bytes sent per second between the last two GPM samples (GPM PCIE_TX_PER_SEC).",
+        1_048_576.0,
+    ),
+    (
+        "gpu_pcie_receive_bytes_per_second",
+        "PCIe bytes received per second between the last two GPM samples (GPM PCIE_RX_PER_SEC).",
+        1_048_576.0,
+    ),
 ];
 
 /// The reasons of `gpu_violation_seconds_total`, in the order of NVML's

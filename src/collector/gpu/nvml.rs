@@ -29,14 +29,17 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::sys_exports::field_id::{
-    NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
-    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
-    NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+    NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT,
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+    NVML_FI_DEV_PCIE_COUNT_RX_BYTES, NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
 };
 use nvml_wrapper::{Device, EventSet, Nvml};
-use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
+use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlTemperature_t};
 
-use super::model::{GpuProcess, GpuSample, NvLinkSample, RemappedRows, VIOLATION_REASONS};
+use super::model::{
+    Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, GPM_FAMILIES, NVLINK_ERROR_TYPES,
+    VIOLATION_REASONS,
+};
 use super::xid::{EventSource, Wait};
 use super::Backoff;
 use crate::procfs::Procfs;
@@ -45,7 +48,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 23] = [
+pub const CALLS: [&str; 30] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -56,6 +59,7 @@ pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetPowerUsage",
     "nvmlDeviceGetEnforcedPowerLimit",
     "nvmlDeviceGetTotalEnergyConsumption",
+    "nvmlDeviceGetTemperatureV",
     "nvmlDeviceGetTemperature",
     "nvmlDeviceGetClockInfo",
     "nvmlDeviceGetMaxClockInfo",
@@ -63,22 +67,30 @@ pub const CALLS: [&str; 23] = [
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetPcieReplayCounter",
     "nvmlDeviceGetViolationStatus",
+    "nvmlDeviceGetCurrentClocksEventReasons",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlSystemGetProcessName",
     "nvmlDeviceGetFieldValues",
+    "nvmlDeviceGetNvLinkErrorCounter",
+    "nvmlDeviceGetGpuFabricInfoV",
+    "nvmlGpmQueryDeviceSupport",
+    "nvmlGpmSampleGet",
+    "nvmlGpmMetricsGet",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetWait_v2",
 ];
 
 /// Library-level functions called outside the sampling cycle (initialisation, the event
 /// set's lifetime); not sampled per device, so not error labels.
-pub const LIFECYCLE_CALLS: [&str; 5] = [
+pub const LIFECYCLE_CALLS: [&str; 7] = [
     "nvmlInit_v2",
     "nvmlShutdown",
     "nvmlSystemGetDriverVersion",
     "nvmlEventSetCreate",
     "nvmlEventSetFree",
+    "nvmlGpmSampleAlloc",
+    "nvmlGpmSampleFree",
 ];
 
 /// One sampled NVML function (an index into [`CALLS`]).
@@ -95,6 +107,7 @@ enum Call {
     PowerLimit,
     Energy,
     Temperature,
+    TemperatureLegacy,
     Clock,
     MaxClock,
     Ecc,
@@ -102,9 +115,15 @@ enum Call {
     PcieReplay,
     Violation,
     ClockEvents,
+    ClockEventsLegacy,
     Processes,
     ProcessName,
     FieldValues,
+    NvLinkErrors,
+    FabricInfo,
+    GpmSupport,
+    GpmSample,
+    GpmMetrics,
     RegisterEvents,
     EventWait,
 }
@@ -113,8 +132,16 @@ impl Call {
     fn name(self) -> &'static str {
         CALLS[self as usize]
     }
-    fn bit(self) -> u32 {
-        1 << self as u32
+    fn bit(self) -> u64 {
+        1 << self as u64
+    }
+    /// The older function called when this one (NVML 13's name) is absent.
+    fn fallback(self) -> Option<Call> {
+        match self {
+            Call::Temperature => Some(Call::TemperatureLegacy),
+            Call::ClockEvents => Some(Call::ClockEventsLegacy),
+            _ => None,
+        }
     }
 }
 
@@ -181,6 +208,7 @@ impl Library {
         errors: &CallErrors,
         procfs: &Procfs,
         known: &BTreeMap<u32, GpuSample>,
+        reprobe: Duration,
     ) -> Result<Vec<Gpu<'n>>, String> {
         let count = match self.nvml.device_count() {
             Ok(n) => n,
@@ -195,7 +223,7 @@ impl Library {
             .map(|index| {
                 let mut gpu = Gpu {
                     nvml: &self.nvml,
-                    dev: Dev::new(index),
+                    dev: Dev::new(index, reprobe),
                     names: ProcessNames {
                         procfs: procfs.clone(),
                         cache: HashMap::new(),
@@ -356,15 +384,8 @@ impl Gpu<'_> {
             })
             .unwrap_or(0)
             .min(64) as u32;
-            dev.fields = vec![
-                (Field::MemoryTemp, 0),
-                (Field::PcieTx, 0),
-                (Field::PcieRx, 0),
-            ];
-            for l in 0..links {
-                dev.fields.push((Field::NvLinkTx, l));
-                dev.fields.push((Field::NvLinkRx, l));
-            }
+            dev.links = links;
+            dev.fields = field_requests(links);
         }
         if lost {
             dev.mark_lost();
@@ -390,6 +411,7 @@ impl Gpu<'_> {
                 return self.dev.down();
             }
         }
+        self.dev.reprobe_if_due();
         let s = sample(self.nvml, &mut self.dev, errors, &mut self.names);
         let live: HashSet<u32> = s.processes.iter().map(|p| p.pid).collect();
         self.names.cache.retain(|pid, _| live.contains(pid));
@@ -418,7 +440,7 @@ impl EventSource for XidEvents<'_> {
                 let h = unsafe { ev.device.handle() } as usize;
                 match self.targets.iter().find(|(_, x)| *x == h) {
                     Some((gpu, _)) => Wait::Xid { gpu: *gpu, xid },
-                    None => Wait::Nothing,
+                    None => Wait::Unknown { xid },
                 }
             }
             Err(NvmlError::Timeout) => Wait::Nothing,
@@ -443,12 +465,26 @@ struct Dev<'n> {
     handle_warned: bool,
     /// Set by a call that says NVML must be initialised again.
     reinit: Option<String>,
-    /// Bits of [`Call`]s (and of [`Field`]s, shifted) found absent.
-    absent: u32,
+    /// Bits of [`Call`]s found absent: asked again at `reprobe_at`.
+    absent: u64,
+    /// Bits of [`Call`]s whose symbol the library lacks: never asked again.
+    missing: u64,
+    /// Bits of calls whose absence was already logged.
+    logged: u64,
+    /// NVLink count, for the field requests to rebuild at a re-probe.
+    links: u32,
+    /// When the absent families are asked again (set once one is found absent).
+    reprobe_at: Option<Instant>,
+    reprobe: Duration,
+    /// Fields, policies already logged as absent: `(field id, scope)`, policy bits.
+    logged_fields: HashSet<(u32, u32)>,
+    logged_policies: u8,
     /// Bits of calls whose failure was already logged.
-    warned: u32,
+    warned: u64,
     /// Bits of [`POLICIES`] that answered `NotSupported`.
     absent_policies: u8,
+    /// GPM samples and the last values, once the GPU says it supports GPM.
+    gpm: Option<Gpm<'n>>,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
 }
@@ -460,22 +496,24 @@ enum Field {
     PcieRx,
     NvLinkTx,
     NvLinkRx,
+    RecoveryAction,
 }
 
 impl Field {
-    fn id(self) -> u32 {
+    const fn id(self) -> u32 {
         match self {
             Field::MemoryTemp => NVML_FI_DEV_MEMORY_TEMP,
             Field::PcieTx => NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
             Field::PcieRx => NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
             Field::NvLinkTx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
             Field::NvLinkRx => NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+            Field::RecoveryAction => NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
         }
     }
 }
 
 impl Dev<'_> {
-    fn new(index: u32) -> Self {
+    fn new(index: u32, reprobe: Duration) -> Self {
         Dev {
             device: None,
             identity: GpuSample {
@@ -488,10 +526,37 @@ impl Dev<'_> {
             handle_warned: false,
             reinit: None,
             absent: 0,
+            missing: 0,
+            logged: 0,
+            links: 0,
+            reprobe_at: None,
+            reprobe,
+            logged_fields: HashSet::new(),
+            logged_policies: 0,
             warned: 0,
             absent_policies: 0,
+            gpm: None,
             fields: Vec::new(),
         }
+    }
+
+    /// A family was found absent: it is asked again after the re-probe interval.
+    fn absent_found(&mut self) {
+        if self.reprobe_at.is_none() {
+            self.reprobe_at = Some(Instant::now() + self.reprobe);
+        }
+    }
+
+    /// Asks the absent families again (not those whose symbol is missing), once the
+    /// re-probe interval has passed since the first was found absent.
+    fn reprobe_if_due(&mut self) {
+        if self.reprobe_at.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        self.reprobe_at = None;
+        self.absent &= self.missing;
+        self.absent_policies = 0;
+        self.fields = field_requests(self.links);
     }
 
     /// What a GPU without values reports: its identity, `up == false`.
@@ -502,14 +567,66 @@ impl Dev<'_> {
         }
     }
 
-    /// It answered `GPU_IS_LOST`: try it again after the backoff.
+    /// It answered `GPU_IS_LOST`: try it again after the backoff. Its GPM pair is dropped:
+    /// the first sample after a reset produces nothing.
     fn mark_lost(&mut self) {
+        if let Some(g) = &mut self.gpm {
+            g.forget();
+        }
         if !self.lost {
             self.lost = true;
             tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");
         }
         let delay = self.retry.next_delay();
         self.retry_at = Some(Instant::now() + delay);
+    }
+}
+
+/// The field values asked of a GPU with `links` NVLinks.
+fn field_requests(links: u32) -> Vec<(Field, u32)> {
+    let mut f = vec![
+        (Field::MemoryTemp, 0),
+        (Field::PcieTx, 0),
+        (Field::PcieRx, 0),
+        (Field::RecoveryAction, 0),
+    ];
+    for l in 0..links {
+        f.push((Field::NvLinkTx, l));
+        f.push((Field::NvLinkRx, l));
+    }
+    f
+}
+
+/// `NVML_ERROR_DEPRECATED`, which nvml-wrapper 0.13 does not name.
+const DEPRECATED: u32 = nvml_wrapper_sys::bindings::nvmlReturn_enum_NVML_ERROR_DEPRECATED;
+
+/// How an error of one call is taken.
+#[derive(Debug, PartialEq)]
+enum Class {
+    /// The family is absent on this GPU (asked again every re-probe interval): the call
+    /// is not supported, not found or deprecated in this driver.
+    Absent,
+    /// As absent, with one warning: the exporter lacks the privilege (MIG parents answer
+    /// so to unprivileged callers).
+    Denied,
+    /// The library lacks the symbol: absent for the life of the process.
+    Missing,
+    Lost,
+    /// NVML must be initialised again.
+    Reinit,
+    /// A failure: counted and logged once.
+    Failed,
+}
+
+fn classify(e: &NvmlError) -> Class {
+    match e {
+        NvmlError::NotSupported | NvmlError::FunctionNotFound => Class::Absent,
+        NvmlError::UnexpectedVariant(c) if *c == DEPRECATED => Class::Absent,
+        NvmlError::NoPermission => Class::Denied,
+        NvmlError::FailedToLoadSymbol(_) => Class::Missing,
+        NvmlError::GpuLost => Class::Lost,
+        e if reinit_class(e).is_some() => Class::Reinit,
+        _ => Class::Failed,
     }
 }
 
@@ -522,6 +639,26 @@ pub(super) fn reinit_class(e: &NvmlError) -> Option<String> {
         _ => None,
     }
 }
+
+/// Field ids 251–273 were renumbered by driver 580.82, and nvml-wrapper translates them
+/// only in its own field-value reader, which the raw call here bypasses: stay off them.
+const _: () = {
+    let all = [
+        Field::MemoryTemp,
+        Field::PcieTx,
+        Field::PcieRx,
+        Field::NvLinkTx,
+        Field::NvLinkRx,
+        Field::RecoveryAction,
+    ];
+    let mut k = 0;
+    while k < all.len() {
+        let id = all[k].id();
+        assert!(id < 251 || id > 273, "a field id in the renumbered range");
+        k += 1;
+    }
+    assert!(NVML_FI_DEV_NVLINK_LINK_COUNT < 251 || NVML_FI_DEV_NVLINK_LINK_COUNT > 273);
+};
 
 /// A one-line reason for a failed initialisation.
 fn describe(e: &NvmlError) -> String {
@@ -548,26 +685,52 @@ fn call<'n, T>(
     if *lost || dev.reinit.is_some() || dev.absent & c.bit() != 0 {
         return None;
     }
-    match f(dev.device.as_ref()?) {
-        Ok(v) => Some(v),
-        Err(e @ (NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_))) => {
+    let e = match f(dev.device.as_ref()?) {
+        Ok(v) => return Some(v),
+        Err(e) => e,
+    };
+    let class = classify(&e);
+    match class {
+        Class::Absent | Class::Denied | Class::Missing => {
             dev.absent |= c.bit();
-            tracing::info!(
-                gpu = dev.identity.index,
-                call = c.name(),
-                "not available on this GPU, its series are left out: {e}"
-            );
+            if class == Class::Missing {
+                dev.missing |= c.bit();
+            } else {
+                dev.absent_found();
+            }
+            if dev.logged & c.bit() == 0 {
+                dev.logged |= c.bit();
+                let gpu = dev.identity.index;
+                let then = match c.fallback() {
+                    Some(old) => format!("{} is called instead", old.name()),
+                    None => "its series are left out".to_string(),
+                };
+                if class == Class::Denied {
+                    tracing::warn!(
+                        gpu,
+                        call = c.name(),
+                        "permission denied, {then} (asked again every {:?}): {e}",
+                        dev.reprobe
+                    );
+                } else {
+                    tracing::info!(
+                        gpu,
+                        call = c.name(),
+                        "not available on this GPU, {then}: {e}"
+                    );
+                }
+            }
             None
         }
-        Err(NvmlError::GpuLost) => {
+        Class::Lost => {
             *lost = true;
             None
         }
-        Err(e) if reinit_class(&e).is_some() => {
+        Class::Reinit => {
             dev.reinit = reinit_class(&e);
             None
         }
-        Err(e) => {
+        Class::Failed => {
             errors.count(c);
             if dev.warned & c.bit() == 0 {
                 dev.warned |= c.bit();
@@ -575,6 +738,24 @@ fn call<'n, T>(
             }
             None
         }
+    }
+}
+
+/// Makes call `c`, or its older [`Call::fallback`] where `c` is absent on this GPU.
+fn call_or_older<'n, T>(
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    c: Call,
+    new: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
+    old: impl FnOnce(&Device<'n>) -> Result<T, NvmlError>,
+) -> Option<T> {
+    if let Some(v) = call(dev, errors, lost, c, new) {
+        return Some(v);
+    }
+    match c.fallback() {
+        Some(older) if dev.absent & c.bit() != 0 => call(dev, errors, lost, older, old),
+        _ => None,
     }
 }
 
@@ -614,6 +795,338 @@ fn read_value(v: &nvmlFieldValue_t) -> Result<u64, NvmlError> {
     }
 }
 
+/// `nvmlDeviceGetTemperatureV` (NVML 13; `nvmlDeviceGetTemperature` is deprecated there)
+/// for the GPU sensor.
+fn temperature_v(nvml: &Nvml, d: &Device<'_>) -> Result<f64, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetTemperatureV.as_ref())?;
+    // SAFETY: a plain C struct for which all-zero bytes are valid.
+    let mut t: nvmlTemperature_t = unsafe { std::mem::zeroed() };
+    // NVML_STRUCT_VERSION(Temperature, 1)
+    t.version = (std::mem::size_of::<nvmlTemperature_t>() as u32) | (1 << 24);
+    t.sensorType = nvml_wrapper_sys::bindings::nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU;
+    // SAFETY: a live device handle and a valid, versioned out-struct.
+    unsafe { nvml_try(sym(d.handle(), &mut t))? };
+    Ok(f64::from(t.temperature))
+}
+
+/// `nvmlDeviceGetCurrentClocksEventReasons` (NVML 12.2+; the throttle-reasons call is
+/// deprecated).
+fn clocks_event_reasons(nvml: &Nvml, d: &Device<'_>) -> Result<u64, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetCurrentClocksEventReasons.as_ref())?;
+    let mut r = 0;
+    // SAFETY: a live device handle and a valid out-pointer.
+    unsafe { nvml_try(sym(d.handle(), &mut r))? };
+    Ok(r)
+}
+
+/// A temperature field, without trusting `valueType` (NVML r545 declared a wrong type for
+/// `NVML_FI_DEV_MEMORY_TEMP`; DCGM works around it): the declared member first, then the
+/// unsigned and the double members, the first that reads as a plausible temperature
+/// (1–200 °C). A value no member makes plausible is an error.
+fn read_celsius(v: &nvmlFieldValue_t) -> Result<f64, NvmlError> {
+    nvml_try(v.nvmlReturn)?;
+    let plausible = |t: &f64| (1.0..=200.0).contains(t);
+    // SAFETY: every member of the union is plain data; a request starts all zero, so a
+    // member wider than the one written reads the written bytes and zeros.
+    let (ui, d) = unsafe { (f64::from(v.value.uiVal), v.value.dVal) };
+    let declared = match v.valueType {
+        0 => Some(d),
+        _ => read_value(v).ok().map(|x| x as f64),
+    };
+    let others = [ui, d];
+    declared
+        .into_iter()
+        .chain(others)
+        .find(plausible)
+        .ok_or(NvmlError::UnexpectedVariant(v.valueType))
+}
+
+/// The NVLink error counters of every link, in the order of [`NVLINK_ERROR_TYPES`]. The
+/// call is absent for the GPU when it answers so for link 0's first counter; a single
+/// counter a link does not report is left out.
+fn nvlink_errors(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    use nvml_wrapper_sys::bindings::*;
+    const COUNTERS: [u32; NVLINK_ERROR_TYPES.len()] = [
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_FLIT,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_DATA,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_REPLAY,
+        nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_RECOVERY,
+    ];
+    for link in 0..dev.links {
+        let got = call(dev, errors, lost, Call::NvLinkErrors, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlDeviceGetNvLinkErrorCounter.as_ref())?;
+            let mut out = [None; NVLINK_ERROR_TYPES.len()];
+            for (k, counter) in COUNTERS.into_iter().enumerate() {
+                let mut v = 0;
+                // SAFETY: a live device handle and a valid out-pointer.
+                match unsafe { nvml_try(sym(d.handle(), link, counter, &mut v)) } {
+                    Ok(()) => out[k] = Some(v),
+                    Err(e) if link == 0 && k == 0 => return Err(e),
+                    Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => {}
+                    Err(NvmlError::InvalidArg) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        });
+        let Some(counts) = got else { return };
+        match s.nvlinks.iter_mut().find(|n| n.link == link) {
+            Some(e) => e.errors = counts,
+            None => s.nvlinks.push(NvLinkSample {
+                link,
+                transmit_bytes: None,
+                receive_bytes: None,
+                errors: counts,
+            }),
+        }
+    }
+}
+
+/// NVML's minimum time between the two GPM samples of a pair.
+const GPM_MIN_SPACING: Duration = Duration::from_millis(100);
+
+/// The NVML metric ids of [`GPM_FAMILIES`], in its order.
+const GPM_IDS: [u32; GPM_FAMILIES.len()] = {
+    use nvml_wrapper_sys::bindings::*;
+    [
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_SM_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_SM_OCCUPANCY,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_DRAM_BW_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_GRAPHICS_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP16_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP32_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_FP64_UTIL,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_PCIE_TX_PER_SEC,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_PCIE_RX_PER_SEC,
+    ]
+};
+
+/// One GPM sample buffer, freed through the checked symbol when dropped (nvml-wrapper's
+/// `GpmSample` frees through an unchecked one).
+struct GpmBuf<'n> {
+    nvml: &'n Nvml,
+    raw: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+}
+
+// SAFETY: a sample buffer is plain memory owned by this value, used by one thread at a time.
+unsafe impl Send for GpmBuf<'_> {}
+
+impl<'n> GpmBuf<'n> {
+    fn alloc(nvml: &'n Nvml) -> Result<Self, NvmlError> {
+        // every GPM function used must be there before a buffer exists to be freed
+        let lib = nvml.lib();
+        nvml_sym(lib.nvmlGpmSampleFree.as_ref())?;
+        nvml_sym(lib.nvmlGpmSampleGet.as_ref())?;
+        nvml_sym(lib.nvmlGpmMetricsGet.as_ref())?;
+        let alloc = nvml_sym(lib.nvmlGpmSampleAlloc.as_ref())?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer.
+        unsafe { nvml_try(alloc(&mut raw))? };
+        Ok(GpmBuf { nvml, raw })
+    }
+}
+
+impl Drop for GpmBuf<'_> {
+    fn drop(&mut self) {
+        if let Ok(free) = nvml_sym(self.nvml.lib().nvmlGpmSampleFree.as_ref()) {
+            // SAFETY: a buffer allocated by nvmlGpmSampleAlloc, freed once.
+            let _ = unsafe { free(self.raw) };
+        }
+    }
+}
+
+/// A GPU's two GPM buffers: the previous sample and the one to take next.
+struct Gpm<'n> {
+    bufs: [GpmBuf<'n>; 2],
+    /// Which buffer holds the previous sample, and when it was taken.
+    prev: Option<(usize, Instant)>,
+    /// The values of the last pair, served while the next pair is under 100 ms apart.
+    last: [Option<f64>; GPM_FAMILIES.len()],
+}
+
+impl Gpm<'_> {
+    /// A reset: the next sample starts a new pair and nothing is served until it is done.
+    fn forget(&mut self) {
+        self.prev = None;
+        self.last = [None; GPM_FAMILIES.len()];
+    }
+}
+
+/// What to do with the GPM buffers now: take no sample (the previous one is under 100 ms
+/// old: serve the last values), take the first of a pair, or take one and compute the pair.
+#[derive(Debug, PartialEq)]
+enum GpmStep {
+    Wait,
+    First,
+    Pair,
+}
+
+fn gpm_step(prev: Option<Instant>, now: Instant) -> GpmStep {
+    match prev {
+        None => GpmStep::First,
+        Some(t) if now.duration_since(t) < GPM_MIN_SPACING => GpmStep::Wait,
+        Some(_) => GpmStep::Pair,
+    }
+}
+
+/// GPM on this GPU: its support asked once (absent, with one log line saying why, where
+/// NVML says no or refuses), then a sample per cycle at least 100 ms after the previous,
+/// and the metrics of each pair. The first sample of a pair produces nothing.
+fn gpm<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    if dev.gpm.is_none() {
+        let any_absent = Call::GpmSupport.bit() | Call::GpmSample.bit() | Call::GpmMetrics.bit();
+        if dev.absent & any_absent != 0 {
+            return;
+        }
+        let supported = call(dev, errors, lost, Call::GpmSupport, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlGpmQueryDeviceSupport.as_ref())?;
+            // SAFETY: a plain C struct for which all-zero bytes are valid.
+            let mut q: nvml_wrapper_sys::bindings::nvmlGpmSupport_t = unsafe { std::mem::zeroed() };
+            q.version = nvml_wrapper_sys::bindings::NVML_GPM_SUPPORT_VERSION;
+            // SAFETY: a live device handle and a valid, versioned out-struct.
+            unsafe { nvml_try(sym(d.handle(), &mut q))? };
+            if q.isSupportedDevice == 0 {
+                return Err(NvmlError::NotSupported);
+            }
+            Ok(())
+        });
+        if supported.is_none() {
+            return;
+        }
+        match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
+            Ok(bufs) => {
+                dev.gpm = Some(Gpm {
+                    bufs,
+                    prev: None,
+                    last: [None; GPM_FAMILIES.len()],
+                });
+                tracing::info!(gpu = dev.identity.index, "GPM profiling metrics on");
+            }
+            Err(e) => {
+                dev.absent |= Call::GpmSupport.bit();
+                dev.absent_found();
+                tracing::info!(
+                    gpu = dev.identity.index,
+                    "GPM profiling metrics left out: {e}"
+                );
+                return;
+            }
+        }
+    }
+    let Some(mut g) = dev.gpm.take() else {
+        return;
+    };
+    let now = Instant::now();
+    let step = gpm_step(g.prev.map(|(_, t)| t), now);
+    if step != GpmStep::Wait {
+        let next = g.prev.map_or(0, |(k, _)| 1 - k);
+        let raw = g.bufs[next].raw;
+        let taken = call(dev, errors, lost, Call::GpmSample, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlGpmSampleGet.as_ref())?;
+            // SAFETY: a live device handle and a live sample buffer.
+            unsafe { nvml_try(sym(d.handle(), raw)) }
+        });
+        match (taken, step, g.prev) {
+            (None, _, _) => g.forget(),
+            (Some(()), GpmStep::Pair, Some((k, _))) => {
+                let (s1, s2) = (g.bufs[k].raw, raw);
+                match call(dev, errors, lost, Call::GpmMetrics, |_| {
+                    gpm_metrics(nvml, s1, s2)
+                }) {
+                    Some(v) => g.last = v,
+                    None => g.last = [None; GPM_FAMILIES.len()],
+                }
+                g.prev = Some((next, now));
+            }
+            (Some(()), _, _) => g.prev = Some((next, now)),
+        }
+    }
+    s.gpm = g.last;
+    if dev.absent & (Call::GpmSample.bit() | Call::GpmMetrics.bit()) == 0 {
+        dev.gpm = Some(g);
+    }
+}
+
+/// `nvmlGpmMetricsGet` for the metrics of [`GPM_FAMILIES`] between two samples, scaled; a
+/// metric NVML does not answer is `None`.
+fn gpm_metrics(
+    nvml: &Nvml,
+    s1: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+    s2: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+) -> Result<[Option<f64>; GPM_FAMILIES.len()], NvmlError> {
+    use nvml_wrapper_sys::bindings::{nvmlGpmMetricsGet_t, NVML_GPM_METRICS_GET_VERSION};
+    let sym = nvml_sym(nvml.lib().nvmlGpmMetricsGet.as_ref())?;
+    // SAFETY: a plain C struct for which all-zero bytes are valid (null name pointers).
+    let mut req: Box<nvmlGpmMetricsGet_t> = Box::new(unsafe { std::mem::zeroed() });
+    req.version = NVML_GPM_METRICS_GET_VERSION;
+    req.numMetrics = GPM_IDS.len() as u32;
+    req.sample1 = s1;
+    req.sample2 = s2;
+    for (m, id) in req.metrics.iter_mut().zip(GPM_IDS) {
+        m.metricId = id;
+    }
+    // SAFETY: a valid, versioned request naming two live samples.
+    unsafe { nvml_try(sym(&mut *req))? };
+    let mut out = [None; GPM_FAMILIES.len()];
+    for (k, m) in req.metrics.iter().take(GPM_IDS.len()).enumerate() {
+        if m.nvmlReturn == 0 && m.value.is_finite() && m.value >= 0.0 {
+            out[k] = Some(m.value * GPM_FAMILIES[k].2);
+        }
+    }
+    Ok(out)
+}
+
+/// `nvmlDeviceGetGpuFabricInfoV`, version 3, else 2 (drivers before r550); `None` for a GPU
+/// not on an NVSwitch fabric (state `NOT_SUPPORTED`).
+fn fabric_info(nvml: &Nvml, d: &Device<'_>) -> Result<Option<Fabric>, NvmlError> {
+    use nvml_wrapper_sys::bindings::{
+        nvmlGpuFabricInfoV_t, nvmlGpuFabricInfo_v2_t,
+        nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    };
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetGpuFabricInfoV.as_ref())?;
+    let mut answer = Err(NvmlError::UnexpectedVariant(
+        nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    ));
+    // SAFETY: a plain C struct for which all-zero bytes are valid.
+    let mut f: nvmlGpuFabricInfoV_t = unsafe { std::mem::zeroed() };
+    for version in [
+        std::mem::size_of::<nvmlGpuFabricInfoV_t>() as u32 | (3 << 24),
+        std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() as u32 | (2 << 24),
+    ] {
+        f.version = version;
+        // SAFETY: a live device handle and a versioned out-struct at least as large as
+        // the version says.
+        answer = unsafe { nvml_try(sym(d.handle(), &mut f)) };
+        match &answer {
+            Err(NvmlError::UnexpectedVariant(c))
+                if *c == nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH => {}
+            _ => break,
+        }
+    }
+    answer?;
+    if f.state == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Fabric {
+        state: u32::from(f.state),
+        status: f.status,
+        health_mask: f.healthMask,
+    }))
+}
+
 fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError> {
     let sym = nvml_sym(nvml.lib().nvmlDeviceGetRemappedRows.as_ref())?;
     let (mut c, mut u, mut p, mut f) = (0, 0, 0, 0);
@@ -628,9 +1141,9 @@ fn remapped_rows(nvml: &Nvml, d: &Device<'_>) -> Result<RemappedRows, NvmlError>
 }
 
 /// One cycle of one GPU.
-fn sample(
-    nvml: &Nvml,
-    dev: &mut Dev<'_>,
+fn sample<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
     errors: &CallErrors,
     names: &mut ProcessNames,
 ) -> GpuSample {
@@ -660,10 +1173,14 @@ fn sample(
         d.total_energy_consumption()
     })
     .map(|mj| mj as f64 / 1000.0);
-    s.temperature_celsius = call(dev, errors, l, Call::Temperature, |d| {
-        d.temperature(TemperatureSensor::Gpu)
-    })
-    .map(f64::from);
+    s.temperature_celsius = call_or_older(
+        dev,
+        errors,
+        l,
+        Call::Temperature,
+        |d| temperature_v(nvml, d),
+        |d| d.temperature(TemperatureSensor::Gpu).map(f64::from),
+    );
     if let Some((sm, mem)) = call(dev, errors, l, Call::Clock, |d| {
         Ok((d.clock_info(Clock::SM)?, d.clock_info(Clock::Memory)?))
     }) {
@@ -691,10 +1208,18 @@ fn sample(
     })
     .map(u64::from);
     violations(dev, errors, l, &mut s);
-    s.clock_event_reasons = call(dev, errors, l, Call::ClockEvents, |d| {
-        d.current_throttle_reasons().map(|r| r.bits())
-    });
+    s.clock_event_reasons = call_or_older(
+        dev,
+        errors,
+        l,
+        Call::ClockEvents,
+        |d| clocks_event_reasons(nvml, d),
+        |d| d.current_throttle_reasons().map(|r| r.bits()),
+    );
     sample_fields(nvml, dev, errors, l, &mut s);
+    nvlink_errors(nvml, dev, errors, l, &mut s);
+    gpm(nvml, dev, errors, l, &mut s);
+    s.fabric = call(dev, errors, l, Call::FabricInfo, |d| fabric_info(nvml, d)).flatten();
     if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
         d.running_compute_processes()
     }) {
@@ -736,7 +1261,7 @@ fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut G
         }
         let got = call(dev, errors, lost, Call::Violation, |d| {
             match d.violation_status(policy) {
-                Err(NvmlError::NotSupported) => Ok(None),
+                Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => Ok(None),
                 r => r.map(Some),
             }
         });
@@ -744,11 +1269,15 @@ fn violations(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool, s: &mut G
             Some(Some(v)) => s.violation_seconds[k] = Some(v.violation_time as f64 / 1e9),
             Some(None) => {
                 dev.absent_policies |= 1 << k;
-                tracing::info!(
-                    gpu = dev.identity.index,
-                    reason = VIOLATION_REASONS[k],
-                    "violation time not available on this GPU, its series is left out"
-                );
+                dev.absent_found();
+                if dev.logged_policies & (1 << k) == 0 {
+                    dev.logged_policies |= 1 << k;
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        reason = VIOLATION_REASONS[k],
+                        "violation time not available on this GPU, its series is left out"
+                    );
+                }
             }
             None => {}
         }
@@ -778,16 +1307,28 @@ fn sample_fields(
         return;
     }
     let mut keep = Vec::with_capacity(dev.fields.len());
-    for ((field, link), v) in dev.fields.iter().copied().zip(&req) {
-        let value = match read_value(v) {
+    let mut found_absent = false;
+    let fields = std::mem::take(&mut dev.fields);
+    for ((field, link), v) in fields.iter().copied().zip(&req) {
+        let read = match field {
+            Field::MemoryTemp => read_celsius(v),
+            _ => read_value(v).map(|x| x as f64),
+        };
+        let value = match read {
             Ok(x) => x,
-            Err(NvmlError::NotSupported | NvmlError::InvalidArg) => {
-                tracing::info!(
-                    gpu = dev.identity.index,
-                    field = v.fieldId,
-                    link,
-                    "field value not available on this GPU, its series are left out"
-                );
+            Err(e)
+                if matches!(e, NvmlError::InvalidArg)
+                    || matches!(classify(&e), Class::Absent | Class::Denied) =>
+            {
+                found_absent = true;
+                if dev.logged_fields.insert((v.fieldId, link)) {
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        field = v.fieldId,
+                        link,
+                        "field value not available on this GPU, its series are left out: {e}"
+                    );
+                }
                 continue;
             }
             Err(NvmlError::GpuLost) => {
@@ -803,11 +1344,12 @@ fn sample_fields(
         };
         keep.push((field, link));
         match field {
-            Field::MemoryTemp => s.memory_temperature_celsius = Some(value as f64),
-            Field::PcieTx => s.pcie_transmit_bytes = Some(value),
-            Field::PcieRx => s.pcie_receive_bytes = Some(value),
+            Field::MemoryTemp => s.memory_temperature_celsius = Some(value),
+            Field::PcieTx => s.pcie_transmit_bytes = Some(value as u64),
+            Field::PcieRx => s.pcie_receive_bytes = Some(value as u64),
+            Field::RecoveryAction => s.recovery_action = Some(value as u32),
             Field::NvLinkTx | Field::NvLinkRx => {
-                let bytes = value.saturating_mul(1024);
+                let bytes = (value as u64).saturating_mul(1024);
                 let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
                     Some(e) => e,
                     None => {
@@ -815,6 +1357,7 @@ fn sample_fields(
                             link,
                             transmit_bytes: None,
                             receive_bytes: None,
+                            errors: [None; NVLINK_ERROR_TYPES.len()],
                         });
                         s.nvlinks.last_mut().expect("just pushed")
                     }
@@ -828,24 +1371,28 @@ fn sample_fields(
         }
     }
     dev.fields = keep;
+    if found_absent {
+        dev.absent_found();
+    }
 }
 
 /// The commands of the compute processes, by PID, cached for the processes seen in the
 /// last cycle.
 struct ProcessNames {
-    /// `--path.procfs`: a process's command is its `PID/comm` there.
+    /// `--path.procfs`: a process's command is its `argv[0]` basename there, else its
+    /// `PID/comm`.
     procfs: Procfs,
     cache: HashMap<u32, String>,
 }
 
 impl ProcessNames {
-    /// The command of `pid`: its `comm` in the procfs, else `nvml_name()` (a process the
-    /// procfs does not show: another PID namespace, or gone).
+    /// The command of `pid`: its `argv[0]` basename (else `comm`) in the procfs, else
+    /// `nvml_name()` (a process the procfs does not show: another PID namespace, or gone).
     fn get(&mut self, pid: u32, nvml_name: impl FnOnce() -> String) -> String {
         if let Some(n) = self.cache.get(&pid) {
             return n.clone();
         }
-        let name = self.procfs.comm(pid).unwrap_or_else(|_| nvml_name());
+        let name = self.procfs.command(pid).unwrap_or_else(|_| nvml_name());
         self.cache.insert(pid, name.clone());
         name
     }
@@ -885,5 +1432,53 @@ mod tests {
         v.valueType = 3;
         v.nvmlReturn = 3;
         assert!(matches!(read_value(&v), Err(NvmlError::NotSupported)));
+    }
+
+    #[test]
+    fn a_temperature_is_read_whatever_type_nvml_declares() {
+        // written as an unsigned int, declared as each type in turn
+        for declared in 0..=6 {
+            let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+            v.value.uiVal = 52;
+            v.valueType = declared;
+            assert_eq!(read_celsius(&v).unwrap(), 52.0, "declared {declared}");
+        }
+        // written as a double, declared as an unsigned int
+        let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+        v.value.dVal = 47.5;
+        v.valueType = 1;
+        assert_eq!(read_celsius(&v).unwrap(), 47.5);
+        // nothing plausible: an error, not a zero
+        let mut v = request(NVML_FI_DEV_MEMORY_TEMP, 0);
+        v.valueType = 1;
+        assert!(read_celsius(&v).is_err());
+    }
+
+    #[test]
+    fn gpm_pairs_are_at_least_100_ms_apart() {
+        let t = Instant::now();
+        assert_eq!(gpm_step(None, t), GpmStep::First);
+        assert_eq!(
+            gpm_step(Some(t), t + Duration::from_millis(99)),
+            GpmStep::Wait
+        );
+        assert_eq!(
+            gpm_step(Some(t), t + Duration::from_millis(100)),
+            GpmStep::Pair
+        );
+    }
+
+    #[test]
+    fn error_classes() {
+        assert_eq!(classify(&NvmlError::FunctionNotFound), Class::Absent);
+        assert_eq!(
+            classify(&NvmlError::UnexpectedVariant(DEPRECATED)),
+            Class::Absent
+        );
+        assert_eq!(classify(&NvmlError::NoPermission), Class::Denied);
+        assert_eq!(classify(&NvmlError::DriverNotLoaded), Class::Reinit);
+        assert_eq!(classify(&NvmlError::LibRmVersionMismatch), Class::Reinit);
+        assert_eq!(classify(&NvmlError::Uninitialized), Class::Reinit);
+        assert_eq!(classify(&NvmlError::Unknown), Class::Failed);
     }
 }

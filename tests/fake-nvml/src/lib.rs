@@ -64,6 +64,9 @@ struct Gpu {
     temperature_c: u32,
     /// Field `NVML_FI_DEV_MEMORY_TEMP`; absent answers `NOT_SUPPORTED`.
     memory_temperature_c: Option<u32>,
+    /// The `valueType` declared with the memory temperature, which is written as an
+    /// unsigned int whatever this says (NVML r545 declared a wrong one).
+    memory_temperature_value_type: Option<u32>,
     sm_clock_mhz: u32,
     sm_clock_max_mhz: u32,
     mem_clock_mhz: u32,
@@ -78,6 +81,13 @@ struct Gpu {
     remap_pending: bool,
     remap_failure: bool,
     clock_event_reasons: u64,
+    /// `nvmlDeviceGetGpuFabricInfoV`; absent answers `NOT_SUPPORTED`.
+    fabric: Option<FabricInfo>,
+    /// GPM metric values (NVML units: percent, MiB/s) by metric id; absent: the GPU does
+    /// not support GPM. A metric left out answers `NOT_SUPPORTED` in its entry.
+    gpm: Option<BTreeMap<u32, f64>>,
+    /// Field `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`; absent answers `NOT_SUPPORTED`.
+    recovery_action: Option<u32>,
     /// Violation time in ns by reason (power, thermal, sync_boost, board_limit,
     /// low_utilization, reliability); a reason left out answers `NOT_SUPPORTED`.
     violations_ns: BTreeMap<String, u64>,
@@ -107,6 +117,7 @@ impl Default for Gpu {
             energy_mj: 0,
             temperature_c: 30,
             memory_temperature_c: None,
+            memory_temperature_value_type: None,
             sm_clock_mhz: 1980,
             sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
@@ -121,6 +132,9 @@ impl Default for Gpu {
             remap_pending: false,
             remap_failure: false,
             clock_event_reasons: 0,
+            fabric: None,
+            gpm: None,
+            recovery_action: None,
             violations_ns: BTreeMap::new(),
             processes: Vec::new(),
             not_supported: Vec::new(),
@@ -137,6 +151,20 @@ impl Default for Gpu {
 struct Link {
     tx_kib: u64,
     rx_kib: u64,
+    /// Error counters by `crc_flit`, `crc_data`, `replay`, `recovery`; one left out
+    /// answers `NOT_SUPPORTED`.
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FabricInfo {
+    state: u8,
+    status: u32,
+    health_mask: u32,
+    health_summary: u8,
+    /// The highest struct version the "driver" knows (2 or 3; default 3).
+    max_version: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +181,9 @@ struct Process {
 struct XidEvent {
     gpu: u32,
     xid: u64,
+    /// Delivered from a device handle the library never gave out (a GPU reset since).
+    #[serde(default)]
+    unknown_handle: bool,
 }
 
 struct State {
@@ -495,6 +526,24 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTemperatureV(
+    device: nvmlDevice_t,
+    out: *mut nvmlTemperature_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetTemperatureV", device, |_, g| {
+        let want = (std::mem::size_of::<nvmlTemperature_t>() | (1 << 24)) as c_uint;
+        if (*out).version != want {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        if (*out).sensorType != nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        (*out).temperature = g.temperature_c as c_int;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
     device: nvmlDevice_t,
     clock: nvmlClockType_t,
@@ -600,6 +649,17 @@ pub unsafe extern "C" fn nvmlDeviceGetViolationStatus(
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksEventReasons(
+    device: nvmlDevice_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetCurrentClocksEventReasons", device, |_, g| {
+        *out = g.clock_event_reasons;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
     device: nvmlDevice_t,
     out: *mut c_ulonglong,
@@ -691,8 +751,17 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 NVML_FI_DEV_MEMORY_TEMP => g
                     .memory_temperature_c
                     .map(|c| {
-                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.valueType = g
+                            .memory_temperature_value_type
+                            .unwrap_or(nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT);
                         v.value.uiVal = c;
+                    })
+                    .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
+                NVML_FI_DEV_GET_GPU_RECOVERY_ACTION => g
+                    .recovery_action
+                    .map(|a| {
+                        v.valueType = nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT;
+                        v.value.uiVal = a;
                     })
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
@@ -709,6 +778,151 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                 Ok(()) => nvmlReturn_enum_NVML_SUCCESS,
                 Err(e) => e,
             };
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetNvLinkErrorCounter(
+    device: nvmlDevice_t,
+    link: c_uint,
+    counter: nvmlNvLinkErrorCounter_t,
+    out: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetNvLinkErrorCounter", device, |_, g| {
+        let Some(l) = g.nvlinks.get(link as usize) else {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        };
+        let name = match counter {
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_REPLAY => "replay",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_RECOVERY => "recovery",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_FLIT => "crc_flit",
+            nvmlNvLinkErrorCounter_enum_NVML_NVLINK_ERROR_DL_CRC_DATA => "crc_data",
+            _ => return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        };
+        match l.errors.get(name) {
+            Some(v) => {
+                *out = *v;
+                nvmlReturn_enum_NVML_SUCCESS
+            }
+            None => nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
+    device: nvmlDevice_t,
+    out: *mut nvmlGpuFabricInfoV_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetGpuFabricInfoV", device, |_, g| {
+        let Some(f) = &g.fabric else {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        };
+        let v3 = (std::mem::size_of::<nvmlGpuFabricInfo_v3_t>() | (3 << 24)) as c_uint;
+        let v2 = (std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() | (2 << 24)) as c_uint;
+        let version = (*out).version;
+        let max = f.max_version.unwrap_or(3);
+        if !(version == v2 || (version == v3 && max >= 3)) {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        (*out).state = f.state;
+        (*out).status = f.status;
+        (*out).healthMask = f.health_mask;
+        if version == v3 {
+            (*out).healthSummary = f.health_summary;
+        }
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmQueryDeviceSupport(
+    device: nvmlDevice_t,
+    out: *mut nvmlGpmSupport_t,
+) -> nvmlReturn_t {
+    device_call("nvmlGpmQueryDeviceSupport", device, |_, g| {
+        if (*out).version != NVML_GPM_SUPPORT_VERSION {
+            return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        }
+        (*out).isSupportedDevice = g.gpm.is_some() as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+/// A GPM sample buffer: which GPU filled it, and when.
+struct GpmSample {
+    device: Option<usize>,
+    at: Option<Instant>,
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleAlloc(out: *mut nvmlGpmSample_t) -> nvmlReturn_t {
+    with_state("nvmlGpmSampleAlloc", |_| ());
+    let b = Box::new(GpmSample {
+        device: None,
+        at: None,
+    });
+    *out = Box::into_raw(b) as nvmlGpmSample_t;
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleFree(sample: nvmlGpmSample_t) -> nvmlReturn_t {
+    with_state("nvmlGpmSampleFree", |_| ());
+    if sample.is_null() {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    drop(Box::from_raw(sample as *mut GpmSample));
+    nvmlReturn_enum_NVML_SUCCESS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmSampleGet(
+    device: nvmlDevice_t,
+    sample: nvmlGpmSample_t,
+) -> nvmlReturn_t {
+    device_call("nvmlGpmSampleGet", device, |i, g| {
+        if g.gpm.is_none() {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        }
+        let s = &mut *(sample as *mut GpmSample);
+        s.device = Some(i);
+        s.at = Some(Instant::now());
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmMetricsGet(req: *mut nvmlGpmMetricsGet_t) -> nvmlReturn_t {
+    let r = &mut *req;
+    if r.version != NVML_GPM_METRICS_GET_VERSION || r.sample1.is_null() || r.sample2.is_null() {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    let (s1, s2) = (
+        &*(r.sample1 as *const GpmSample),
+        &*(r.sample2 as *const GpmSample),
+    );
+    // Two samples of one GPU, the second at least 100 ms after the first (NVML's rule).
+    let (Some(d), Some(t1), Some(t2)) = (s1.device, s1.at, s2.at) else {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    };
+    if s2.device != Some(d) || t2 < t1 + Duration::from_millis(100) {
+        return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+    }
+    with_state("nvmlGpmMetricsGet", |st| {
+        let Some(values) = st.cfg.gpus.get(d).and_then(|g| g.gpm.as_ref()) else {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        };
+        for m in r.metrics.iter_mut().take(r.numMetrics as usize) {
+            match values.get(&m.metricId) {
+                Some(v) => {
+                    m.value = *v;
+                    m.nvmlReturn = nvmlReturn_enum_NVML_SUCCESS;
+                }
+                None => m.nvmlReturn = nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED,
+            }
         }
         nvmlReturn_enum_NVML_SUCCESS
     })
@@ -761,6 +975,9 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
         let got = with_state("nvmlEventSetWait_v2", |st| {
             while let Some(e) = st.cfg.xid_events.get(st.xid_delivered) {
                 st.xid_delivered += 1;
+                if e.unknown_handle {
+                    return Some((0xdead, e.xid));
+                }
                 if st.xid_registered.contains(&(e.gpu as usize)) {
                     return Some((e.gpu as usize, e.xid));
                 }
@@ -821,6 +1038,7 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetEnforcedPowerLimit,
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetTemperature,
+        nvmlDeviceGetTemperatureV,
         nvmlDeviceGetClockInfo,
         nvmlDeviceGetMaxClockInfo,
         nvmlDeviceGetTotalEccErrors,
@@ -828,9 +1046,17 @@ fn abi_check(lib: NvmlLib) {
         nvmlDeviceGetPcieReplayCounter,
         nvmlDeviceGetViolationStatus,
         nvmlDeviceGetCurrentClocksThrottleReasons,
+        nvmlDeviceGetCurrentClocksEventReasons,
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlSystemGetProcessName,
         nvmlDeviceGetFieldValues,
+        nvmlDeviceGetNvLinkErrorCounter,
+        nvmlDeviceGetGpuFabricInfoV,
+        nvmlGpmQueryDeviceSupport,
+        nvmlGpmSampleAlloc,
+        nvmlGpmSampleFree,
+        nvmlGpmSampleGet,
+        nvmlGpmMetricsGet,
         nvmlEventSetCreate,
         nvmlDeviceRegisterEvents,
         nvmlEventSetWait_v2,

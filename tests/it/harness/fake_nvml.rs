@@ -76,7 +76,21 @@ pub fn gpu(i: usize, links: usize) -> Value {
         "pcie_tx_bytes": 1_000_000u64 + i as u64,
         "pcie_rx_bytes": 2_000_000u64 + i as u64,
         "pcie_replays": 7 * i,
-        "nvlinks": (0..links).map(|l| json!({"tx_kib": 1000 * i + l, "rx_kib": 500_000 + 1000 * i + l})).collect::<Vec<_>>(),
+        "nvlinks": (0..links).map(|l| json!({
+            "tx_kib": 1000 * i + l,
+            "rx_kib": 500_000 + 1000 * i + l,
+            "errors": {"crc_flit": 10 * i + l, "crc_data": l, "replay": i, "recovery": 0},
+        })).collect::<Vec<_>>(),
+        // NVSwitch fabric registered; GPU 5 reports degraded bandwidth (health mask fields:
+        // 2 = no, 1 = yes; incorrect configuration 1 = none)
+        "fabric": {
+            "state": 3,
+            "status": 0,
+            "health_mask": (if i == 5 { 1 } else { 2 }) | 2 << 2 | 2 << 4 | 2 << 6 | 1 << 8,
+            "health_summary": if i == 5 { 3 } else { 1 },
+        },
+        // GPU 4: the driver asks for a GPU reset
+        "recovery_action": if i == 4 { 1 } else { 0 },
         "ecc_corrected": i,
         "ecc_uncorrected": 0,
         "remapped_correctable": i,

@@ -183,14 +183,14 @@ fn fake_machine() -> serde_json::Value {
 }
 
 /// A log with a generic JSON-lines record carrying the throughput keys that the fixture
-/// trainers do not print (steps, samples and tokens per second). Written whole, so calling
+/// trainers do not print (steps, samples and tokens per second, and an MFU). Written whole, so calling
 /// it again gives the same file.
 pub fn throughput_log(dir: &Path) -> PathBuf {
     let p = dir.join("pretrain.jsonl");
     std::fs::write(
         &p,
-        "{\"step\": 10, \"loss\": 3.25, \"steps_per_second\": 0.5, \"samples_per_second\": 64.5, \"tokens_per_second\": 132096.0}\n\
-         {\"step\": 20, \"loss\": 3.125, \"steps_per_second\": 0.5, \"samples_per_second\": 65.0, \"tokens_per_second\": 133120.0}\n",
+        "{\"step\": 10, \"loss\": 3.25, \"steps_per_second\": 0.5, \"samples_per_second\": 64.5, \"tokens_per_second\": 132096.0, \"mfu_ratio\": 0.41}\n\
+         {\"step\": 20, \"loss\": 3.125, \"steps_per_second\": 0.5, \"samples_per_second\": 65.0, \"tokens_per_second\": 133120.0, \"mfu_ratio\": 0.42}\n",
     )
     .unwrap();
     p

@@ -1433,9 +1433,13 @@ fn gpm_values(i: usize) -> Value {
 
 #[test]
 fn gpm_profiling_metrics_come_from_sample_pairs_where_gpm_is_allowed() {
-    let mut cfg = machine(3, 0);
+    let mut cfg = machine(3, 2);
     cfg["gpus"][0]["gpm"] = gpm_values(0);
-    // GPU 1 has no GPM (before Hopper); GPU 2 refuses it to an unprivileged caller.
+    // per-link NVLink rates (MiB/s): link 0 both ways, link 1 transmit only
+    cfg["gpus"][0]["gpm"]["63"] = json!(100.0); // L0 TX
+    cfg["gpus"][0]["gpm"]["62"] = json!(200.0); // L0 RX
+    cfg["gpus"][0]["gpm"]["65"] = json!(300.0); // L1 TX
+                                                // GPU 1 has no GPM (before Hopper); GPU 2 refuses it to an unprivileged caller.
     cfg["gpus"][2]["gpm"] = gpm_values(2);
     cfg["gpus"][2]["errors"] = json!({"nvmlGpmSampleGet": 4});
     let f = Fake::start(&cfg, &["--no-host"]);
@@ -1468,6 +1472,24 @@ fn gpm_profiling_metrics_come_from_sample_pairs_where_gpm_is_allowed() {
         assert_eq!(value(&body, name, &l), Some(want), "{name}");
         assert_eq!(count(&body, name), 1, "{name}: only GPU 0 has GPM");
     }
+    let rate = |name: &str, link: &str| value(&body, name, &[("gpu", "0"), ("link", link)]);
+    let mib = 1_048_576.0;
+    assert_eq!(
+        rate("gpu_nvlink_transmit_bytes_per_second", "0"),
+        Some(100.0 * mib)
+    );
+    assert_eq!(
+        rate("gpu_nvlink_receive_bytes_per_second", "0"),
+        Some(200.0 * mib)
+    );
+    assert_eq!(
+        rate("gpu_nvlink_transmit_bytes_per_second", "1"),
+        Some(300.0 * mib)
+    );
+    assert_eq!(rate("gpu_nvlink_receive_bytes_per_second", "1"), None);
+    assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_per_second"), 2);
+    // the cumulative counters of the same links are still there
+    assert_eq!(count(&body, "gpu_nvlink_transmit_bytes_total"), 3 * 2);
     for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
         assert_eq!(v, 0.0, "{labels:?}");
     }

@@ -28,6 +28,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     simple(enc, &up);
     gpm(enc, &up);
     nvlinks(enc, &up);
+    nvlink_rates(enc, &up);
     nvlink_errors(enc, &up);
     ecc(enc, &up);
     remapped_rows(enc, &up);
@@ -261,6 +262,45 @@ fn nvlinks(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
                         &[("gpu", i), ("uuid", &g.uuid), ("link", &link)],
                         v as f64,
                     );
+                }
+            }
+        }
+    }
+}
+
+/// The per-link NVLink data rates from GPM, one family per direction.
+fn nvlink_rates(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    for (name, help, tx) in [
+        (
+            "gpu_nvlink_transmit_bytes_per_second",
+            "Data bytes sent per second over each NVLink between the last two GPM samples.",
+            true,
+        ),
+        (
+            "gpu_nvlink_receive_bytes_per_second",
+            "Data bytes received per second over each NVLink between the last two GPM samples.",
+            false,
+        ),
+    ] {
+        let get = |l: &NvLinkSample| {
+            if tx {
+                l.transmit_bytes_per_second
+            } else {
+                l.receive_bytes_per_second
+            }
+        };
+        if !up
+            .iter()
+            .any(|(g, _)| g.nvlinks.iter().any(|l| get(l).is_some()))
+        {
+            continue;
+        }
+        enc.family(name, help, Kind::Gauge);
+        for (g, i) in up {
+            for l in &g.nvlinks {
+                if let Some(v) = get(l) {
+                    let link = l.link.to_string();
+                    enc.sample(name, &[("gpu", i), ("uuid", &g.uuid), ("link", &link)], v);
                 }
             }
         }
@@ -626,10 +666,9 @@ mod tests {
                     sampled_at: Some(1700000000.5),
                     utilization: Some(0.5),
                     nvlinks: vec![NvLinkSample {
-                        link: 3,
                         transmit_bytes: Some(2048),
-                        receive_bytes: None,
                         errors: [None, None, Some(4), None],
+                        ..NvLinkSample::new(3)
                     }],
                     ..GpuSample::default()
                 },

@@ -23,6 +23,23 @@ pub struct NvLinkSample {
     pub receive_bytes: Option<u64>,
     /// Error counters by [`NVLINK_ERROR_TYPES`] (same order); `None` where not reported.
     pub errors: [Option<u64>; NVLINK_ERROR_TYPES.len()],
+    /// Data rates between the last two GPM samples (Hopper and later).
+    pub transmit_bytes_per_second: Option<f64>,
+    pub receive_bytes_per_second: Option<f64>,
+}
+
+impl NvLinkSample {
+    /// A link with nothing known yet.
+    pub fn new(link: u32) -> Self {
+        NvLinkSample {
+            link,
+            transmit_bytes: None,
+            receive_bytes: None,
+            errors: [None; NVLINK_ERROR_TYPES.len()],
+            transmit_bytes_per_second: None,
+            receive_bytes_per_second: None,
+        }
+    }
 }
 
 /// The `type` label values of `gpu_nvlink_errors_total`, in the order of

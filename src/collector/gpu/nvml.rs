@@ -879,10 +879,8 @@ fn nvlink_errors(
         match s.nvlinks.iter_mut().find(|n| n.link == link) {
             Some(e) => e.errors = counts,
             None => s.nvlinks.push(NvLinkSample {
-                link,
-                transmit_bytes: None,
-                receive_bytes: None,
                 errors: counts,
+                ..NvLinkSample::new(link)
             }),
         }
     }
@@ -949,6 +947,8 @@ struct Gpm<'n> {
     prev: Option<(usize, Instant)>,
     /// The values of the last pair, served while the next pair is under 100 ms apart.
     last: [Option<f64>; GPM_FAMILIES.len()],
+    /// Per NVLink, transmit and receive bytes/s of the last pair.
+    last_links: Vec<(Option<f64>, Option<f64>)>,
 }
 
 impl Gpm<'_> {
@@ -956,6 +956,7 @@ impl Gpm<'_> {
     fn forget(&mut self) {
         self.prev = None;
         self.last = [None; GPM_FAMILIES.len()];
+        self.last_links.clear();
     }
 }
 
@@ -1012,6 +1013,7 @@ fn gpm<'n>(
                     bufs,
                     prev: None,
                     last: [None; GPM_FAMILIES.len()],
+                    last_links: Vec::new(),
                 });
                 tracing::info!(gpu = dev.identity.index, "GPM profiling metrics on");
             }
@@ -1043,11 +1045,12 @@ fn gpm<'n>(
             (None, _, _) => g.forget(),
             (Some(()), GpmStep::Pair, Some((k, _))) => {
                 let (s1, s2) = (g.bufs[k].raw, raw);
+                let links = dev.links.min(GPM_MAX_LINKS);
                 match call(dev, errors, lost, Call::GpmMetrics, |_| {
-                    gpm_metrics(nvml, s1, s2)
+                    gpm_metrics(nvml, s1, s2, links)
                 }) {
-                    Some(v) => g.last = v,
-                    None => g.last = [None; GPM_FAMILIES.len()],
+                    Some((v, l)) => (g.last, g.last_links) = (v, l),
+                    None => (g.last, g.last_links) = ([None; GPM_FAMILIES.len()], Vec::new()),
                 }
                 g.prev = Some((next, now));
             }
@@ -1055,38 +1058,80 @@ fn gpm<'n>(
         }
     }
     s.gpm = g.last;
+    for (link, (tx, rx)) in (0u32..).zip(&g.last_links) {
+        if tx.is_none() && rx.is_none() {
+            continue;
+        }
+        let entry = match s.nvlinks.iter().position(|n| n.link == link) {
+            Some(k) => &mut s.nvlinks[k],
+            None => {
+                s.nvlinks.push(NvLinkSample::new(link));
+                s.nvlinks.last_mut().expect("just pushed")
+            }
+        };
+        entry.transmit_bytes_per_second = *tx;
+        entry.receive_bytes_per_second = *rx;
+    }
     if dev.absent & (Call::GpmSample.bit() | Call::GpmMetrics.bit()) == 0 {
         dev.gpm = Some(g);
     }
 }
 
-/// `nvmlGpmMetricsGet` for the metrics of [`GPM_FAMILIES`] between two samples, scaled; a
-/// metric NVML does not answer is `None`.
+/// NVLinks with their own GPM rate metrics (`NVML_GPM_METRIC_NVLINK_L0..L17_*_PER_SEC`).
+const GPM_MAX_LINKS: u32 = 18;
+
+/// GPM's metric ids of link `l`'s receive and transmit rates (MiB/s).
+const fn gpm_link_ids(l: u32) -> (u32, u32) {
+    use nvml_wrapper_sys::bindings::*;
+    (
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_NVLINK_L0_RX_PER_SEC + 2 * l,
+        nvmlGpmMetricId_t_NVML_GPM_METRIC_NVLINK_L0_TX_PER_SEC + 2 * l,
+    )
+}
+
+/// Per-link `(transmit, receive)` bytes/s.
+type LinkRates = Vec<(Option<f64>, Option<f64>)>;
+
+/// `nvmlGpmMetricsGet` for the metrics of [`GPM_FAMILIES`] and the rates of `links` NVLinks
+/// between two samples, scaled; a metric NVML does not answer is `None`.
 fn gpm_metrics(
     nvml: &Nvml,
     s1: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
     s2: nvml_wrapper_sys::bindings::nvmlGpmSample_t,
-) -> Result<[Option<f64>; GPM_FAMILIES.len()], NvmlError> {
+    links: u32,
+) -> Result<([Option<f64>; GPM_FAMILIES.len()], LinkRates), NvmlError> {
     use nvml_wrapper_sys::bindings::{nvmlGpmMetricsGet_t, NVML_GPM_METRICS_GET_VERSION};
     let sym = nvml_sym(nvml.lib().nvmlGpmMetricsGet.as_ref())?;
     // SAFETY: a plain C struct for which all-zero bytes are valid (null name pointers).
     let mut req: Box<nvmlGpmMetricsGet_t> = Box::new(unsafe { std::mem::zeroed() });
     req.version = NVML_GPM_METRICS_GET_VERSION;
-    req.numMetrics = GPM_IDS.len() as u32;
+    let ids: Vec<u32> = GPM_IDS
+        .into_iter()
+        .chain((0..links).flat_map(|l| {
+            let (rx, tx) = gpm_link_ids(l);
+            [tx, rx]
+        }))
+        .collect();
+    req.numMetrics = ids.len() as u32;
     req.sample1 = s1;
     req.sample2 = s2;
-    for (m, id) in req.metrics.iter_mut().zip(GPM_IDS) {
-        m.metricId = id;
+    for (m, id) in req.metrics.iter_mut().zip(&ids) {
+        m.metricId = *id;
     }
     // SAFETY: a valid, versioned request naming two live samples.
     unsafe { nvml_try(sym(&mut *req))? };
+    let value = |m: &nvml_wrapper_sys::bindings::nvmlGpmMetric_t, scale: f64| {
+        (m.nvmlReturn == 0 && m.value.is_finite() && m.value >= 0.0).then_some(m.value * scale)
+    };
     let mut out = [None; GPM_FAMILIES.len()];
     for (k, m) in req.metrics.iter().take(GPM_IDS.len()).enumerate() {
-        if m.nvmlReturn == 0 && m.value.is_finite() && m.value >= 0.0 {
-            out[k] = Some(m.value * GPM_FAMILIES[k].2);
-        }
+        out[k] = value(m, GPM_FAMILIES[k].2);
     }
-    Ok(out)
+    let rates = req.metrics[GPM_IDS.len()..ids.len()]
+        .chunks(2)
+        .map(|p| (value(&p[0], 1_048_576.0), value(&p[1], 1_048_576.0)))
+        .collect();
+    Ok((out, rates))
 }
 
 /// `nvmlDeviceGetGpuFabricInfoV`, version 3, else 2 (drivers before r550); `None` for a GPU
@@ -1353,12 +1398,7 @@ fn sample_fields(
                 let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
                     Some(e) => e,
                     None => {
-                        s.nvlinks.push(NvLinkSample {
-                            link,
-                            transmit_bytes: None,
-                            receive_bytes: None,
-                            errors: [None; NVLINK_ERROR_TYPES.len()],
-                        });
+                        s.nvlinks.push(NvLinkSample::new(link));
                         s.nvlinks.last_mut().expect("just pushed")
                     }
                 };

@@ -43,7 +43,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     state.actions = config
         .actions
         .as_ref()
-        .map(|_| Arc::new(Mutex::new(crate::actions::ActionsState::default())));
+        .map(|a| Arc::new(Mutex::new(crate::actions::ActionsState::new(a))));
     let state = Arc::new(state);
     if config.sources.is_empty() {
         tracing::warn!(

@@ -98,6 +98,35 @@ pub struct ActionsState {
     pub local_runs: BTreeSet<String>,
 }
 
+impl ActionsState {
+    /// The state before the first poll: the counters of each action whose `match` names
+    /// one alert (`alertname="X"`) at 0 for every result, so that a first failure is an
+    /// increase Prometheus can see (and dashboards have the series from the start).
+    pub fn new(opts: &ActionsOptions) -> Self {
+        use self::act::Outcome::{DryRun, Failed, Ok, Skipped};
+        let mut st = ActionsState::default();
+        for a in &opts.actions {
+            let Some(alert) = a
+                .matchers
+                .iter()
+                .find(|m| m.name == "alertname" && m.op == matcher::Op::Equal)
+            else {
+                continue;
+            };
+            let mut kinds = vec![Executor::kind(&a.what)];
+            if a.resume_on_resolve && a.what == Do::Pause {
+                kinds.push("resume");
+            }
+            for kind in kinds {
+                for outcome in [Ok, DryRun, Failed, Skipped] {
+                    st.counts.insert((kind, alert.value.clone(), outcome), 0);
+                }
+            }
+        }
+        st
+    }
+}
+
 /// The runs with processes on this node, by label: their log's holders and the GPU compute
 /// processes named by their environment.
 pub fn local_runs(runs: &Runs) -> BTreeMap<String, Vec<u32>> {

@@ -233,9 +233,10 @@ pub fn daemon_args(dir: &Path, hf_log: &Path) -> (Vec<String>, Vec<(String, Stri
     (args, env)
 }
 
-/// Starts the daemon with [`daemon_args`].
-pub fn start_daemon(dir: &Path, hf_log: &Path) -> Daemon {
-    let (args, env) = daemon_args(dir, hf_log);
+/// Starts the daemon with [`daemon_args`] and `extra` flags.
+pub fn start_daemon(dir: &Path, hf_log: &Path, extra: &[&str]) -> Daemon {
+    let (mut args, env) = daemon_args(dir, hf_log);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Daemon::start_env(&args, &env)
@@ -479,7 +480,17 @@ fn every_query_names_only_metrics_the_daemon_serves() {
     );
     let _held = hold_logs(dir.path(), &hf);
     let gpu = fake_nvml().is_some();
-    let d = start_daemon(dir.path(), &hf);
+    // an action on alerts (that never acts: no run matches), so that its families are served
+    let actions = dir.path().join("actions.yml");
+    std::fs::write(
+        &actions,
+        format!(
+            "alertmanager:\n  url: http://127.0.0.1:{}\n  poll_interval: 1s\nactions:\n  - name: hold\n    match: [alertname=TrainingLossNaN]\n    runs: [no-such-run]\n    do: pause\n",
+            crate::harness::free_port()
+        ),
+    )
+    .unwrap();
+    let d = start_daemon(dir.path(), &hf, &["--config", actions.to_str().unwrap()]);
 
     // what the dashboards and rules name (where each is used first)
     let rules = rule_exprs().into_iter().map(|(alert, expr)| Query {

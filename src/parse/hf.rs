@@ -164,7 +164,10 @@ impl<'a> Builder<'a> {
             Value::Num(v) => Some(*v),
             Value::Str(s) => {
                 if key == "global_step/max_steps" {
-                    if let Some((a, b)) = s.split_once('/') {
+                    // `s.split_once('/')` by a byte search (`/` is ASCII: never inside a
+                    // character)
+                    if let Some(at) = super::lex::find_byte(b'/', s.as_bytes()) {
+                        let (a, b) = (&s[..at], &s[at + 1..]);
                         self.rec.step = float(trim(a));
                         self.rec.max_steps = float(trim(b));
                     }

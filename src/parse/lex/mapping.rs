@@ -122,7 +122,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<Cow<'a, str>, Malformed> {
         let q = self.next().unwrap_or(b'"');
         let start = self.i;
@@ -146,7 +146,7 @@ impl<'a> Parser<'a> {
         unescape(raw).map(Cow::Owned)
     }
 
-    #[inline]
+    #[inline(always)]
     fn value(&mut self) -> Result<Value<'a>, Malformed> {
         match self.peek() {
             None => Err(Malformed("missing value")),

@@ -25,6 +25,8 @@ pub struct Hf {
     format: Format,
     cap: RecordCap,
     pairs_buf: usize,
+    /// The keys of the last mapping, for the next one's scan.
+    keys: mapping::Keys,
 }
 
 impl Default for Hf {
@@ -40,6 +42,7 @@ impl Hf {
             format,
             cap: RecordCap::NONE,
             pairs_buf: 16,
+            keys: mapping::Keys::default(),
         }
     }
 
@@ -71,7 +74,7 @@ impl Hf {
         }
         // the pairs go into the record as they are scanned, within the cap: never a list of
         // every pair of a huge line
-        match scan_record(text, format, &self.cap, self.pairs_buf) {
+        match scan_record_with(text, format, &self.cap, self.pairs_buf, &mut self.keys) {
             Err(e) => Some(Event::Malformed(e.0)),
             Ok(r) => {
                 let r = r?;
@@ -131,8 +134,19 @@ pub fn scan_record<'a>(
     cap: &RecordCap,
     hint: usize,
 ) -> Result<Option<Record<'a>>, Malformed> {
+    scan_record_with(text, format, cap, hint, &mut mapping::Keys::default())
+}
+
+/// [`scan_record`], with the keys of the mapping before remembered (see [`mapping::Keys`]).
+fn scan_record_with<'a>(
+    text: &'a str,
+    format: Format,
+    cap: &RecordCap,
+    hint: usize,
+    keys: &mut mapping::Keys,
+) -> Result<Option<Record<'a>>, Malformed> {
     let mut b = Builder::new(format, *cap, hint);
-    mapping::scan_each(text, |key, value| b.pair(key, value))?;
+    mapping::scan_each_with(text, keys, |key, value| b.pair(key, value))?;
     Ok(b.finish())
 }
 
@@ -164,7 +178,10 @@ impl<'a> Builder<'a> {
             Value::Num(v) => Some(*v),
             Value::Str(s) => {
                 if key == "global_step/max_steps" {
-                    if let Some((a, b)) = s.split_once('/') {
+                    // `s.split_once('/')` by a byte search (`/` is ASCII: never inside a
+                    // character)
+                    if let Some(at) = super::lex::find_byte(b'/', s.as_bytes()) {
+                        let (a, b) = (&s[..at], &s[at + 1..]);
                         self.rec.step = float(trim(a));
                         self.rec.max_steps = float(trim(b));
                     }

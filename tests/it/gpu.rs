@@ -1343,19 +1343,24 @@ fn nvml_13_calls_come_first_and_the_older_ones_stand_in() {
         ],
         dir.path(),
     );
-    let trace = dir.path().join("trace");
-    let trace_s = trace.display().to_string();
-    let f = Fake::start_with(
-        &lib,
-        &machine(4, 0),
-        &["--no-host"],
-        &[("FAKE_NVML_TRACE", &trace_s)],
-    );
-    let body = f.daemon.scrape();
-    assert_eq!(
-        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
-        Some(43.0)
-    );
+    // the daemon on `lib`, tracing its calls to `name`; GPU 3's temperature read
+    let start = |lib: &Path, name: &str| {
+        let trace = dir.path().join(name);
+        let trace_s = trace.display().to_string();
+        let f = Fake::start_with(
+            lib,
+            &machine(4, 0),
+            &["--no-host"],
+            &[("FAKE_NVML_TRACE", &trace_s)],
+        );
+        let body = f.daemon.scrape();
+        assert_eq!(
+            value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
+            Some(43.0)
+        );
+        (f, body, trace)
+    };
+    let (f, body, _) = start(&lib, "trace");
     assert_eq!(
         value(
             &body,
@@ -1375,19 +1380,7 @@ fn nvml_13_calls_come_first_and_the_older_ones_stand_in() {
     );
     drop(f);
     // With NVML 13's calls there, the deprecated ones are never made.
-    let trace2 = dir.path().join("trace2");
-    let trace2_s = trace2.display().to_string();
-    let f = Fake::start_with(
-        &fake_lib(),
-        &machine(4, 0),
-        &["--no-host"],
-        &[("FAKE_NVML_TRACE", &trace2_s)],
-    );
-    let body = f.daemon.scrape();
-    assert_eq!(
-        value(&body, "gpu_temperature_celsius", &[("gpu", "3")]),
-        Some(43.0)
-    );
+    let (f, body, trace2) = start(&fake_lib(), "trace2");
     assert_eq!(
         value(
             &body,

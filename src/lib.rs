@@ -18,6 +18,7 @@ pub mod clock;
 pub mod collector;
 pub mod config;
 pub mod expose;
+pub mod files;
 pub mod http;
 pub mod parse;
 pub mod procfs;

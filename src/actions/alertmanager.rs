@@ -52,8 +52,11 @@ impl Secret {
     pub fn read(&self) -> Result<String, String> {
         match self {
             Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => read_small(p)
+            Secret::File(p) => crate::files::read_regular(p, MAX_SECRET_BYTES)
                 .map_err(|e| format!("{}: {e}", p.display()))
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| format!("{}: not UTF-8", p.display()))
+                })
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string()),
         }
     }
@@ -130,19 +133,6 @@ pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, String> {
             starts_at: w.starts_at,
         })
         .collect())
-}
-
-/// Reads a small regular text file (a FIFO or a device is refused, never opened).
-fn read_small(p: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    if !std::fs::metadata(p)?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut s = String::new();
-    std::fs::File::open(p)?
-        .take(MAX_SECRET_BYTES)
-        .read_to_string(&mut s)?;
-    Ok(s)
 }
 
 /// A client for the configured Alertmanagers.

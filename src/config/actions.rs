@@ -117,7 +117,7 @@ fn base_url(u: &str) -> Result<String, String> {
 
 /// A file that must be readable now, read again at each poll.
 fn secret_file(p: &Path, key: &str) -> Result<Secret, ConfigError> {
-    read_regular(p, MAX_PEM_BYTES).map_err(|e| invalid(key, format!("{}: {e}", p.display())))?;
+    pem(p, key)?;
     Ok(Secret::File(p.to_path_buf()))
 }
 
@@ -181,6 +181,7 @@ fn auth(am: &AlertmanagerFile) -> Result<Option<Auth>, ConfigError> {
     Ok(None)
 }
 
+/// A small file's bytes (PEM or a credential), read now; errors name `key`.
 fn pem(p: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
     read_regular(p, MAX_PEM_BYTES).map_err(|e| invalid(key, format!("{}: {e}", p.display())))
 }

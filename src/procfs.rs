@@ -56,8 +56,7 @@ impl Procfs {
     /// [`parse_argv0`]), else its `comm`. `comm` is only the first 15 bytes of the main
     /// thread's name, which PyTorch 2.3-2.4 renames `pt_main_thread`.
     pub fn command(&self, pid: u32) -> io::Result<String> {
-        let dir = self.pid_dir(pid);
-        match std::fs::read(dir.join("cmdline")).map(|b| parse_argv0(&b)) {
+        match self.cmdline(pid).map(|b| parse_argv0(&b)) {
             Ok(Some(name)) => Ok(name),
             // a kernel thread or a zombie has an empty cmdline; a missing one, no process
             _ => self.comm(pid),

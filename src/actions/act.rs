@@ -140,10 +140,7 @@ impl Executor {
     }
 
     fn count(&self, kind: &'static str, alert: &str, outcome: Outcome) {
-        *lock(&self.state)
-            .counts
-            .entry((kind, alert.to_string(), outcome))
-            .or_insert(0) += 1;
+        lock(&self.state).count(kind, alert, outcome);
     }
 
     fn log(
@@ -166,20 +163,10 @@ impl Executor {
         );
     }
 
-    /// The action's kind, as the `action` label says it.
-    pub fn kind(what: &Do) -> &'static str {
-        match what {
-            Do::Pause => "pause",
-            Do::Terminate { .. } => "terminate",
-            Do::Signal { .. } => "signal",
-            Do::Exec { .. } => "exec",
-        }
-    }
-
     /// Counts and logs an alert that matched but leads to nothing (cooling down, already
     /// paused, no process left).
     pub fn skip(&self, c: &Context<'_>, why: &str) {
-        let kind = Self::kind(&c.action.what);
+        let kind = c.action.what.kind();
         let pids: Vec<u32> = c.members.iter().map(|m| m.pid).collect();
         self.count(kind, c.alert.name(), Outcome::Skipped);
         self.log(kind, c, &pids, Outcome::Skipped, why);
@@ -187,18 +174,21 @@ impl Executor {
 
     /// Does what `c.action` says for its alert.
     pub fn act(&self, c: Context<'_>) {
-        let kind = Self::kind(&c.action.what);
+        let kind = c.action.what.kind();
         let pids: Vec<u32> = c.members.iter().map(|m| m.pid).collect();
         if c.members.is_empty() {
             return self.skip(&c, "no process of the run left here");
         }
-        if kind == "pause" && lock(&self.state).paused.contains_key(c.run) {
-            let mut st = lock(&self.state);
-            if let Some(p) = st.paused.get_mut(c.run) {
-                p.by.insert(c.alert.fingerprint.clone());
+        if c.action.what == Do::Pause {
+            // a run already paused is held by this alert too, not stopped again
+            let held = lock(&self.state)
+                .paused
+                .get_mut(c.run)
+                .map(|p| p.by.insert(c.alert.fingerprint.clone()))
+                .is_some();
+            if held {
+                return self.skip(&c, "already paused; held until this alert resolves too");
             }
-            drop(st);
-            return self.skip(&c, "already paused; held until this alert resolves too");
         }
         if c.action.dry_run {
             self.count(kind, c.alert.name(), Outcome::DryRun);
@@ -375,10 +365,7 @@ impl Executor {
             .name("exec".into())
             .spawn(move || {
                 let (outcome, detail) = run_bounded(&mut cmd, timeout);
-                *lock(&state)
-                    .counts
-                    .entry(("exec", alert.clone(), outcome))
-                    .or_insert(0) += 1;
+                lock(&state).count("exec", &alert, outcome);
                 tracing::warn!(
                     action = %name, what = "exec", run = %run, alert = %alert, fingerprint = %fp,
                     pids = ?pids, status, result = outcome.label(), command = %argv0, "{detail}"

@@ -46,6 +46,18 @@ pub enum Do {
     },
 }
 
+impl Do {
+    /// The action's kind, as the `action` label of `gpu_train_exporter_actions_total` says it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Do::Pause => "pause",
+            Do::Terminate { .. } => "terminate",
+            Do::Signal { .. } => "signal",
+            Do::Exec { .. } => "exec",
+        }
+    }
+}
+
 /// One configured action.
 #[derive(Debug, Clone)]
 pub struct Action {
@@ -99,6 +111,14 @@ pub struct ActionsState {
 }
 
 impl ActionsState {
+    /// Counts one action of `kind` for `alert` that ended in `outcome`.
+    pub fn count(&mut self, kind: &'static str, alert: &str, outcome: Outcome) {
+        *self
+            .counts
+            .entry((kind, alert.to_string(), outcome))
+            .or_insert(0) += 1;
+    }
+
     /// The state before the first poll: the counters of each action whose `match` names
     /// one alert (`alertname="X"`) at 0 for every result, so that a first failure is an
     /// increase Prometheus can see (and dashboards have the series from the start).
@@ -113,7 +133,7 @@ impl ActionsState {
             else {
                 continue;
             };
-            let mut kinds = vec![Executor::kind(&a.what)];
+            let mut kinds = vec![a.what.kind()];
             if a.resume_on_resolve && a.what == Do::Pause {
                 kinds.push("resume");
             }
@@ -175,19 +195,19 @@ pub fn run(
     loop {
         let polled = client.firing();
         let local = local_runs(&lock(runs));
+        let names: BTreeSet<String> = local.keys().cloned().collect();
         {
             let mut st = lock(state);
             st.polls += 1;
             st.alertmanager_up = Some(polled.is_ok());
             st.poll_errors += u64::from(polled.is_err());
-            st.local_runs = local.keys().cloned().collect();
+            st.local_runs = names.clone();
         }
         match polled {
             Ok(alerts) => {
                 if failing.take().is_some() {
                     tracing::info!("Alertmanager answers again");
                 }
-                let names: BTreeSet<String> = local.keys().cloned().collect();
                 for step in planner.plan(&opts.actions, &alerts, &names, Instant::now()) {
                     perform(&exec, opts, &local, step);
                 }

@@ -114,27 +114,26 @@ impl Planner {
                 steps.push(step);
             }
         }
-        let gone: Vec<(usize, String)> = self
+        // in a fixed order (the map's is not)
+        let mut gone: Vec<(usize, String)> = self
             .handled
             .keys()
             .filter(|(i, fp)| !live.contains(&(*i, fp.as_str())))
             .cloned()
             .collect();
-        let mut undo: Vec<Step> = Vec::new();
+        gone.sort();
         for key in gone {
             let Some(h) = self.handled.remove(&key) else {
                 continue;
             };
             if h.acted && actions.get(key.0).is_some_and(|a| a.resume_on_resolve) {
-                undo.push(Step::Undo {
+                steps.push(Step::Undo {
                     action: key.0,
                     alert: h.alert,
                     run: h.run,
                 });
             }
         }
-        undo.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        steps.extend(undo);
         // cool-downs long past are forgotten (a daemon of months, runs by the thousand)
         let longest = actions.iter().map(|a| a.cooldown).max().unwrap_or_default();
         self.last_acted

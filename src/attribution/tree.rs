@@ -18,7 +18,6 @@ use crate::procfs::Procfs;
 pub struct Entry {
     pub ppid: u32,
     pub start_time: u64,
-    pub state: u8,
     /// `argv` joined with spaces (empty for a kernel thread).
     pub cmdline: String,
 }
@@ -131,7 +130,6 @@ pub fn read_table(procfs: &Procfs) -> std::io::Result<Table> {
             Entry {
                 ppid: st.ppid,
                 start_time: st.start_time,
-                state: st.state,
                 cmdline,
             },
         );
@@ -151,7 +149,6 @@ mod tests {
                     Entry {
                         ppid,
                         start_time: u64::from(pid) * 10,
-                        state: b'S',
                         cmdline: cmd.into(),
                     },
                 )

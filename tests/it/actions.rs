@@ -381,13 +381,7 @@ fn one_alert_pauses_the_run_on_every_node_and_exec_gets_its_environment() {
             )
         })
         .collect();
-    let daemons_stderr = || {
-        nodes
-            .iter()
-            .map(|f| f.daemon.stderr())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let daemons_stderr = || Fake::stderr_of(&nodes);
     // every node sees the job's processes (named by their environment), and reaches the
     // second Alertmanager URL past the first, which nothing listens on
     let ready = wait_for(T, || {

@@ -163,13 +163,7 @@ fn three_nodes_one_run_twelve_gpus_and_the_slow_gpu_is_the_straggler() {
     prom.wait_ready("prometheus");
     let p = prom_port;
     let run = format!("run=\"{JOB}\"");
-    let daemons_stderr = || {
-        nodes
-            .iter()
-            .map(|f| f.daemon.stderr())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let daemons_stderr = || Fake::stderr_of(&nodes);
 
     // the run has 12 GPUs on 3 instances, and the recording rules say so
     let found = wait_for(T, || {

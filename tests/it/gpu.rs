@@ -57,6 +57,15 @@ impl Fake {
         }
     }
 
+    /// The daemons' logs of several fakes (the nodes of a cluster test), one after another.
+    pub fn stderr_of(nodes: &[Fake]) -> String {
+        nodes
+            .iter()
+            .map(|f| f.daemon.stderr())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
     /// Replaces the fake's config; the library notices within 20 ms.
     pub fn set(&self, cfg: &Value) {
         write_config(&self.config, cfg);

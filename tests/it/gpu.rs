@@ -1593,3 +1593,42 @@ fn xids_nvml_does_not_deliver_are_read_from_the_kernel_log() {
         Some(1.0)
     );
 }
+
+#[test]
+fn a_32_bit_pcie_counter_that_wraps_keeps_rising() {
+    let mut cfg = machine(1, 0);
+    cfg["gpus"][0]["pcie_value_type"] = json!(1);
+    cfg["gpus"][0]["pcie_tx_bytes"] = json!(4_294_967_000u64);
+    cfg["gpus"][0]["pcie_rx_bytes"] = json!(1_000u64);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_pcie_transmit_bytes_total",
+            &[("gpu", "0")],
+            4_294_967_000.0,
+            WAIT
+        ),
+        Some(4_294_967_000.0)
+    );
+    // 296 bytes to the wrap and 100 after it; the other direction moves on too.
+    cfg["gpus"][0]["pcie_tx_bytes"] = json!(100u64);
+    cfg["gpus"][0]["pcie_rx_bytes"] = json!(3_000u64);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon.wait_value(
+            "gpu_pcie_receive_bytes_total",
+            &[("gpu", "0")],
+            3_000.0,
+            WAIT
+        ),
+        Some(3_000.0)
+    );
+    assert_eq!(
+        value(
+            &f.daemon.scrape(),
+            "gpu_pcie_transmit_bytes_total",
+            &[("gpu", "0")]
+        ),
+        Some(4_294_967_396.0)
+    );
+}

@@ -11,7 +11,8 @@
 //! change, waited on in a thread of its own and counted, not overwritten. This file is the
 //! sampling loop and the handle the rest of the program holds; the jobs sit beside it:
 //! [`model`] (the snapshot, plain data), [`nvml`] (every NVML call, the only nvml-wrapper
-//! user), [`xid`] (XID counting) and [`encode`] (the exposition families).
+//! user), [`wrap`] (wrapping byte counters made monotonic), [`xid`] (XID counting) and
+//! [`encode`] (the exposition families).
 
 use super::Worker;
 use crate::clock::{unix_now, Waker};
@@ -29,6 +30,7 @@ mod encode;
 mod kmsg;
 mod model;
 mod nvml;
+mod wrap;
 mod xid;
 
 pub use encode::encode;

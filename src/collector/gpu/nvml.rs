@@ -40,6 +40,7 @@ use super::model::{
     Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, GPM_FAMILIES, NVLINK_ERROR_TYPES,
     VIOLATION_REASONS,
 };
+use super::wrap::{value_bits, Unwrapped};
 use super::xid::{EventSource, Wait};
 use super::Backoff;
 use crate::procfs::Procfs;
@@ -487,9 +488,11 @@ struct Dev<'n> {
     gpm: Option<Gpm<'n>>,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
+    /// The PCIe and NVLink byte counters, unwrapped, by field and link.
+    counters: BTreeMap<(Field, u32), Unwrapped>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Field {
     MemoryTemp,
     PcieTx,
@@ -537,6 +540,7 @@ impl Dev<'_> {
             absent_policies: 0,
             gpm: None,
             fields: Vec::new(),
+            counters: BTreeMap::new(),
         }
     }
 
@@ -573,6 +577,7 @@ impl Dev<'_> {
         if let Some(g) = &mut self.gpm {
             g.forget();
         }
+        self.counters.clear();
         if !self.lost {
             self.lost = true;
             tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");
@@ -1355,9 +1360,29 @@ fn sample_fields(
     let mut found_absent = false;
     let fields = std::mem::take(&mut dev.fields);
     for ((field, link), v) in fields.iter().copied().zip(&req) {
+        // A byte counter's exact total (the value below is its `f64`).
+        let mut counter = 0;
         let read = match field {
             Field::MemoryTemp => read_celsius(v),
-            _ => read_value(v).map(|x| x as f64),
+            Field::RecoveryAction => read_value(v).map(|x| x as f64),
+            Field::PcieTx | Field::PcieRx | Field::NvLinkTx | Field::NvLinkRx => {
+                read_value(v).map(|raw| {
+                    let bits = value_bits(v.valueType);
+                    if bits < 64 && !dev.counters.contains_key(&(field, link)) {
+                        tracing::info!(
+                            gpu = dev.identity.index,
+                            field = v.fieldId,
+                            link,
+                            bits,
+                            "byte counter declared {bits} bits wide: unwrapped, but more than \
+                             one wrap between two readings is not seen; prefer the GPM rates"
+                        );
+                    }
+                    let c = dev.counters.entry((field, link)).or_default();
+                    counter = c.update(raw, bits);
+                    counter as f64
+                })
+            }
         };
         let value = match read {
             Ok(x) => x,
@@ -1390,11 +1415,11 @@ fn sample_fields(
         keep.push((field, link));
         match field {
             Field::MemoryTemp => s.memory_temperature_celsius = Some(value),
-            Field::PcieTx => s.pcie_transmit_bytes = Some(value as u64),
-            Field::PcieRx => s.pcie_receive_bytes = Some(value as u64),
+            Field::PcieTx => s.pcie_transmit_bytes = Some(counter),
+            Field::PcieRx => s.pcie_receive_bytes = Some(counter),
             Field::RecoveryAction => s.recovery_action = Some(value as u32),
             Field::NvLinkTx | Field::NvLinkRx => {
-                let bytes = (value as u64).saturating_mul(1024);
+                let bytes = counter.saturating_mul(1024);
                 let entry = match s.nvlinks.iter_mut().find(|n| n.link == link) {
                     Some(e) => e,
                     None => {

@@ -72,6 +72,9 @@ struct Gpu {
     mem_clock_mhz: u32,
     pcie_tx_bytes: Option<u64>,
     pcie_rx_bytes: Option<u64>,
+    /// The `valueType` of the PCIe byte counters: an unsigned int (1) is written as 32 bits,
+    /// so a test can make it wrap; the default is unsigned long long.
+    pcie_value_type: Option<u32>,
     pcie_replays: u32,
     nvlinks: Vec<Link>,
     ecc_corrected: u64,
@@ -118,6 +121,7 @@ impl Default for Gpu {
             temperature_c: 30,
             memory_temperature_c: None,
             memory_temperature_value_type: None,
+            pcie_value_type: None,
             sm_clock_mhz: 1980,
             sm_clock_max_mhz: 1980,
             mem_clock_mhz: 2619,
@@ -766,11 +770,11 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_TX_BYTES => g
                     .pcie_tx_bytes
-                    .map(|b| v.value.ullVal = b)
+                    .map(|b| pcie_value(g, v, b))
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 NVML_FI_DEV_PCIE_COUNT_RX_BYTES => g
                     .pcie_rx_bytes
-                    .map(|b| v.value.ullVal = b)
+                    .map(|b| pcie_value(g, v, b))
                     .ok_or(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
                 _ => Err(nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED),
             };
@@ -781,6 +785,17 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
         }
         nvmlReturn_enum_NVML_SUCCESS
     })
+}
+
+/// Writes a PCIe byte count in the GPU's declared type (32 bits wrap).
+unsafe fn pcie_value(g: &Gpu, v: &mut nvmlFieldValue_t, bytes: u64) {
+    match g.pcie_value_type {
+        Some(t) if t == nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT => {
+            v.valueType = t;
+            v.value.uiVal = bytes as c_uint;
+        }
+        _ => v.value.ullVal = bytes,
+    }
 }
 
 #[no_mangle]

@@ -17,6 +17,9 @@ nvidia-smi at the start and the end of a window, and compares per GPU:
 - per-link NVLink byte rates over the window against `nvidia-smi nvlink -gt d`'s (10% or
   1 MiB/s);
 - the PCIe replay count against `nvidia-smi pci -gCnt` (exact);
+- the rate of the cumulative PCIe byte counters over the window against the mean of the GPM
+  PCIe rates the exporter served meanwhile (WARN only, 20% or 64 MiB/s: a counter that wraps
+  more than once between two readings shows here as a rate far below GPM's);
 - clock event reasons (WARN only: they change from one moment to the next);
 - the exporter's own collector errors: 0.
 
@@ -250,10 +253,16 @@ def main():
         links_a, remaps = nvlink_kib(), remapped_rows()
         t_links_a = time.time()
         draws = {i: [] for i in gpus}
+        gpm_pcie = {(i, d): [] for i in gpus for d in ("transmit", "receive")}
         while time.time() - t_a < window:
             for i, p in power_draw().items():
                 if i in draws and not unsupported(p):
                     draws[i].append(float(p))
+            now = samples(scrape(port))
+            for (i, d), seen in gpm_pcie.items():
+                r = value(now, f"gpu_pcie_{d}_bytes_per_second", gpu=i)
+                if r is not None:
+                    seen.append(r)
             time.sleep(1)
         b = samples(scrape(port))
         t_b = time.time()
@@ -331,6 +340,19 @@ def main():
             close(i, "pcie.replays", str(replays[i]), value(b, "gpu_pcie_replay_errors_total", gpu=i), 0)
         else:
             say("SKIP", i, "pcie.replays", "nvidia-smi pci -gCnt gives no REPLAY_COUNTER")
+        # PCIe: the cumulative counters' rate against GPM's rates over the same window
+        for d in ("transmit", "receive"):
+            name = f"gpu_pcie_{d}_bytes_total"
+            ca, cb = ours(name), value(b, name, gpu=i)
+            rates = gpm_pcie[(i, d)]
+            if ca is None or cb is None or not rates:
+                say("SKIP", i, f"pcie.{d} counter vs GPM", "no cumulative counter or no GPM rate")
+                continue
+            counted, gpm_mean = (cb - ca) / dt, sum(rates) / len(rates)
+            ok = abs(counted - gpm_mean) <= max(64 * mib, 0.2 * gpm_mean)
+            say("PASS" if ok else "WARN", i, f"pcie.{d} counter vs GPM",
+                f"counter rate={counted:.4g} B/s GPM mean={gpm_mean:.4g} B/s"
+                + ("" if ok else " (the counter wraps between readings? prefer the GPM rates)"))
         # clock event reasons: a bitmask; they change from moment to moment, so WARN only
         bits = g["clocks_event_reasons.active"]
         if not unsupported(bits):

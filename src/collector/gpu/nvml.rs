@@ -513,6 +513,9 @@ struct Dev<'n> {
     mig: bool,
     /// Under MIG, the GPM samples and last values of each GPU instance, by its id.
     mig_gpm: HashMap<u32, MigGpm<'n>>,
+    /// The GPU instances whose GPM samples NVML does not answer (not supported, refused):
+    /// asked again at the next re-probe.
+    mig_gpm_absent: HashSet<u32>,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
 }
@@ -566,6 +569,7 @@ impl Dev<'_> {
             gpm: None,
             mig: false,
             mig_gpm: HashMap::new(),
+            mig_gpm_absent: HashSet::new(),
             fields: Vec::new(),
         }
     }
@@ -592,6 +596,7 @@ impl Dev<'_> {
         self.reprobe_at = None;
         self.absent &= self.missing;
         self.absent_policies = 0;
+        self.mig_gpm_absent.clear();
         self.fields = field_requests(self.links);
     }
 
@@ -1153,7 +1158,9 @@ struct MigGpm<'n> {
 
 /// The GPM values of GPU instance `gi` (`nvmlGpmMigSampleGet` on the parent): a sample per
 /// cycle at least 100 ms after the previous, and the metrics of each pair; nothing from the
-/// first sample of an instance, or after a failed one.
+/// first sample of an instance, or after a failed one. An instance whose samples NVML does
+/// not answer (not supported, refused) is left out until the next re-probe; the others
+/// are still sampled.
 fn mig_gpm<'n>(
     nvml: &'n Nvml,
     dev: &mut Dev<'n>,
@@ -1162,7 +1169,9 @@ fn mig_gpm<'n>(
     gi: u32,
 ) -> [Option<f64>; GPM_FAMILIES.len()] {
     const NONE: [Option<f64>; GPM_FAMILIES.len()] = [None; GPM_FAMILIES.len()];
-    if dev.absent & (Call::GpmMigSample.bit() | Call::GpmMetrics.bit()) != 0 {
+    if dev.absent & (Call::GpmMigSample.bit() | Call::GpmMetrics.bit()) != 0
+        || dev.mig_gpm_absent.contains(&gi)
+    {
         return NONE;
     }
     let mut g = match dev.mig_gpm.remove(&gi) {
@@ -1195,8 +1204,28 @@ fn mig_gpm<'n>(
         let taken = call(dev, errors, lost, Call::GpmMigSample, |d| {
             let sym = nvml_sym(nvml.lib().nvmlGpmMigSampleGet.as_ref())?;
             // SAFETY: a live device handle and a live sample buffer.
-            unsafe { nvml_try(sym(d.handle(), gi, raw)) }
+            match unsafe { nvml_try(sym(d.handle(), gi, raw)) } {
+                Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => Ok(Some(e)),
+                r => r.map(|()| None),
+            }
         });
+        let taken = match taken {
+            Some(Some(e)) => {
+                dev.mig_gpm_absent.insert(gi);
+                dev.absent_found();
+                if dev.logged & Call::GpmMigSample.bit() == 0 {
+                    dev.logged |= Call::GpmMigSample.bit();
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        gpu_instance = gi,
+                        "GPM not available on this MIG instance, its GPM series are left out (asked again every {:?}): {e}",
+                        dev.reprobe
+                    );
+                }
+                return NONE;
+            }
+            t => t.map(|_| ()),
+        };
         match (taken, step, g.prev) {
             (None, _, _) => (g.prev, g.last) = (None, NONE),
             (Some(()), GpmStep::Pair, Some((k, _))) => {
@@ -1552,6 +1581,7 @@ fn mig_instances<'n>(
         }
     }
     dev.mig_gpm.retain(|gi, _| gpm_of.contains_key(gi));
+    dev.mig_gpm_absent.retain(|gi| gpm_of.contains_key(gi));
     out
 }
 

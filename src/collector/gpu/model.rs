@@ -349,3 +349,55 @@ pub const HISTORY_POINTS: usize = 360;
 
 /// One history point: Unix time, utilization (0–1), memory used / total (0–1).
 pub type HistoryPoint = (f64, Option<f64>, Option<f64>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: u32, bytes: u64) -> GpuProcess {
+        GpuProcess {
+            pid,
+            command: String::new(),
+            used_memory_bytes: Some(bytes),
+        }
+    }
+
+    /// Under MIG the processes and memory are the instances': a GPU's processes list them
+    /// all, and its memory sums each GPU instance once (its compute instances share it).
+    #[test]
+    fn a_mig_gpu_shows_its_instances_processes_and_memory() {
+        let mut a = MigSample::new(1, 0);
+        a.processes = vec![process(10, 1)];
+        a.memory_used_bytes = Some(3);
+        a.memory_total_bytes = Some(20);
+        let mut a2 = MigSample::new(1, 1);
+        a2.processes = vec![process(11, 2)];
+        a2.memory_used_bytes = Some(3);
+        a2.memory_total_bytes = Some(20);
+        let mut b = MigSample::new(2, 0);
+        b.memory_used_bytes = Some(4);
+        b.memory_total_bytes = Some(40);
+        let g = GpuSample {
+            mig_enabled: Some(true),
+            mig: vec![a, a2, b],
+            ..GpuSample::default()
+        };
+        let pids: Vec<u32> = g.all_processes().map(|p| p.pid).collect();
+        assert_eq!(pids, [10, 11]);
+        assert_eq!(g.memory_in_use(), (Some(7), Some(60)));
+        // without MIG, the GPU's own
+        let whole = GpuSample {
+            processes: vec![process(12, 5)],
+            memory_used_bytes: Some(9),
+            memory_total_bytes: Some(80),
+            ..GpuSample::default()
+        };
+        assert_eq!(whole.all_processes().count(), 1);
+        assert_eq!(whole.memory_in_use(), (Some(9), Some(80)));
+        // an instance that cannot tell its memory: unknown, not a smaller sum
+        let mut c = MigSample::new(3, 0);
+        c.memory_total_bytes = Some(10);
+        let partial = GpuSample { mig: vec![c], ..g };
+        assert_eq!(partial.memory_in_use(), (None, Some(10)));
+    }
+}

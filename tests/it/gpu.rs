@@ -1751,6 +1751,30 @@ fn mig_instances_have_their_own_series_and_the_parent_comes_back_without_mig() {
     // The live page's API still lists the GPU, with the instances' memory in its chart.
     let (status, api) = f.daemon.get("/api/v1/gpus");
     assert_eq!(status, 200, "{api}");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let g0 = &api["gpus"][0];
+    assert_eq!(g0["memory_used_bytes"], 3_000_000_000u64, "{api}");
+    assert_eq!(g0["memory_total_bytes"], 54_000_000_000u64, "{api}");
+    let inst: Vec<(u64, &str)> = g0["mig_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["gpu_instance"].as_u64().unwrap(),
+                m["profile"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(inst, [(1, "1g.18gb"), (2, "2g.36gb")], "{api}");
+    assert!(
+        g0["mig_instances"][0]["uuid"]
+            .as_str()
+            .unwrap()
+            .starts_with("MIG-"),
+        "{api}"
+    );
+    assert_eq!(api["gpus"][1]["mig_instances"], json!([]), "{api}");
 
     // MIG off: the parent's families come back (long before the 10-min re-probe), the
     // instances' go.
@@ -1788,4 +1812,7 @@ fn mig_instances_have_their_own_series_and_the_parent_comes_back_without_mig() {
         ),
         Some(7.0)
     );
+    let log = f.daemon.stderr();
+    assert_eq!(log.matches("MIG on").count(), 1, "{log}");
+    assert_eq!(log.matches("MIG off").count(), 1, "{log}");
 }

@@ -1816,3 +1816,78 @@ fn mig_instances_have_their_own_series_and_the_parent_comes_back_without_mig() {
     assert_eq!(log.matches("MIG on").count(), 1, "{log}");
     assert_eq!(log.matches("MIG off").count(), 1, "{log}");
 }
+
+/// A MIG device whose calls fail leaves out only its own values: another device of the same
+/// GPU keeps all of its series, and the failures are counted by call.
+#[test]
+fn one_failing_mig_instance_leaves_the_others() {
+    let mut cfg = machine(1, 0);
+    cfg["gpus"][0]["mig_mode"] = json!(true);
+    let mut broken = mig_instance(1, "1g.18gb", 4_000_021, None);
+    broken["errors"] = json!({"nvmlDeviceGetMemoryInfo_v2": 999});
+    let mut no_ids = mig_instance(3, "1g.18gb", 4_000_023, None);
+    no_ids["errors"] = json!({"nvmlDeviceGetGpuInstanceId": 999});
+    cfg["gpus"][0]["mig_instances"] =
+        json!([broken, mig_instance(2, "2g.36gb", 4_000_022, None), no_ids,]);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let errors = |call: &'static str| [("collector", "gpu"), ("call", call)];
+    assert!(
+        wait_for(WAIT, || {
+            let body = f.daemon.scrape();
+            value(
+                &body,
+                "gpu_train_exporter_collector_errors_total",
+                &errors("nvmlDeviceGetMemoryInfo_v2"),
+            )
+            .is_some_and(|v| v >= 1.0)
+                && value(
+                    &body,
+                    "gpu_train_exporter_collector_errors_total",
+                    &errors("nvmlDeviceGetGpuInstanceId"),
+                )
+                .is_some_and(|v| v >= 1.0)
+                && value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "2")]).is_some()
+        }),
+        "{}",
+        f.daemon.scrape()
+    );
+    let body = f.daemon.scrape();
+    let gb = 1e9;
+    // the healthy device has everything
+    assert_eq!(
+        value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "2")]),
+        Some(2.0 * gb)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu_instance", "2"), ("pid", "4000022")]
+        ),
+        Some(gb)
+    );
+    // the device whose memory fails keeps its processes, with no memory series (not a zero)
+    assert_eq!(
+        value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "1")]),
+        None
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu_instance", "1"), ("pid", "4000021")]
+        ),
+        Some(gb / 2.0)
+    );
+    // the device whose ids cannot be read is left out
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("pid", "4000023")]
+        ),
+        None
+    );
+    assert_eq!(count(&body, "gpu_memory_used_bytes"), 1, "{body}");
+    assert_eq!(value(&body, "gpu_up", &[("gpu", "0")]), Some(1.0));
+}

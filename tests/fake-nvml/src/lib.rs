@@ -170,6 +170,8 @@ struct MigInstance {
     processes: Vec<Process>,
     /// GPM metric values of its GPU instance by metric id; absent: no GPM samples.
     gpm: Option<BTreeMap<u32, f64>>,
+    /// Calls on this MIG device answering this return code.
+    errors: BTreeMap<String, u32>,
 }
 
 /// The calls a MIG parent does not answer (`NOT_SUPPORTED`) while MIG is on.
@@ -383,7 +385,10 @@ fn any_call(
             }
             None => parent(i, g),
             Some(slot) => match g.mig_instances.get(slot).filter(|_| g.mig_mode) {
-                Some(m) => mig(i, g, m),
+                Some(m) => match m.errors.get(sym) {
+                    Some(e) => *e,
+                    None => mig(i, g, m),
+                },
                 None => nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
             },
         }

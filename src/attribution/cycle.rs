@@ -81,8 +81,7 @@ fn gpu_processes(snap: &GpuSnapshot) -> Vec<GpuProcesses> {
             index: g.index,
             uuid: g.uuid.clone(),
             processes: g
-                .processes
-                .iter()
+                .all_processes()
                 .map(|p| (p.pid, p.used_memory_bytes))
                 .collect(),
         })

@@ -356,6 +356,65 @@ fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
     );
 }
 
+/// Under MIG, NVML lists a GPU's compute processes per MIG device: the run join sees them
+/// on their parent GPU, with the memory of each.
+#[test]
+fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
+    use crate::gpu::Fake;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    let sh = child.id();
+    let arg = format!("train={}", log.display());
+    let mig = |gi: u32, pid: u32, gib: u64| {
+        json!({"gpu_instance": gi, "compute_instance": 0, "profile": "3g.71gb",
+               "memory_total": 71u64 << 30, "memory_used": gib << 30,
+               "processes": [{"pid": pid, "used_memory": gib << 30}]})
+    };
+    let cfg = json!({"driver_version": "550.54.15", "gpus": [
+        {"name": "NVIDIA H200", "uuid": "GPU-0"},
+        {"name": "NVIDIA H200", "uuid": "GPU-1", "mig_mode": true,
+         "mig_instances": [mig(1, sh, 3), mig(2, 4_000_031, 5)]},
+    ]});
+    let f = Fake::start(
+        &cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    );
+    let want = (3u64 << 30) as f64;
+    assert_eq!(
+        f.daemon.wait_value(
+            "training_run_gpu_memory_used_bytes",
+            &[("run", "train")],
+            want,
+            T
+        ),
+        Some(want),
+        "{}",
+        f.daemon.scrape()
+    );
+    let m = f.daemon.scrape();
+    assert_eq!(
+        value(
+            &m,
+            "training_run_gpu_info",
+            &[("run", "train"), ("gpu", "1"), ("uuid", "GPU-1")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(samples(&m, "training_run_gpu_info").len(), 1, "{m}");
+    kill_group(child);
+}
+
 /// A `sleep` with `env` as its only environment, in its own process group.
 fn ranked(env: &[(&str, &str)]) -> Child {
     Command::new("sleep")

@@ -907,6 +907,11 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     cfg["gpus"][0]["processes"] = json!([{"pid": 3_999_999, "used_memory": 1, "name": "x"}]);
     cfg["xid_events"] = json!([{"gpu": 1, "xid": 31}]);
     cfg["gpus"][0]["gpm"] = gpm_values(0);
+    // GPU 1 under MIG, with GPM (on the parent's support) per instance
+    cfg["gpus"][1]["gpm"] = json!({});
+    cfg["gpus"][1]["mig_mode"] = json!(true);
+    cfg["gpus"][1]["mig_instances"] =
+        json!([mig_instance(1, "1g.18gb", 4_000_001, Some(gpm_values(1)))]);
     let trace_s = trace.display().to_string();
     // The older calls are made where NVML 13's are missing: a second run on such a library.
     let older = library_without_all(
@@ -922,6 +927,15 @@ fn the_fake_exports_exactly_the_calls_the_collector_makes() {
             .wait_value("gpu_xid_errors_total", &[("xid", "31")], 1.0, WAIT);
         f.daemon
             .wait_value("gpu_sm_active_ratio", &[("gpu", "0")], 0.5, WAIT);
+        assert_eq!(
+            f.daemon.wait_value(
+                "gpu_sm_active_ratio",
+                &[("gpu", "1"), ("gpu_instance", "1")],
+                0.51,
+                WAIT,
+            ),
+            Some(0.51)
+        );
         assert!(f.daemon.terminate().success());
     }
     let called: BTreeSet<String> = std::fs::read_to_string(&trace)
@@ -1631,4 +1645,288 @@ fn a_32_bit_pcie_counter_that_wraps_keeps_rising() {
         ),
         Some(4_294_967_396.0)
     );
+}
+
+/// A MIG device of the fake: GPU instance `gi` (compute instance 0) of profile `profile`,
+/// 1 GB in use out of 18 GB times `gi`, one compute process `pid` using 0.5 GB times `gi`.
+fn mig_instance(gi: u32, profile: &str, pid: u32, gpm: Option<Value>) -> Value {
+    let gb = 1_000_000_000u64;
+    json!({
+        "gpu_instance": gi,
+        "compute_instance": 0,
+        "profile": profile,
+        "memory_total": 18 * gb * u64::from(gi),
+        "memory_used": gb * u64::from(gi),
+        "memory_reserved": 100_000_000u64,
+        "processes": [{"pid": pid, "used_memory": gb / 2 * u64::from(gi), "name": format!("rank{gi}")}],
+        "gpm": gpm,
+    })
+}
+
+/// A GPU with MIG on has one memory, GPM and process series set per MIG device, labelled by
+/// the parent's `gpu` and `uuid` and by `gpu_instance`, `compute_instance` and `mig_profile`;
+/// the parent's utilization, memory, GPM and process series are absent (not zero) meanwhile,
+/// and all come back, without the instances', when MIG is turned off.
+#[test]
+fn mig_instances_have_their_own_series_and_the_parent_comes_back_without_mig() {
+    let mut cfg = machine(2, 0);
+    for g in 0..2 {
+        cfg["gpus"][g]["gpm"] = gpm_values(g);
+    }
+    cfg["gpus"][0]["processes"] = json!([{"pid": 4_000_010, "used_memory": 7, "name": "whole"}]);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let gpu0 = [("gpu", "0"), ("uuid", &*uuid(0))];
+    assert_eq!(
+        f.daemon.wait_value("gpu_sm_active_ratio", &gpu0, 0.5, WAIT),
+        Some(0.5)
+    );
+    let body = f.daemon.scrape();
+    assert_eq!(value(&body, "gpu_mig_enabled", &gpu0), Some(0.0));
+    assert_eq!(value(&body, "gpu_utilization_ratio", &gpu0), Some(0.1));
+
+    // MIG on GPU 0: two instances, GPM on the first only.
+    cfg["gpus"][0]["mig_mode"] = json!(true);
+    cfg["gpus"][0]["mig_instances"] = json!([
+        mig_instance(1, "1g.18gb", 4_000_011, Some(json!({"2": 40.0, "5": 30.0}))),
+        mig_instance(2, "2g.36gb", 4_000_012, None),
+    ]);
+    f.set(&cfg);
+    let inst = |gi: &'static str, profile: &'static str| {
+        [
+            ("gpu", "0"),
+            ("gpu_instance", gi),
+            ("compute_instance", "0"),
+            ("mig_profile", profile),
+        ]
+    };
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_sm_active_ratio", &inst("1", "1g.18gb"), 0.4, WAIT),
+        Some(0.4),
+        "{}",
+        f.daemon.stderr()
+    );
+    let body = f.daemon.scrape();
+    let gb = 1e9;
+    let of_gpu0 = |name: &str| -> Vec<Vec<(String, String)>> {
+        samples(&body, name)
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| l.iter().any(|(k, v)| k == "gpu" && v == "0"))
+            .collect()
+    };
+    let has = |l: &[(String, String)], k: &str| l.iter().any(|(lk, _)| lk == k);
+    for (name, gi, profile, want) in [
+        ("gpu_memory_used_bytes", "1", "1g.18gb", gb),
+        ("gpu_memory_used_bytes", "2", "2g.36gb", 2.0 * gb),
+        ("gpu_memory_total_bytes", "1", "1g.18gb", 18.0 * gb),
+        ("gpu_memory_total_bytes", "2", "2g.36gb", 36.0 * gb),
+        ("gpu_memory_reserved_bytes", "2", "2g.36gb", 1e8),
+        ("gpu_memory_free_bytes", "1", "1g.18gb", 17.0 * gb - 1e8),
+        ("gpu_tensor_active_ratio", "1", "1g.18gb", 0.3),
+    ] {
+        assert_eq!(
+            value(&body, name, &inst(gi, profile)),
+            Some(want),
+            "{name} {gi}\n{body}"
+        );
+    }
+    for name in [
+        "gpu_memory_used_bytes",
+        "gpu_memory_free_bytes",
+        "gpu_memory_total_bytes",
+        "gpu_memory_reserved_bytes",
+    ] {
+        let series = of_gpu0(name);
+        assert_eq!(series.len(), 2, "{name}: one per instance\n{body}");
+        assert!(
+            series.iter().all(|l| has(l, "gpu_instance")),
+            "{name}: {series:?}"
+        );
+        // the parent's UUID, so that joins on gpu_info keep working
+        assert!(
+            series.iter().all(|l| l.contains(&("uuid".into(), uuid(0)))),
+            "{name}: {series:?}"
+        );
+    }
+    // GPM: the instance that has it, not the parent, not the instance without it
+    assert_eq!(of_gpu0("gpu_sm_active_ratio").len(), 1, "{body}");
+    assert_eq!(of_gpu0("gpu_fp16_active_ratio").len(), 0, "{body}");
+    // the parent's utilization is absent, not zero; GPU 1 (no MIG) keeps its own series
+    assert_eq!(of_gpu0("gpu_utilization_ratio").len(), 0, "{body}");
+    assert_eq!(of_gpu0("gpu_memory_utilization_ratio").len(), 0, "{body}");
+    assert_eq!(
+        value(&body, "gpu_utilization_ratio", &[("gpu", "1")]),
+        Some(0.11)
+    );
+    assert_eq!(
+        value(&body, "gpu_sm_active_ratio", &[("gpu", "1")]),
+        Some(0.51)
+    );
+    // device-wide families stay on the parent
+    assert_eq!(value(&body, "gpu_power_watts", &gpu0), Some(300.0));
+    assert_eq!(value(&body, "gpu_mig_enabled", &gpu0), Some(1.0));
+    assert_eq!(value(&body, "gpu_mig_enabled", &[("gpu", "1")]), Some(0.0));
+    // processes per instance, with their NVML names; the parent's own list is not read
+    let procs = of_gpu0("gpu_process_memory_used_bytes");
+    assert_eq!(procs.len(), 2, "{body}");
+    let mut p = inst("2", "2g.36gb").to_vec();
+    p.extend([("pid", "4000012"), ("command", "rank2")]);
+    assert_eq!(value(&body, "gpu_process_memory_used_bytes", &p), Some(gb));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("pid", "4000010")]
+        ),
+        None
+    );
+    for (labels, v) in samples(&body, "gpu_train_exporter_collector_errors_total") {
+        assert_eq!(v, 0.0, "{labels:?}");
+    }
+    if require_tool("promtool") {
+        check_with_promtool(&body, f.dir.path());
+    }
+    // The live page's API still lists the GPU, with the instances' memory in its chart.
+    let (status, api) = f.daemon.get("/api/v1/gpus");
+    assert_eq!(status, 200, "{api}");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let g0 = &api["gpus"][0];
+    assert_eq!(g0["memory_used_bytes"], 3_000_000_000u64, "{api}");
+    assert_eq!(g0["memory_total_bytes"], 54_000_000_000u64, "{api}");
+    let inst: Vec<(u64, &str)> = g0["mig_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["gpu_instance"].as_u64().unwrap(),
+                m["profile"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(inst, [(1, "1g.18gb"), (2, "2g.36gb")], "{api}");
+    assert!(
+        g0["mig_instances"][0]["uuid"]
+            .as_str()
+            .unwrap()
+            .starts_with("MIG-"),
+        "{api}"
+    );
+    assert_eq!(api["gpus"][1]["mig_instances"], json!([]), "{api}");
+
+    // MIG off: the parent's families come back (long before the 10-min re-probe), the
+    // instances' go.
+    cfg["gpus"][0]["mig_mode"] = json!(false);
+    f.set(&cfg);
+    assert_eq!(
+        f.daemon
+            .wait_value("gpu_utilization_ratio", &gpu0, 0.1, WAIT),
+        Some(0.1)
+    );
+    assert_eq!(
+        f.daemon.wait_value("gpu_sm_active_ratio", &gpu0, 0.5, WAIT),
+        Some(0.5)
+    );
+    let body = f.daemon.scrape();
+    for name in [
+        "gpu_memory_used_bytes",
+        "gpu_sm_active_ratio",
+        "gpu_process_memory_used_bytes",
+    ] {
+        let series: Vec<_> = samples(&body, name)
+            .into_iter()
+            .filter(|(l, _)| l.iter().any(|(k, v)| k == "gpu" && v == "0"))
+            .collect();
+        assert_eq!(series.len(), 1, "{name}\n{body}");
+        assert!(!has(&series[0].0, "gpu_instance"), "{name}: {series:?}");
+    }
+    assert_eq!(value(&body, "gpu_memory_used_bytes", &gpu0), Some(gb));
+    assert_eq!(value(&body, "gpu_mig_enabled", &gpu0), Some(0.0));
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("pid", "4000010")]
+        ),
+        Some(7.0)
+    );
+    let log = f.daemon.stderr();
+    assert_eq!(log.matches("MIG on").count(), 1, "{log}");
+    assert_eq!(log.matches("MIG off").count(), 1, "{log}");
+}
+
+/// A MIG device whose calls fail leaves out only its own values: another device of the same
+/// GPU keeps all of its series, and the failures are counted by call.
+#[test]
+fn one_failing_mig_instance_leaves_the_others() {
+    let mut cfg = machine(1, 0);
+    cfg["gpus"][0]["mig_mode"] = json!(true);
+    let mut broken = mig_instance(1, "1g.18gb", 4_000_021, None);
+    broken["errors"] = json!({"nvmlDeviceGetMemoryInfo_v2": 999});
+    let mut no_ids = mig_instance(3, "1g.18gb", 4_000_023, None);
+    no_ids["errors"] = json!({"nvmlDeviceGetGpuInstanceId": 999});
+    cfg["gpus"][0]["mig_instances"] =
+        json!([broken, mig_instance(2, "2g.36gb", 4_000_022, None), no_ids,]);
+    let f = Fake::start(&cfg, &["--no-host"]);
+    let errors = |call: &'static str| [("collector", "gpu"), ("call", call)];
+    assert!(
+        wait_for(WAIT, || {
+            let body = f.daemon.scrape();
+            value(
+                &body,
+                "gpu_train_exporter_collector_errors_total",
+                &errors("nvmlDeviceGetMemoryInfo_v2"),
+            )
+            .is_some_and(|v| v >= 1.0)
+                && value(
+                    &body,
+                    "gpu_train_exporter_collector_errors_total",
+                    &errors("nvmlDeviceGetGpuInstanceId"),
+                )
+                .is_some_and(|v| v >= 1.0)
+                && value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "2")]).is_some()
+        }),
+        "{}",
+        f.daemon.scrape()
+    );
+    let body = f.daemon.scrape();
+    let gb = 1e9;
+    // the healthy device has everything
+    assert_eq!(
+        value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "2")]),
+        Some(2.0 * gb)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu_instance", "2"), ("pid", "4000022")]
+        ),
+        Some(gb)
+    );
+    // the device whose memory fails keeps its processes, with no memory series (not a zero)
+    assert_eq!(
+        value(&body, "gpu_memory_used_bytes", &[("gpu_instance", "1")]),
+        None
+    );
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("gpu_instance", "1"), ("pid", "4000021")]
+        ),
+        Some(gb / 2.0)
+    );
+    // the device whose ids cannot be read is left out
+    assert_eq!(
+        value(
+            &body,
+            "gpu_process_memory_used_bytes",
+            &[("pid", "4000023")]
+        ),
+        None
+    );
+    assert_eq!(count(&body, "gpu_memory_used_bytes"), 1, "{body}");
+    assert_eq!(value(&body, "gpu_up", &[("gpu", "0")]), Some(1.0));
 }

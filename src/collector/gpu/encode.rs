@@ -1,10 +1,15 @@
 //! The GPU families of the exposition, written from a [`GpuSnapshot`]: identity and `up`
 //! for every GPU, values only for the GPUs that answer, XID counts, per-process memory and
 //! the time of the last sample. A family with no series is left out.
+//!
+//! Under MIG the memory, GPM and process families have one series set per MIG device, with
+//! the parent's `gpu` and `uuid` and the labels `gpu_instance`, `compute_instance` and
+//! `mig_profile`; the parent has none of its own there, so that a `sum()` counts each byte
+//! once.
 
 use super::model::{
-    GpuSample, GpuSnapshot, NvLinkSample, CLOCK_EVENT_REASONS, FABRIC_ISSUES, FABRIC_STATES,
-    GPM_FAMILIES, NVLINK_ERROR_TYPES, RECOVERY_ACTIONS, VIOLATION_REASONS,
+    GpuSample, GpuSnapshot, MigSample, NvLinkSample, CLOCK_EVENT_REASONS, FABRIC_ISSUES,
+    FABRIC_STATES, GPM_FAMILIES, NVLINK_ERROR_TYPES, RECOVERY_ACTIONS, VIOLATION_REASONS,
 };
 use crate::expose::{Encoder, Kind};
 
@@ -26,6 +31,7 @@ pub fn encode(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
         .collect();
     identity(enc, snap, &idx);
     simple(enc, &up);
+    mig_enabled(enc, &up);
     gpm(enc, &up);
     nvlinks(enc, &up);
     nvlink_rates(enc, &up);
@@ -193,31 +199,115 @@ const SIMPLE: [(&str, &str, Kind, Getter); 19] = [
     ),
 ];
 
-/// The [`SIMPLE`] families.
+type MigGetter = fn(&MigSample) -> Option<f64>;
+
+/// The [`SIMPLE`] families that MIG devices have too, with their values there.
+const MIG_SIMPLE: [(&str, MigGetter); 4] = [
+    ("gpu_memory_used_bytes", |m| {
+        m.memory_used_bytes.map(|v| v as f64)
+    }),
+    ("gpu_memory_free_bytes", |m| {
+        m.memory_free_bytes.map(|v| v as f64)
+    }),
+    ("gpu_memory_total_bytes", |m| {
+        m.memory_total_bytes.map(|v| v as f64)
+    }),
+    ("gpu_memory_reserved_bytes", |m| {
+        m.memory_reserved_bytes.map(|v| v as f64)
+    }),
+];
+
+/// A MIG device's label values: GPU instance, compute instance.
+fn mig_ids(m: &MigSample) -> (String, String) {
+    (m.gpu_instance.to_string(), m.compute_instance.to_string())
+}
+
+/// Writes one value of GPU `i` or, with `mig`, of that MIG device of it.
+fn sample_of(
+    enc: &mut Encoder<'_>,
+    name: &str,
+    (g, i): &Up<'_>,
+    mig: Option<&MigSample>,
+    extra: &[(&str, &str)],
+    v: f64,
+) {
+    let mut labels = vec![("gpu", *i), ("uuid", g.uuid.as_str())];
+    let ids;
+    if let Some(m) = mig {
+        ids = mig_ids(m);
+        labels.extend([
+            ("gpu_instance", ids.0.as_str()),
+            ("compute_instance", ids.1.as_str()),
+            ("mig_profile", m.profile.as_str()),
+        ]);
+    }
+    labels.extend_from_slice(extra);
+    enc.sample(name, &labels, v);
+}
+
+/// The [`SIMPLE`] families, per MIG device for those of [`MIG_SIMPLE`].
 fn simple(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     for (name, help, kind, get) in SIMPLE {
-        if up.iter().all(|(g, _)| get(g).is_none()) {
+        let mig_get = MIG_SIMPLE.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+        let mig_any = |g: &GpuSample| mig_get.is_some_and(|f| g.mig.iter().any(|m| f(m).is_some()));
+        if up.iter().all(|(g, _)| get(g).is_none() && !mig_any(g)) {
             continue;
         }
         enc.family(name, help, kind);
-        for (g, i) in up {
-            if let Some(v) = get(g) {
-                enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
+        for u in up {
+            if let Some(v) = get(u.0) {
+                sample_of(enc, name, u, None, &[], v);
+            }
+            let Some(f) = mig_get else { continue };
+            for m in &u.0.mig {
+                if let Some(v) = f(m) {
+                    sample_of(enc, name, u, Some(m), &[], v);
+                }
             }
         }
     }
 }
 
-/// The GPM families, each left out where no GPU has a GPM pair.
+/// `gpu_mig_enabled`, for the GPUs that have a MIG mode.
+fn mig_enabled(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_mig_enabled";
+    if up.iter().all(|(g, _)| g.mig_enabled.is_none()) {
+        return;
+    }
+    enc.family(
+        NAME,
+        "1 while MIG is on (memory, GPM and process series are then per MIG instance), 0 while it is off.",
+        Kind::Gauge,
+    );
+    for (g, i) in up {
+        if let Some(on) = g.mig_enabled {
+            enc.sample(
+                NAME,
+                &[("gpu", i), ("uuid", &g.uuid)],
+                if on { 1.0 } else { 0.0 },
+            );
+        }
+    }
+}
+
+/// The GPM families, per GPU or per MIG device, each left out where nothing has a GPM pair.
 fn gpm(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
     for (k, (name, help, _)) in GPM_FAMILIES.iter().enumerate() {
-        if up.iter().all(|(g, _)| g.gpm[k].is_none()) {
+        if up
+            .iter()
+            .all(|(g, _)| g.gpm[k].is_none() && g.mig.iter().all(|m| m.gpm[k].is_none()))
+        {
             continue;
         }
         enc.family(name, help, Kind::Gauge);
-        for (g, i) in up {
-            if let Some(v) = g.gpm[k] {
-                enc.sample(name, &[("gpu", i), ("uuid", &g.uuid)], v);
+        for u in up {
+            if let Some(v) = u.0.gpm[k] {
+                sample_of(enc, name, u, None, &[], v);
+            }
+            for m in &u.0.mig {
+                if let Some(v) = m.gpm[k] {
+                    sample_of(enc, name, u, Some(m), &[], v);
+                }
             }
         }
     }
@@ -581,31 +671,36 @@ fn xids_unattributed(enc: &mut Encoder<'_>, snap: &GpuSnapshot) {
     }
 }
 
-/// `gpu_process_memory_used_bytes`, for the processes whose memory NVML can tell.
+/// `gpu_process_memory_used_bytes`, for the processes whose memory NVML can tell, per GPU
+/// or per MIG device.
 fn processes(enc: &mut Encoder<'_>, up: &[Up<'_>]) {
+    const NAME: &str = "gpu_process_memory_used_bytes";
     if !up
         .iter()
-        .any(|(g, _)| g.processes.iter().any(|p| p.used_memory_bytes.is_some()))
+        .any(|(g, _)| g.all_processes().any(|p| p.used_memory_bytes.is_some()))
     {
         return;
     }
     enc.family(
-        "gpu_process_memory_used_bytes",
+        NAME,
         "Device memory used by each compute process.",
         Kind::Gauge,
     );
-    for (g, i) in up {
-        for p in &g.processes {
+    for u in up {
+        let on_gpu = u.0.processes.iter().map(|p| (None, p));
+        let on_mig =
+            u.0.mig
+                .iter()
+                .flat_map(|m| m.processes.iter().map(move |p| (Some(m), p)));
+        for (m, p) in on_gpu.chain(on_mig) {
             if let Some(b) = p.used_memory_bytes {
                 let pid = p.pid.to_string();
-                enc.sample(
-                    "gpu_process_memory_used_bytes",
-                    &[
-                        ("gpu", i),
-                        ("uuid", &g.uuid),
-                        ("pid", &pid),
-                        ("command", &p.command),
-                    ],
+                sample_of(
+                    enc,
+                    NAME,
+                    u,
+                    m,
+                    &[("pid", &pid), ("command", &p.command)],
                     b as f64,
                 );
             }
@@ -717,5 +812,49 @@ gpu_last_sample_timestamp_seconds{gpu=\"0\",uuid=\"GPU-a\"} 1700000000.5
         );
         snap.nvml_up = false;
         assert_eq!(render(&snap), "");
+    }
+
+    #[test]
+    fn mig_devices_carry_the_parents_labels_and_their_instance() {
+        let mut a = MigSample::new(1, 0);
+        a.profile = "1g.18gb".into();
+        a.memory_used_bytes = Some(5);
+        a.gpm[0] = Some(0.25);
+        a.processes = vec![crate::collector::gpu::model::GpuProcess {
+            pid: 42,
+            command: "python".into(),
+            used_memory_bytes: Some(3),
+        }];
+        let mut b = MigSample::new(2, 0);
+        b.profile = "3g.71gb".into();
+        b.memory_used_bytes = Some(7);
+        let snap = GpuSnapshot {
+            nvml_up: true,
+            gpus: vec![GpuSample {
+                index: 0,
+                uuid: "GPU-a".into(),
+                up: true,
+                power_watts: Some(100.0),
+                mig_enabled: Some(true),
+                mig: vec![a, b],
+                ..GpuSample::default()
+            }],
+            ..GpuSnapshot::default()
+        };
+        let out = render(&snap);
+        let mig = "gpu=\"0\",uuid=\"GPU-a\",gpu_instance=";
+        for line in [
+            "gpu_power_watts{gpu=\"0\",uuid=\"GPU-a\"} 100".to_string(),
+            "gpu_mig_enabled{gpu=\"0\",uuid=\"GPU-a\"} 1".to_string(),
+            format!("gpu_memory_used_bytes{{{mig}\"1\",compute_instance=\"0\",mig_profile=\"1g.18gb\"}} 5"),
+            format!("gpu_memory_used_bytes{{{mig}\"2\",compute_instance=\"0\",mig_profile=\"3g.71gb\"}} 7"),
+            format!("gpu_sm_active_ratio{{{mig}\"1\",compute_instance=\"0\",mig_profile=\"1g.18gb\"}} 0.25"),
+            format!("gpu_process_memory_used_bytes{{{mig}\"1\",compute_instance=\"0\",mig_profile=\"1g.18gb\",pid=\"42\",command=\"python\"}} 3"),
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+        }
+        assert_eq!(out.matches("gpu_memory_used_bytes{").count(), 2, "{out}");
+        assert_eq!(out.matches("gpu_sm_active_ratio{").count(), 1, "{out}");
+        assert!(!out.contains("gpu_utilization_ratio"), "{out}");
     }
 }

@@ -606,7 +606,7 @@ fn record_history(shared: &Shared, snap: &GpuSnapshot) {
     let t = snap.sampled_at.unwrap_or_else(unix_now);
     let mut history = lock(&shared.history);
     for g in &snap.gpus {
-        let mem = match (g.memory_used_bytes, g.memory_total_bytes) {
+        let mem = match g.memory_in_use() {
             (Some(u), Some(total)) if total > 0 => Some(u as f64 / total as f64),
             _ => None,
         };

@@ -15,6 +15,46 @@ pub struct GpuProcess {
     pub used_memory_bytes: Option<u64>,
 }
 
+/// One MIG device of a GPU with MIG on: a compute instance of a GPU instance, with what
+/// NVML answers per instance (memory, GPM, compute processes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigSample {
+    pub gpu_instance: u32,
+    pub compute_instance: u32,
+    /// The profile NVML names the device by (`1g.18gb` in `NVIDIA H200 MIG 1g.18gb`); empty
+    /// when its name says none.
+    pub profile: String,
+    /// The MIG device's own `MIG-…` UUID.
+    pub uuid: String,
+    /// The memory of its GPU instance.
+    pub memory_used_bytes: Option<u64>,
+    pub memory_free_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_reserved_bytes: Option<u64>,
+    /// GPM values of its GPU instance by [`GPM_FAMILIES`], from the last two GPM samples of
+    /// that instance; all `None` before a pair exists.
+    pub gpm: [Option<f64>; GPM_FAMILIES.len()],
+    pub processes: Vec<GpuProcess>,
+}
+
+impl MigSample {
+    /// An instance with nothing known yet but its ids.
+    pub fn new(gpu_instance: u32, compute_instance: u32) -> Self {
+        MigSample {
+            gpu_instance,
+            compute_instance,
+            profile: String::new(),
+            uuid: String::new(),
+            memory_used_bytes: None,
+            memory_free_bytes: None,
+            memory_total_bytes: None,
+            memory_reserved_bytes: None,
+            gpm: [None; GPM_FAMILIES.len()],
+            processes: Vec::new(),
+        }
+    }
+}
+
 /// One NVLink's cumulative data counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NvLinkSample {
@@ -140,7 +180,13 @@ pub struct GpuSample {
     pub violation_seconds: [Option<f64>; VIOLATION_REASONS.len()],
     /// NVML's clocks event (throttle) reason bits.
     pub clock_event_reasons: Option<u64>,
+    /// Its compute processes; under MIG they are those of its instances (in `mig`), and
+    /// this list is empty.
     pub processes: Vec<GpuProcess>,
+    /// Whether MIG is on (`None`: the GPU has no MIG mode). While it is on, the memory,
+    /// GPM and process values are per instance, in `mig`, and the GPU's own are `None`.
+    pub mig_enabled: Option<bool>,
+    pub mig: Vec<MigSample>,
 }
 
 impl GpuSample {
@@ -156,6 +202,33 @@ impl GpuSample {
             sampled_at: self.sampled_at,
             ..GpuSample::default()
         }
+    }
+
+    /// Every compute process on the GPU, its MIG instances' included: what the run join and
+    /// the process attribution read.
+    pub fn all_processes(&self) -> impl Iterator<Item = &GpuProcess> {
+        self.processes
+            .iter()
+            .chain(self.mig.iter().flat_map(|m| &m.processes))
+    }
+
+    /// Device memory in use and installed: the GPU's own, else (under MIG) the sums over its
+    /// GPU instances (compute instances of one GPU instance share its memory).
+    pub fn memory_in_use(&self) -> (Option<u64>, Option<u64>) {
+        if self.memory_used_bytes.is_some() || self.mig.is_empty() {
+            return (self.memory_used_bytes, self.memory_total_bytes);
+        }
+        let mut seen = Vec::new();
+        let (mut used, mut total) = (Some(0u64), Some(0u64));
+        for m in &self.mig {
+            if seen.contains(&m.gpu_instance) {
+                continue;
+            }
+            seen.push(m.gpu_instance);
+            used = used.zip(m.memory_used_bytes).map(|(a, b)| a + b);
+            total = total.zip(m.memory_total_bytes).map(|(a, b)| a + b);
+        }
+        (used, total)
     }
 }
 
@@ -276,3 +349,55 @@ pub const HISTORY_POINTS: usize = 360;
 
 /// One history point: Unix time, utilization (0–1), memory used / total (0–1).
 pub type HistoryPoint = (f64, Option<f64>, Option<f64>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: u32, bytes: u64) -> GpuProcess {
+        GpuProcess {
+            pid,
+            command: String::new(),
+            used_memory_bytes: Some(bytes),
+        }
+    }
+
+    /// Under MIG the processes and memory are the instances': a GPU's processes list them
+    /// all, and its memory sums each GPU instance once (its compute instances share it).
+    #[test]
+    fn a_mig_gpu_shows_its_instances_processes_and_memory() {
+        let mut a = MigSample::new(1, 0);
+        a.processes = vec![process(10, 1)];
+        a.memory_used_bytes = Some(3);
+        a.memory_total_bytes = Some(20);
+        let mut a2 = MigSample::new(1, 1);
+        a2.processes = vec![process(11, 2)];
+        a2.memory_used_bytes = Some(3);
+        a2.memory_total_bytes = Some(20);
+        let mut b = MigSample::new(2, 0);
+        b.memory_used_bytes = Some(4);
+        b.memory_total_bytes = Some(40);
+        let g = GpuSample {
+            mig_enabled: Some(true),
+            mig: vec![a, a2, b],
+            ..GpuSample::default()
+        };
+        let pids: Vec<u32> = g.all_processes().map(|p| p.pid).collect();
+        assert_eq!(pids, [10, 11]);
+        assert_eq!(g.memory_in_use(), (Some(7), Some(60)));
+        // without MIG, the GPU's own
+        let whole = GpuSample {
+            processes: vec![process(12, 5)],
+            memory_used_bytes: Some(9),
+            memory_total_bytes: Some(80),
+            ..GpuSample::default()
+        };
+        assert_eq!(whole.all_processes().count(), 1);
+        assert_eq!(whole.memory_in_use(), (Some(9), Some(80)));
+        // an instance that cannot tell its memory: unknown, not a smaller sum
+        let mut c = MigSample::new(3, 0);
+        c.memory_total_bytes = Some(10);
+        let partial = GpuSample { mig: vec![c], ..g };
+        assert_eq!(partial.memory_in_use(), (None, Some(10)));
+    }
+}

@@ -11,6 +11,12 @@
 //! `DRIVER_NOT_LOADED` and `LIB_RM_VERSION_MISMATCH` are not errors of one call: they ask
 //! for NVML to be initialised again ([`Gpu::reinit`]).
 //!
+//! On a GPU with MIG on, memory, GPM and compute processes are read per MIG device (a
+//! compute instance of a GPU instance), GPM through `nvmlGpmMigSampleGet` on the parent;
+//! the parent's own memory, GPM and process list are not read. A change of MIG mode drops
+//! the GPM pairs and asks every absent family again, so that the parent's families come
+//! back as soon as MIG is turned off.
+//!
 //! Per-link NVLink and cumulative PCIe counters and the memory temperature are NVML field
 //! values read in one raw `nvmlDeviceGetFieldValues` call, because nvml-wrapper's
 //! `field_values_for` never sets `scopeId` and so reads link 0 only.
@@ -37,8 +43,8 @@ use nvml_wrapper::{Device, EventSet, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlTemperature_t};
 
 use super::model::{
-    Fabric, GpuProcess, GpuSample, NvLinkSample, RemappedRows, GPM_FAMILIES, NVLINK_ERROR_TYPES,
-    VIOLATION_REASONS,
+    Fabric, GpuProcess, GpuSample, MigSample, NvLinkSample, RemappedRows, GPM_FAMILIES,
+    NVLINK_ERROR_TYPES, VIOLATION_REASONS,
 };
 use super::wrap::{value_bits, Unwrapped};
 use super::xid::{EventSource, Wait};
@@ -49,7 +55,7 @@ use crate::sync::lock;
 /// The NVML functions the collector calls, in the order of [`Call`]. They label
 /// `gpu_train_exporter_collector_errors_total{call}`, and a test keeps the fake library's
 /// exports in step with this list.
-pub const CALLS: [&str; 30] = [
+pub const CALLS: [&str; 36] = [
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
     "nvmlDeviceGetUUID",
@@ -78,6 +84,12 @@ pub const CALLS: [&str; 30] = [
     "nvmlGpmQueryDeviceSupport",
     "nvmlGpmSampleGet",
     "nvmlGpmMetricsGet",
+    "nvmlDeviceGetMigMode",
+    "nvmlDeviceGetMaxMigDeviceCount",
+    "nvmlDeviceGetMigDeviceHandleByIndex",
+    "nvmlDeviceGetGpuInstanceId",
+    "nvmlDeviceGetComputeInstanceId",
+    "nvmlGpmMigSampleGet",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetWait_v2",
 ];
@@ -125,6 +137,12 @@ enum Call {
     GpmSupport,
     GpmSample,
     GpmMetrics,
+    MigMode,
+    MigCount,
+    MigHandle,
+    GpuInstanceId,
+    ComputeInstanceId,
+    GpmMigSample,
     RegisterEvents,
     EventWait,
 }
@@ -148,8 +166,14 @@ impl Call {
 
 /// Failed calls so far, per NVML function of [`CALLS`]; shared by the sampling and the
 /// XID threads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct CallErrors(Mutex<[u64; CALLS.len()]>);
+
+impl Default for CallErrors {
+    fn default() -> Self {
+        CallErrors(Mutex::new([0; CALLS.len()]))
+    }
+}
 
 impl CallErrors {
     fn count(&self, call: Call) {
@@ -414,7 +438,7 @@ impl Gpu<'_> {
         }
         self.dev.reprobe_if_due();
         let s = sample(self.nvml, &mut self.dev, errors, &mut self.names);
-        let live: HashSet<u32> = s.processes.iter().map(|p| p.pid).collect();
+        let live: HashSet<u32> = s.all_processes().map(|p| p.pid).collect();
         self.names.cache.retain(|pid, _| live.contains(pid));
         s
     }
@@ -486,6 +510,13 @@ struct Dev<'n> {
     absent_policies: u8,
     /// GPM samples and the last values, once the GPU says it supports GPM.
     gpm: Option<Gpm<'n>>,
+    /// MIG is on, as last read.
+    mig: bool,
+    /// Under MIG, the GPM samples and last values of each GPU instance, by its id.
+    mig_gpm: HashMap<u32, MigGpm<'n>>,
+    /// The GPU instances whose GPM samples NVML does not answer (not supported, refused):
+    /// asked again at the next re-probe.
+    mig_gpm_absent: HashSet<u32>,
     /// Field-value requests still believed supported.
     fields: Vec<(Field, u32)>,
     /// The PCIe and NVLink byte counters, unwrapped, by field and link.
@@ -539,6 +570,9 @@ impl Dev<'_> {
             warned: 0,
             absent_policies: 0,
             gpm: None,
+            mig: false,
+            mig_gpm: HashMap::new(),
+            mig_gpm_absent: HashSet::new(),
             fields: Vec::new(),
             counters: BTreeMap::new(),
         }
@@ -557,10 +591,39 @@ impl Dev<'_> {
         if self.reprobe_at.is_none_or(|t| Instant::now() < t) {
             return;
         }
+        self.reprobe_now();
+    }
+
+    /// Asks every absent family again from the next call on (not those whose symbol is
+    /// missing).
+    fn reprobe_now(&mut self) {
         self.reprobe_at = None;
         self.absent &= self.missing;
         self.absent_policies = 0;
+        self.mig_gpm_absent.clear();
         self.fields = field_requests(self.links);
+    }
+
+    /// The MIG mode changed to `on`: the GPM pairs are dropped (the first sample after the
+    /// change produces nothing) and every absent family is asked again, since what NVML
+    /// answers for the parent depends on the mode.
+    fn mig_changed(&mut self, on: bool) {
+        self.mig = on;
+        if let Some(g) = &mut self.gpm {
+            g.forget();
+        }
+        self.mig_gpm.clear();
+        self.reprobe_now();
+        tracing::info!(
+            gpu = self.identity.index,
+            "MIG {}: memory, GPM and processes are read {}",
+            if on { "on" } else { "off" },
+            if on {
+                "per MIG instance"
+            } else {
+                "for the whole GPU"
+            }
+        );
     }
 
     /// What a GPU without values reports: its identity, `up == false`.
@@ -578,6 +641,7 @@ impl Dev<'_> {
             g.forget();
         }
         self.counters.clear();
+        self.mig_gpm.clear();
         if !self.lost {
             self.lost = true;
             tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");
@@ -982,20 +1046,13 @@ fn gpm_step(prev: Option<Instant>, now: Instant) -> GpmStep {
     }
 }
 
-/// GPM on this GPU: its support asked once (absent, with one log line saying why, where
-/// NVML says no or refuses), then a sample per cycle at least 100 ms after the previous,
-/// and the metrics of each pair. The first sample of a pair produces nothing.
-fn gpm<'n>(
-    nvml: &'n Nvml,
-    dev: &mut Dev<'n>,
-    errors: &CallErrors,
-    lost: &mut bool,
-    s: &mut GpuSample,
-) {
+/// Whether GPM can be sampled on this GPU: its support asked once (absent, with one log
+/// line saying why, where NVML says no or refuses) and its buffers allocated.
+fn gpm_ready<'n>(nvml: &'n Nvml, dev: &mut Dev<'n>, errors: &CallErrors, lost: &mut bool) -> bool {
     if dev.gpm.is_none() {
         let any_absent = Call::GpmSupport.bit() | Call::GpmSample.bit() | Call::GpmMetrics.bit();
         if dev.absent & any_absent != 0 {
-            return;
+            return false;
         }
         let supported = call(dev, errors, lost, Call::GpmSupport, |d| {
             let sym = nvml_sym(nvml.lib().nvmlGpmQueryDeviceSupport.as_ref())?;
@@ -1010,7 +1067,7 @@ fn gpm<'n>(
             Ok(())
         });
         if supported.is_none() {
-            return;
+            return false;
         }
         match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
             Ok(bufs) => {
@@ -1029,9 +1086,24 @@ fn gpm<'n>(
                     gpu = dev.identity.index,
                     "GPM profiling metrics left out: {e}"
                 );
-                return;
+                return false;
             }
         }
+    }
+    true
+}
+
+/// GPM on this GPU ([`gpm_ready`]), a sample per cycle at least 100 ms after the previous,
+/// and the metrics of each pair. The first sample of a pair produces nothing.
+fn gpm<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    s: &mut GpuSample,
+) {
+    if !gpm_ready(nvml, dev, errors, lost) {
+        return;
     }
     let Some(mut g) = dev.gpm.take() else {
         return;
@@ -1080,6 +1152,101 @@ fn gpm<'n>(
     if dev.absent & (Call::GpmSample.bit() | Call::GpmMetrics.bit()) == 0 {
         dev.gpm = Some(g);
     }
+}
+
+/// One GPU instance's two GPM buffers under MIG, as [`Gpm`] without NVLink rates.
+struct MigGpm<'n> {
+    bufs: [GpmBuf<'n>; 2],
+    prev: Option<(usize, Instant)>,
+    last: [Option<f64>; GPM_FAMILIES.len()],
+}
+
+/// The GPM values of GPU instance `gi` (`nvmlGpmMigSampleGet` on the parent): a sample per
+/// cycle at least 100 ms after the previous, and the metrics of each pair; nothing from the
+/// first sample of an instance, or after a failed one. An instance whose samples NVML does
+/// not answer (not supported, refused) is left out until the next re-probe; the others
+/// are still sampled.
+fn mig_gpm<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    gi: u32,
+) -> [Option<f64>; GPM_FAMILIES.len()] {
+    const NONE: [Option<f64>; GPM_FAMILIES.len()] = [None; GPM_FAMILIES.len()];
+    if dev.absent & (Call::GpmMigSample.bit() | Call::GpmMetrics.bit()) != 0
+        || dev.mig_gpm_absent.contains(&gi)
+    {
+        return NONE;
+    }
+    let mut g = match dev.mig_gpm.remove(&gi) {
+        Some(g) => g,
+        None => match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
+            Ok(bufs) => MigGpm {
+                bufs,
+                prev: None,
+                last: NONE,
+            },
+            Err(e) => {
+                errors.count(Call::GpmMigSample);
+                if dev.warned & Call::GpmMigSample.bit() == 0 {
+                    dev.warned |= Call::GpmMigSample.bit();
+                    tracing::warn!(
+                        gpu = dev.identity.index,
+                        gpu_instance = gi,
+                        "cannot allocate GPM samples for a MIG instance: {e}"
+                    );
+                }
+                return NONE;
+            }
+        },
+    };
+    let now = Instant::now();
+    let step = gpm_step(g.prev.map(|(_, t)| t), now);
+    if step != GpmStep::Wait {
+        let next = g.prev.map_or(0, |(k, _)| 1 - k);
+        let raw = g.bufs[next].raw;
+        let taken = call(dev, errors, lost, Call::GpmMigSample, |d| {
+            let sym = nvml_sym(nvml.lib().nvmlGpmMigSampleGet.as_ref())?;
+            // SAFETY: a live device handle and a live sample buffer.
+            match unsafe { nvml_try(sym(d.handle(), gi, raw)) } {
+                Err(e) if matches!(classify(&e), Class::Absent | Class::Denied) => Ok(Some(e)),
+                r => r.map(|()| None),
+            }
+        });
+        let taken = match taken {
+            Some(Some(e)) => {
+                dev.mig_gpm_absent.insert(gi);
+                dev.absent_found();
+                if dev.logged & Call::GpmMigSample.bit() == 0 {
+                    dev.logged |= Call::GpmMigSample.bit();
+                    tracing::info!(
+                        gpu = dev.identity.index,
+                        gpu_instance = gi,
+                        "GPM not available on this MIG instance, its GPM series are left out (asked again every {:?}): {e}",
+                        dev.reprobe
+                    );
+                }
+                return NONE;
+            }
+            t => t.map(|_| ()),
+        };
+        match (taken, step, g.prev) {
+            (None, _, _) => (g.prev, g.last) = (None, NONE),
+            (Some(()), GpmStep::Pair, Some((k, _))) => {
+                let (s1, s2) = (g.bufs[k].raw, raw);
+                g.last = call(dev, errors, lost, Call::GpmMetrics, |_| {
+                    gpm_metrics(nvml, s1, s2, 0)
+                })
+                .map_or(NONE, |(v, _)| v);
+                g.prev = Some((next, now));
+            }
+            (Some(()), _, _) => g.prev = Some((next, now)),
+        }
+    }
+    let out = g.last;
+    dev.mig_gpm.insert(gi, g);
+    out
 }
 
 /// NVLinks with their own GPM rate metrics (`NVML_GPM_METRIC_NVLINK_L0..L17_*_PER_SEC`).
@@ -1203,15 +1370,19 @@ fn sample<'n>(
     };
     let mut lost = false;
     let l = &mut lost;
+    s.mig_enabled = mig_mode(dev, errors, l);
     if let Some(u) = call(dev, errors, l, Call::Utilization, |d| d.utilization_rates()) {
         s.utilization = Some(u.gpu as f64 / 100.0);
         s.memory_utilization = Some(u.memory as f64 / 100.0);
     }
-    if let Some(m) = call(dev, errors, l, Call::Memory, |d| d.memory_info()) {
-        s.memory_used_bytes = Some(m.used);
-        s.memory_free_bytes = Some(m.free);
-        s.memory_total_bytes = Some(m.total);
-        s.memory_reserved_bytes = Some(m.reserved);
+    // Under MIG the parent's memory is the whole device's: its instances' are read instead.
+    if !dev.mig {
+        if let Some(m) = call(dev, errors, l, Call::Memory, |d| d.memory_info()) {
+            s.memory_used_bytes = Some(m.used);
+            s.memory_free_bytes = Some(m.free);
+            s.memory_total_bytes = Some(m.total);
+            s.memory_reserved_bytes = Some(m.reserved);
+        }
     }
     s.power_watts =
         call(dev, errors, l, Call::Power, |d| d.power_usage()).map(|mw| mw as f64 / 1000.0);
@@ -1268,28 +1439,155 @@ fn sample<'n>(
     );
     sample_fields(nvml, dev, errors, l, &mut s);
     nvlink_errors(nvml, dev, errors, l, &mut s);
-    gpm(nvml, dev, errors, l, &mut s);
+    if !dev.mig {
+        gpm(nvml, dev, errors, l, &mut s);
+    }
     s.fabric = call(dev, errors, l, Call::FabricInfo, |d| fabric_info(nvml, d)).flatten();
-    if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
+    if dev.mig {
+        s.mig = mig_instances(nvml, dev, errors, l, names);
+    } else if let Some(procs) = call(dev, errors, l, Call::Processes, |d| {
         d.running_compute_processes()
     }) {
-        s.processes = procs
-            .into_iter()
-            .map(|p: ProcessInfo| GpuProcess {
-                pid: p.pid,
-                command: names.get(p.pid, || nvml_name(nvml, dev, errors, p.pid)),
-                used_memory_bytes: match p.used_gpu_memory {
-                    UsedGpuMemory::Used(b) => Some(b),
-                    UsedGpuMemory::Unavailable => None,
-                },
-            })
-            .collect();
+        s.processes = compute_processes(nvml, dev, errors, names, procs);
     }
     if lost {
         dev.mark_lost();
         return dev.down();
     }
     s
+}
+
+/// The compute processes NVML listed, with their commands.
+fn compute_processes(
+    nvml: &Nvml,
+    dev: &mut Dev<'_>,
+    errors: &CallErrors,
+    names: &mut ProcessNames,
+    procs: Vec<ProcessInfo>,
+) -> Vec<GpuProcess> {
+    procs
+        .into_iter()
+        .map(|p| GpuProcess {
+            pid: p.pid,
+            command: names.get(p.pid, || nvml_name(nvml, dev, errors, p.pid)),
+            used_memory_bytes: match p.used_gpu_memory {
+                UsedGpuMemory::Used(b) => Some(b),
+                UsedGpuMemory::Unavailable => None,
+            },
+        })
+        .collect()
+}
+
+/// Reads the MIG mode (`None`: the GPU has none) and follows a change of it. A failed read
+/// keeps the mode last read.
+fn mig_mode(dev: &mut Dev<'_>, errors: &CallErrors, lost: &mut bool) -> Option<bool> {
+    let read = call(dev, errors, lost, Call::MigMode, |d| d.mig_mode());
+    let absent = dev.absent & Call::MigMode.bit() != 0;
+    let on = match read {
+        Some(m) => m.current == nvml_wrapper_sys::bindings::NVML_DEVICE_MIG_ENABLE,
+        None if absent => false,
+        None => dev.mig,
+    };
+    if on != dev.mig {
+        dev.mig_changed(on);
+    }
+    (!absent).then_some(on)
+}
+
+/// The MIG profile a MIG device's name ends with: `1g.18gb` of `NVIDIA H200 MIG 1g.18gb`,
+/// `1c.3g.20gb` of `NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb`; empty when the name names none.
+fn mig_profile(name: &str) -> &str {
+    name.rsplit_once("MIG ")
+        .and_then(|(_, p)| p.split_whitespace().next())
+        .unwrap_or("")
+}
+
+/// `nvmlDeviceGetGpuInstanceId` or (`compute`) `nvmlDeviceGetComputeInstanceId` of a MIG
+/// device.
+fn instance_id(nvml: &Nvml, m: &Device<'_>, compute: bool) -> Result<u32, NvmlError> {
+    let lib = nvml.lib();
+    let sym = if compute {
+        nvml_sym(lib.nvmlDeviceGetComputeInstanceId.as_ref())?
+    } else {
+        nvml_sym(lib.nvmlDeviceGetGpuInstanceId.as_ref())?
+    };
+    let mut id = 0;
+    // SAFETY: a live MIG device handle and a valid out-pointer.
+    unsafe { nvml_try(sym(m.handle(), &mut id))? };
+    Ok(id)
+}
+
+/// The MIG devices of a GPU with MIG on: every slot up to NVML's maximum, empty slots
+/// (`NOT_FOUND`) skipped, and per device its ids, profile, UUID, memory, compute processes
+/// and its GPU instance's GPM values. A device whose ids cannot be read is left out; a
+/// value that cannot be read leaves only that value out.
+fn mig_instances<'n>(
+    nvml: &'n Nvml,
+    dev: &mut Dev<'n>,
+    errors: &CallErrors,
+    lost: &mut bool,
+    names: &mut ProcessNames,
+) -> Vec<MigSample> {
+    let Some(slots) = call(dev, errors, lost, Call::MigCount, |d| d.mig_device_count()) else {
+        return Vec::new();
+    };
+    let gpm_on = gpm_ready(nvml, dev, errors, lost);
+    let mut out = Vec::new();
+    // GPM is per GPU instance: one pair per instance and cycle, shared by its compute
+    // instances.
+    let mut gpm_of: HashMap<u32, [Option<f64>; GPM_FAMILIES.len()]> = HashMap::new();
+    for slot in 0..slots.min(64) {
+        let got = call(dev, errors, lost, Call::MigHandle, |d| {
+            match d.mig_device_by_index(slot) {
+                Err(NvmlError::NotFound) => Ok(None),
+                r => r.map(Some),
+            }
+        });
+        let Some(Some(m)) = got else { continue };
+        let ids = call(dev, errors, lost, Call::GpuInstanceId, |_| {
+            instance_id(nvml, &m, false)
+        })
+        .and_then(|gi| {
+            call(dev, errors, lost, Call::ComputeInstanceId, |_| {
+                instance_id(nvml, &m, true)
+            })
+            .map(|ci| (gi, ci))
+        });
+        let Some((gi, ci)) = ids else { continue };
+        let mut x = MigSample::new(gi, ci);
+        if let Some(n) = call(dev, errors, lost, Call::Name, |_| m.name()) {
+            x.profile = mig_profile(&n).to_string();
+        }
+        x.uuid = call(dev, errors, lost, Call::Uuid, |_| m.uuid()).unwrap_or_default();
+        if let Some(mem) = call(dev, errors, lost, Call::Memory, |_| m.memory_info()) {
+            x.memory_used_bytes = Some(mem.used);
+            x.memory_free_bytes = Some(mem.free);
+            x.memory_total_bytes = Some(mem.total);
+            x.memory_reserved_bytes = Some(mem.reserved);
+        }
+        if let Some(procs) = call(dev, errors, lost, Call::Processes, |_| {
+            m.running_compute_processes()
+        }) {
+            x.processes = compute_processes(nvml, dev, errors, names, procs);
+        }
+        if gpm_on {
+            x.gpm = match gpm_of.get(&gi) {
+                Some(v) => *v,
+                None => {
+                    let v = mig_gpm(nvml, dev, errors, lost, gi);
+                    gpm_of.insert(gi, v);
+                    v
+                }
+            };
+        }
+        out.push(x);
+        if *lost {
+            break;
+        }
+    }
+    dev.mig_gpm.retain(|gi, _| gpm_of.contains_key(gi));
+    dev.mig_gpm_absent.retain(|gi| gpm_of.contains_key(gi));
+    out
 }
 
 /// The performance policies of [`VIOLATION_REASONS`], in its order.
@@ -1531,6 +1829,24 @@ mod tests {
             gpm_step(Some(t), t + Duration::from_millis(100)),
             GpmStep::Pair
         );
+    }
+
+    #[test]
+    fn the_mig_profile_is_the_word_after_mig_in_the_name() {
+        assert_eq!(mig_profile("NVIDIA H200 MIG 1g.18gb"), "1g.18gb");
+        assert_eq!(mig_profile("NVIDIA H100 80GB HBM3 MIG 3g.40gb"), "3g.40gb");
+        assert_eq!(
+            mig_profile("NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb"),
+            "1c.3g.20gb"
+        );
+        assert_eq!(
+            mig_profile("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me"),
+            "1g.10gb+me"
+        );
+        assert_eq!(mig_profile("A100-SXM4-40GB MIG 2g.10gb Device"), "2g.10gb");
+        assert_eq!(mig_profile("NVIDIA H200"), "");
+        assert_eq!(mig_profile("NVIDIA H200 MIG "), "");
+        assert_eq!(mig_profile(""), "");
     }
 
     #[test]

@@ -23,8 +23,8 @@ use crate::sync::lock;
 use crate::training::{Known, Limits, RunState};
 
 use types::{
-    ErrorResponse, GpuBody, GpusResponse, LastErrorBody, Num, PausedBody, RunBody, RunsResponse,
-    SeriesResponse,
+    ErrorResponse, GpuBody, GpusResponse, LastErrorBody, MigBody, Num, PausedBody, RunBody,
+    RunsResponse, SeriesResponse,
 };
 
 /// A run with no step progress for this long while active is shown as stalled.
@@ -183,22 +183,37 @@ pub async fn gpus(State(state): State<Arc<AppState>>) -> Response {
     let gpus = if snap.nvml_up {
         snap.gpus
             .iter()
-            .map(|g| GpuBody {
-                gpu: g.index,
-                name: &g.name,
-                uuid: &g.uuid,
-                up: g.up,
-                utilization_ratio: g.utilization,
-                memory_utilization_ratio: g.memory_utilization,
-                memory_used_bytes: g.memory_used_bytes,
-                memory_total_bytes: g.memory_total_bytes,
-                temperature_celsius: g.temperature_celsius,
-                power_watts: g.power_watts,
-                history: gpu
-                    .history(g.index)
-                    .into_iter()
-                    .map(|(t, u, m)| ((t - now) / 60.0, u, m))
-                    .collect(),
+            .map(|g| {
+                let (memory_used_bytes, memory_total_bytes) = g.memory_in_use();
+                GpuBody {
+                    gpu: g.index,
+                    name: &g.name,
+                    uuid: &g.uuid,
+                    up: g.up,
+                    utilization_ratio: g.utilization,
+                    memory_utilization_ratio: g.memory_utilization,
+                    memory_used_bytes,
+                    memory_total_bytes,
+                    temperature_celsius: g.temperature_celsius,
+                    power_watts: g.power_watts,
+                    history: gpu
+                        .history(g.index)
+                        .into_iter()
+                        .map(|(t, u, m)| ((t - now) / 60.0, u, m))
+                        .collect(),
+                    mig_instances: g
+                        .mig
+                        .iter()
+                        .map(|m| MigBody {
+                            gpu_instance: m.gpu_instance,
+                            compute_instance: m.compute_instance,
+                            profile: &m.profile,
+                            uuid: &m.uuid,
+                            memory_used_bytes: m.memory_used_bytes,
+                            memory_total_bytes: m.memory_total_bytes,
+                        })
+                        .collect(),
+                }
             })
             .collect()
     } else {

@@ -177,9 +177,9 @@ pub struct GpuBody<'a> {
     pub utilization_ratio: Option<f64>,
     /// The fraction of time device memory was read or written, 0–1.
     pub memory_utilization_ratio: Option<f64>,
-    /// Device memory in use, bytes.
+    /// Device memory in use, bytes (under MIG, summed over the GPU instances).
     pub memory_used_bytes: Option<u64>,
-    /// Device memory in all, bytes.
+    /// Device memory in all, bytes (under MIG, summed over the GPU instances).
     pub memory_total_bytes: Option<u64>,
     /// Die temperature, °C.
     pub temperature_celsius: Option<f64>,
@@ -188,6 +188,21 @@ pub struct GpuBody<'a> {
     /// The last hour, oldest first: `[minutes relative to now (≤ 0), utilization 0–1,
     /// memory used / total]`.
     pub history: Vec<(f64, Option<f64>, Option<f64>)>,
+    /// Its MIG devices while MIG is on; empty otherwise.
+    pub mig_instances: Vec<MigBody<'a>>,
+}
+
+/// One MIG device of a GPU, an element of [`GpuBody::mig_instances`].
+#[derive(Debug, Serialize)]
+pub struct MigBody<'a> {
+    pub gpu_instance: u32,
+    pub compute_instance: u32,
+    /// The MIG profile, e.g. `1g.18gb`.
+    pub profile: &'a str,
+    /// The MIG device's `MIG-…` UUID.
+    pub uuid: &'a str,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -228,6 +243,7 @@ mod tests {
             temperature_celsius: None,
             power_watts: None,
             history: vec![(-1.0, None, Some(0.5))],
+            mig_instances: vec![],
         };
         let v: serde_json::Value = serde_json::from_str(&s(&gpu)).unwrap();
         assert_eq!(v["utilization_ratio"], serde_json::Value::Null);

@@ -8,7 +8,10 @@
 //! N GPUs, any value, `NOT_SUPPORTED` or any error code for chosen calls, a GPU lost for
 //! good or after K calls, XID events appended to a list the event set delivers in order,
 //! compute processes, per-link NVLink counters, and delays per call (on every GPU or on one,
-//! a wedged GPU). `init_error` makes `nvmlInit_v2` fail until the config drops it, and an
+//! a wedged GPU). A GPU with `mig_mode` set has the MIG devices of `mig_instances`: their
+//! handles answer the identity, memory, process and instance-id calls, `nvmlGpmMigSampleGet`
+//! samples them, and the parent answers `NOT_SUPPORTED` for utilization, its own GPM
+//! samples and its process list, as real NVML does under MIG. `init_error` makes `nvmlInit_v2` fail until the config drops it, and an
 //! error under a GPU's `errors` for `nvmlDeviceGetHandleByIndex_v2` keeps its handle away.
 //!
 //! With `FAKE_NVML_TRACE=FILE` it appends the name of each function the first time it is
@@ -95,6 +98,10 @@ struct Gpu {
     /// low_utilization, reliability); a reason left out answers `NOT_SUPPORTED`.
     violations_ns: BTreeMap<String, u64>,
     processes: Vec<Process>,
+    /// MIG is on (`nvmlDeviceGetMigMode`'s current mode).
+    mig_mode: bool,
+    /// The MIG devices while `mig_mode` is on, by slot of `nvmlDeviceGetMigDeviceHandleByIndex`.
+    mig_instances: Vec<MigInstance>,
     not_supported: Vec<String>,
     errors: BTreeMap<String, u32>,
     /// Milliseconds a call on this GPU sleeps before answering (a wedged GPU).
@@ -141,6 +148,8 @@ impl Default for Gpu {
             recovery_action: None,
             violations_ns: BTreeMap::new(),
             processes: Vec::new(),
+            mig_mode: false,
+            mig_instances: Vec::new(),
             not_supported: Vec::new(),
             errors: BTreeMap::new(),
             delays_ms: BTreeMap::new(),
@@ -149,6 +158,32 @@ impl Default for Gpu {
         }
     }
 }
+
+/// One MIG device (a compute instance of a GPU instance).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct MigInstance {
+    gpu_instance: u32,
+    compute_instance: u32,
+    /// The profile NVML appends to the parent's name, e.g. `1g.18gb`.
+    profile: String,
+    uuid: Option<String>,
+    memory_total: u64,
+    memory_used: u64,
+    memory_reserved: u64,
+    processes: Vec<Process>,
+    /// GPM metric values of its GPU instance by metric id; absent: no GPM samples.
+    gpm: Option<BTreeMap<u32, f64>>,
+    /// Calls on this MIG device answering this return code.
+    errors: BTreeMap<String, u32>,
+}
+
+/// The calls a MIG parent does not answer (`NOT_SUPPORTED`) while MIG is on.
+const MIG_PARENT_UNSUPPORTED: [&str; 3] = [
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlGpmSampleGet",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -282,15 +317,45 @@ fn handle(index: usize) -> nvmlDevice_t {
     (index + 1) as nvmlDevice_t
 }
 
-fn index(device: nvmlDevice_t) -> usize {
-    (device as usize).wrapping_sub(1)
+/// The handle of MIG slot `slot` of GPU `index`: above every GPU handle, distinct per slot.
+fn mig_handle(index: usize, slot: usize) -> nvmlDevice_t {
+    (((index + 1) << 16) | (slot + 1)) as nvmlDevice_t
 }
 
-/// A call on one device: counts it, applies lost/unsupported/error settings, then `f`.
+/// The GPU a handle belongs to, and the MIG slot for a MIG device's handle.
+fn split(device: nvmlDevice_t) -> (usize, Option<usize>) {
+    let h = device as usize;
+    if h >> 16 == 0 {
+        (h.wrapping_sub(1), None)
+    } else {
+        ((h >> 16) - 1, Some((h & 0xffff) - 1))
+    }
+}
+
+fn index(device: nvmlDevice_t) -> usize {
+    split(device).0
+}
+
+/// A call on one device: counts it, applies lost/unsupported/error settings, then `f`; a
+/// MIG device's handle answers `INVALID_ARGUMENT`.
 fn device_call(
     sym: &'static str,
     device: nvmlDevice_t,
     f: impl FnOnce(usize, &Gpu) -> nvmlReturn_t,
+) -> nvmlReturn_t {
+    any_call(sym, device, f, |_, _, _| {
+        nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT
+    })
+}
+
+/// A call that a GPU (`parent`) and a MIG device of it (`mig`) both answer. The GPU's
+/// lost/unsupported/error settings apply to its MIG devices too; a MIG handle of a GPU
+/// without MIG, or of a slot it lacks, answers `INVALID_ARGUMENT`.
+fn any_call(
+    sym: &'static str,
+    device: nvmlDevice_t,
+    parent: impl FnOnce(usize, &Gpu) -> nvmlReturn_t,
+    mig: impl FnOnce(usize, &Gpu, &MigInstance) -> nvmlReturn_t,
 ) -> nvmlReturn_t {
     delay(sym);
     let own = with_state(sym, |st| {
@@ -318,7 +383,19 @@ fn device_call(
         if let Some(e) = g.errors.get(sym).or_else(|| st.cfg.errors.get(sym)) {
             return *e;
         }
-        f(i, g)
+        match split(device).1 {
+            None if g.mig_mode && MIG_PARENT_UNSUPPORTED.contains(&sym) => {
+                nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED
+            }
+            None => parent(i, g),
+            Some(slot) => match g.mig_instances.get(slot).filter(|_| g.mig_mode) {
+                Some(m) => match m.errors.get(sym) {
+                    Some(e) => *e,
+                    None => mig(i, g, m),
+                },
+                None => nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+            },
+        }
     })
 }
 
@@ -411,9 +488,20 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
     out: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    device_call("nvmlDeviceGetUUID", device, |i, g| {
-        copy_str(&uuid(i, g), out, length)
-    })
+    any_call(
+        "nvmlDeviceGetUUID",
+        device,
+        |i, g| copy_str(&uuid(i, g), out, length),
+        |i, _, m| {
+            let u = m.uuid.clone().unwrap_or_else(|| {
+                format!(
+                    "MIG-00000000-0000-{i:04x}-{:04x}-{:012x}",
+                    m.gpu_instance, m.compute_instance
+                )
+            });
+            copy_str(&u, out, length)
+        },
+    )
 }
 
 #[no_mangle]
@@ -422,9 +510,12 @@ pub unsafe extern "C" fn nvmlDeviceGetName(
     out: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    device_call("nvmlDeviceGetName", device, |_, g| {
-        copy_str(&g.name, out, length)
-    })
+    any_call(
+        "nvmlDeviceGetName",
+        device,
+        |_, g| copy_str(&g.name, out, length),
+        |_, g, m| copy_str(&format!("{} MIG {}", g.name, m.profile), out, length),
+    )
 }
 
 #[no_mangle]
@@ -466,19 +557,23 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
     device: nvmlDevice_t,
     out: *mut nvmlMemory_v2_t,
 ) -> nvmlReturn_t {
-    device_call("nvmlDeviceGetMemoryInfo_v2", device, |_, g| {
+    let fill = |total: u64, used: u64, reserved: u64| {
         let want = (std::mem::size_of::<nvmlMemory_v2_t>() | (2 << 24)) as c_uint;
         if (*out).version != want {
             return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
         }
-        (*out).total = g.memory_total;
-        (*out).used = g.memory_used;
-        (*out).reserved = g.memory_reserved;
-        (*out).free = g
-            .memory_total
-            .saturating_sub(g.memory_used + g.memory_reserved);
+        (*out).total = total;
+        (*out).used = used;
+        (*out).reserved = reserved;
+        (*out).free = total.saturating_sub(used + reserved);
         nvmlReturn_enum_NVML_SUCCESS
-    })
+    };
+    any_call(
+        "nvmlDeviceGetMemoryInfo_v2",
+        device,
+        |_, g| fill(g.memory_total, g.memory_used, g.memory_reserved),
+        |_, _, m| fill(m.memory_total, m.memory_used, m.memory_reserved),
+    )
 }
 
 #[no_mangle]
@@ -684,8 +779,8 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     count: *mut c_uint,
     infos: *mut nvmlProcessInfo_t,
 ) -> nvmlReturn_t {
-    device_call("nvmlDeviceGetComputeRunningProcesses_v3", device, |_, g| {
-        let n = g.processes.len();
+    let fill = |procs: &[Process], gi: u32, ci: u32| {
+        let n = procs.len();
         if infos.is_null() || (*count as usize) < n {
             *count = n as c_uint;
             return if n == 0 {
@@ -694,17 +789,23 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
                 nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE
             };
         }
-        for (k, p) in g.processes.iter().enumerate() {
+        for (k, p) in procs.iter().enumerate() {
             *infos.add(k) = nvmlProcessInfo_t {
                 pid: p.pid,
                 usedGpuMemory: p.used_memory.unwrap_or(u64::MAX),
-                gpuInstanceId: u32::MAX,
-                computeInstanceId: u32::MAX,
+                gpuInstanceId: gi,
+                computeInstanceId: ci,
             };
         }
         *count = n as c_uint;
         nvmlReturn_enum_NVML_SUCCESS
-    })
+    };
+    any_call(
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        device,
+        |_, g| fill(&g.processes, u32::MAX, u32::MAX),
+        |_, _, m| fill(&m.processes, m.gpu_instance, m.compute_instance),
+    )
 }
 
 #[no_mangle]
@@ -717,7 +818,11 @@ pub unsafe extern "C" fn nvmlSystemGetProcessName(
         st.cfg
             .gpus
             .iter()
-            .flat_map(|g| &g.processes)
+            .flat_map(|g| {
+                g.processes
+                    .iter()
+                    .chain(g.mig_instances.iter().flat_map(|m| &m.processes))
+            })
             .find(|p| p.pid == pid)
             .and_then(|p| p.name.clone())
     });
@@ -866,9 +971,10 @@ pub unsafe extern "C" fn nvmlGpmQueryDeviceSupport(
     })
 }
 
-/// A GPM sample buffer: which GPU filled it, and when.
+/// A GPM sample buffer: which GPU (and GPU instance, for a MIG sample) filled it, and when.
 struct GpmSample {
     device: Option<usize>,
+    gpu_instance: Option<u32>,
     at: Option<Instant>,
 }
 
@@ -877,6 +983,7 @@ pub unsafe extern "C" fn nvmlGpmSampleAlloc(out: *mut nvmlGpmSample_t) -> nvmlRe
     with_state("nvmlGpmSampleAlloc", |_| ());
     let b = Box::new(GpmSample {
         device: None,
+        gpu_instance: None,
         at: None,
     });
     *out = Box::into_raw(b) as nvmlGpmSample_t;
@@ -904,6 +1011,35 @@ pub unsafe extern "C" fn nvmlGpmSampleGet(
         }
         let s = &mut *(sample as *mut GpmSample);
         s.device = Some(i);
+        s.gpu_instance = None;
+        s.at = Some(Instant::now());
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlGpmMigSampleGet(
+    device: nvmlDevice_t,
+    gpu_instance_id: c_uint,
+    sample: nvmlGpmSample_t,
+) -> nvmlReturn_t {
+    device_call("nvmlGpmMigSampleGet", device, |i, g| {
+        if !g.mig_mode {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        }
+        let Some(m) = g
+            .mig_instances
+            .iter()
+            .find(|m| m.gpu_instance == gpu_instance_id)
+        else {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        };
+        if m.gpm.is_none() {
+            return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
+        }
+        let s = &mut *(sample as *mut GpmSample);
+        s.device = Some(i);
+        s.gpu_instance = Some(gpu_instance_id);
         s.at = Some(Instant::now());
         nvmlReturn_enum_NVML_SUCCESS
     })
@@ -923,11 +1059,22 @@ pub unsafe extern "C" fn nvmlGpmMetricsGet(req: *mut nvmlGpmMetricsGet_t) -> nvm
     let (Some(d), Some(t1), Some(t2)) = (s1.device, s1.at, s2.at) else {
         return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
     };
-    if s2.device != Some(d) || t2 < t1 + Duration::from_millis(100) {
+    if s2.device != Some(d)
+        || s2.gpu_instance != s1.gpu_instance
+        || t2 < t1 + Duration::from_millis(100)
+    {
         return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
     }
     with_state("nvmlGpmMetricsGet", |st| {
-        let Some(values) = st.cfg.gpus.get(d).and_then(|g| g.gpm.as_ref()) else {
+        let values = st.cfg.gpus.get(d).and_then(|g| match s1.gpu_instance {
+            None => g.gpm.as_ref(),
+            Some(gi) => g
+                .mig_instances
+                .iter()
+                .find(|m| m.gpu_instance == gi)
+                .and_then(|m| m.gpm.as_ref()),
+        });
+        let Some(values) = values else {
             return nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
         };
         for m in r.metrics.iter_mut().take(r.numMetrics as usize) {
@@ -941,6 +1088,80 @@ pub unsafe extern "C" fn nvmlGpmMetricsGet(req: *mut nvmlGpmMetricsGet_t) -> nvm
         }
         nvmlReturn_enum_NVML_SUCCESS
     })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: nvmlDevice_t,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMigMode", device, |_, g| {
+        *current = g.mig_mode as c_uint;
+        *pending = g.mig_mode as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMaxMigDeviceCount", device, |_, g| {
+        *count = g.mig_instances.len().max(7) as c_uint;
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
+    device: nvmlDevice_t,
+    index: c_uint,
+    out: *mut nvmlDevice_t,
+) -> nvmlReturn_t {
+    device_call("nvmlDeviceGetMigDeviceHandleByIndex", device, |i, g| {
+        if !g.mig_mode {
+            return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
+        }
+        if index as usize >= g.mig_instances.len() {
+            return nvmlReturn_enum_NVML_ERROR_NOT_FOUND;
+        }
+        *out = mig_handle(i, index as usize);
+        nvmlReturn_enum_NVML_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(
+    device: nvmlDevice_t,
+    id: *mut c_uint,
+) -> nvmlReturn_t {
+    any_call(
+        "nvmlDeviceGetGpuInstanceId",
+        device,
+        |_, _| nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        |_, _, m| {
+            *id = m.gpu_instance;
+            nvmlReturn_enum_NVML_SUCCESS
+        },
+    )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(
+    device: nvmlDevice_t,
+    id: *mut c_uint,
+) -> nvmlReturn_t {
+    any_call(
+        "nvmlDeviceGetComputeInstanceId",
+        device,
+        |_, _| nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT,
+        |_, _, m| {
+            *id = m.compute_instance;
+            nvmlReturn_enum_NVML_SUCCESS
+        },
+    )
 }
 
 const EVENT_SET: usize = 0x5e7;
@@ -1072,6 +1293,12 @@ fn abi_check(lib: NvmlLib) {
         nvmlGpmSampleFree,
         nvmlGpmSampleGet,
         nvmlGpmMetricsGet,
+        nvmlGpmMigSampleGet,
+        nvmlDeviceGetMigMode,
+        nvmlDeviceGetMaxMigDeviceCount,
+        nvmlDeviceGetMigDeviceHandleByIndex,
+        nvmlDeviceGetGpuInstanceId,
+        nvmlDeviceGetComputeInstanceId,
         nvmlEventSetCreate,
         nvmlDeviceRegisterEvents,
         nvmlEventSetWait_v2,

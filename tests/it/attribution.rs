@@ -273,7 +273,6 @@ fn attribution_can_be_turned_off() {
 
 #[test]
 fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
-    use crate::gpu::Fake;
     use serde_json::json;
 
     let dir = tempfile::tempdir().unwrap();
@@ -287,17 +286,7 @@ fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
         gpu(0, json!([{"pid": me, "used_memory": 7u64 << 30}])),
         gpu(1, json!([])),
     ]});
-    let arg = format!("train={}", log.display());
-    let f = Fake::start(
-        &cfg,
-        &[
-            "--no-host",
-            "--log",
-            &arg,
-            "--attribution.interval",
-            "100ms",
-        ],
-    );
+    let f = on_fake_gpus(&cfg, &log);
     let mut m = String::new();
     assert!(
         wait_for(T, || {
@@ -360,7 +349,6 @@ fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
 /// on their parent GPU, with the memory of each.
 #[test]
 fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
-    use crate::gpu::Fake;
     use serde_json::json;
 
     let dir = tempfile::tempdir().unwrap();
@@ -368,7 +356,6 @@ fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
     std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
     let child = launcher(&log, &[]);
     let sh = child.id();
-    let arg = format!("train={}", log.display());
     let mig = |gi: u32, pid: u32, gib: u64| {
         json!({"gpu_instance": gi, "compute_instance": 0, "profile": "3g.71gb",
                "memory_total": 71u64 << 30, "memory_used": gib << 30,
@@ -379,16 +366,7 @@ fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
         {"name": "NVIDIA H200", "uuid": "GPU-1", "mig_mode": true,
          "mig_instances": [mig(1, sh, 3), mig(2, 4_000_031, 5)]},
     ]});
-    let f = Fake::start(
-        &cfg,
-        &[
-            "--no-host",
-            "--log",
-            &arg,
-            "--attribution.interval",
-            "100ms",
-        ],
-    );
+    let f = on_fake_gpus(&cfg, &log);
     let want = (3u64 << 30) as f64;
     assert_eq!(
         f.daemon.wait_value(
@@ -413,6 +391,22 @@ fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
     );
     assert_eq!(samples(&m, "training_run_gpu_info").len(), 1, "{m}");
     kill_group(child);
+}
+
+/// A daemon on the fake GPUs of `cfg`, following `log` as run `train`, attributing every
+/// 100 ms.
+fn on_fake_gpus(cfg: &serde_json::Value, log: &std::path::Path) -> crate::gpu::Fake {
+    let arg = format!("train={}", log.display());
+    crate::gpu::Fake::start(
+        cfg,
+        &[
+            "--no-host",
+            "--log",
+            &arg,
+            "--attribution.interval",
+            "100ms",
+        ],
+    )
 }
 
 /// A `sleep` with `env` as its only environment, in its own process group.

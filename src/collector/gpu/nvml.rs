@@ -513,7 +513,7 @@ struct Dev<'n> {
     /// MIG is on, as last read.
     mig: bool,
     /// Under MIG, the GPM samples and last values of each GPU instance, by its id.
-    mig_gpm: HashMap<u32, MigGpm<'n>>,
+    mig_gpm: HashMap<u32, Gpm<'n>>,
     /// The GPU instances whose GPM samples NVML does not answer (not supported, refused):
     /// asked again at the next re-probe.
     mig_gpm_absent: HashSet<u32>,
@@ -1009,23 +1009,67 @@ impl Drop for GpmBuf<'_> {
     }
 }
 
-/// A GPU's two GPM buffers: the previous sample and the one to take next.
+/// The two GPM buffers of a GPU, or of a GPU instance under MIG: the previous sample and
+/// the one to take next.
 struct Gpm<'n> {
     bufs: [GpmBuf<'n>; 2],
     /// Which buffer holds the previous sample, and when it was taken.
     prev: Option<(usize, Instant)>,
     /// The values of the last pair, served while the next pair is under 100 ms apart.
     last: [Option<f64>; GPM_FAMILIES.len()],
-    /// Per NVLink, transmit and receive bytes/s of the last pair.
+    /// Per NVLink, transmit and receive bytes/s of the last pair (none for a GPU instance).
     last_links: Vec<(Option<f64>, Option<f64>)>,
 }
 
-impl Gpm<'_> {
+impl<'n> Gpm<'n> {
+    /// Two new buffers, no sample yet.
+    fn alloc(nvml: &'n Nvml) -> Result<Self, NvmlError> {
+        Ok(Gpm {
+            bufs: [GpmBuf::alloc(nvml)?, GpmBuf::alloc(nvml)?],
+            prev: None,
+            last: [None; GPM_FAMILIES.len()],
+            last_links: Vec::new(),
+        })
+    }
+
     /// A reset: the next sample starts a new pair and nothing is served until it is done.
     fn forget(&mut self) {
         self.prev = None;
         self.last = [None; GPM_FAMILIES.len()];
         self.last_links.clear();
+    }
+
+    /// The buffer the next sample goes into (the one not holding the previous sample), or
+    /// `None` while the previous sample is under 100 ms old: the last values are served
+    /// meanwhile.
+    fn next(&self, now: Instant) -> Option<nvml_wrapper_sys::bindings::nvmlGpmSample_t> {
+        if gpm_step(self.prev.map(|(_, t)| t), now) == GpmStep::Wait {
+            return None;
+        }
+        Some(self.bufs[self.prev.map_or(0, |(k, _)| 1 - k)].raw)
+    }
+
+    /// Records whether the sample into [`Gpm::next`]'s buffer was taken at `now`, and
+    /// returns the (older, newer) samples of the pair whose metrics are due, if it completes
+    /// one. A failed sample drops the pair.
+    fn taken(
+        &mut self,
+        ok: bool,
+        now: Instant,
+    ) -> Option<(
+        nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+        nvml_wrapper_sys::bindings::nvmlGpmSample_t,
+    )> {
+        if !ok {
+            self.forget();
+            return None;
+        }
+        let next = self.prev.map_or(0, |(k, _)| 1 - k);
+        let pair = self
+            .prev
+            .map(|(k, _)| (self.bufs[k].raw, self.bufs[next].raw));
+        self.prev = Some((next, now));
+        pair
     }
 }
 
@@ -1069,14 +1113,9 @@ fn gpm_ready<'n>(nvml: &'n Nvml, dev: &mut Dev<'n>, errors: &CallErrors, lost: &
         if supported.is_none() {
             return false;
         }
-        match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
-            Ok(bufs) => {
-                dev.gpm = Some(Gpm {
-                    bufs,
-                    prev: None,
-                    last: [None; GPM_FAMILIES.len()],
-                    last_links: Vec::new(),
-                });
+        match Gpm::alloc(nvml) {
+            Ok(g) => {
+                dev.gpm = Some(g);
                 tracing::info!(gpu = dev.identity.index, "GPM profiling metrics on");
             }
             Err(e) => {
@@ -1109,29 +1148,18 @@ fn gpm<'n>(
         return;
     };
     let now = Instant::now();
-    let step = gpm_step(g.prev.map(|(_, t)| t), now);
-    if step != GpmStep::Wait {
-        let next = g.prev.map_or(0, |(k, _)| 1 - k);
-        let raw = g.bufs[next].raw;
+    if let Some(raw) = g.next(now) {
         let taken = call(dev, errors, lost, Call::GpmSample, |d| {
             let sym = nvml_sym(nvml.lib().nvmlGpmSampleGet.as_ref())?;
             // SAFETY: a live device handle and a live sample buffer.
             unsafe { nvml_try(sym(d.handle(), raw)) }
         });
-        match (taken, step, g.prev) {
-            (None, _, _) => g.forget(),
-            (Some(()), GpmStep::Pair, Some((k, _))) => {
-                let (s1, s2) = (g.bufs[k].raw, raw);
-                let links = dev.links.min(GPM_MAX_LINKS);
-                match call(dev, errors, lost, Call::GpmMetrics, |_| {
-                    gpm_metrics(nvml, s1, s2, links)
-                }) {
-                    Some((v, l)) => (g.last, g.last_links) = (v, l),
-                    None => (g.last, g.last_links) = ([None; GPM_FAMILIES.len()], Vec::new()),
-                }
-                g.prev = Some((next, now));
-            }
-            (Some(()), _, _) => g.prev = Some((next, now)),
+        if let Some((s1, s2)) = g.taken(taken.is_some(), now) {
+            let links = dev.links.min(GPM_MAX_LINKS);
+            (g.last, g.last_links) = call(dev, errors, lost, Call::GpmMetrics, |_| {
+                gpm_metrics(nvml, s1, s2, links)
+            })
+            .unwrap_or(([None; GPM_FAMILIES.len()], Vec::new()));
         }
     }
     s.gpm = g.last;
@@ -1154,13 +1182,6 @@ fn gpm<'n>(
     }
 }
 
-/// One GPU instance's two GPM buffers under MIG, as [`Gpm`] without NVLink rates.
-struct MigGpm<'n> {
-    bufs: [GpmBuf<'n>; 2],
-    prev: Option<(usize, Instant)>,
-    last: [Option<f64>; GPM_FAMILIES.len()],
-}
-
 /// The GPM values of GPU instance `gi` (`nvmlGpmMigSampleGet` on the parent): a sample per
 /// cycle at least 100 ms after the previous, and the metrics of each pair; nothing from the
 /// first sample of an instance, or after a failed one. An instance whose samples NVML does
@@ -1181,12 +1202,8 @@ fn mig_gpm<'n>(
     }
     let mut g = match dev.mig_gpm.remove(&gi) {
         Some(g) => g,
-        None => match GpmBuf::alloc(nvml).and_then(|a| Ok([a, GpmBuf::alloc(nvml)?])) {
-            Ok(bufs) => MigGpm {
-                bufs,
-                prev: None,
-                last: NONE,
-            },
+        None => match Gpm::alloc(nvml) {
+            Ok(g) => g,
             Err(e) => {
                 errors.count(Call::GpmMigSample);
                 if dev.warned & Call::GpmMigSample.bit() == 0 {
@@ -1202,10 +1219,7 @@ fn mig_gpm<'n>(
         },
     };
     let now = Instant::now();
-    let step = gpm_step(g.prev.map(|(_, t)| t), now);
-    if step != GpmStep::Wait {
-        let next = g.prev.map_or(0, |(k, _)| 1 - k);
-        let raw = g.bufs[next].raw;
+    if let Some(raw) = g.next(now) {
         let taken = call(dev, errors, lost, Call::GpmMigSample, |d| {
             let sym = nvml_sym(nvml.lib().nvmlGpmMigSampleGet.as_ref())?;
             // SAFETY: a live device handle and a live sample buffer.
@@ -1229,19 +1243,13 @@ fn mig_gpm<'n>(
                 }
                 return NONE;
             }
-            t => t.map(|_| ()),
+            t => t.is_some(),
         };
-        match (taken, step, g.prev) {
-            (None, _, _) => (g.prev, g.last) = (None, NONE),
-            (Some(()), GpmStep::Pair, Some((k, _))) => {
-                let (s1, s2) = (g.bufs[k].raw, raw);
-                g.last = call(dev, errors, lost, Call::GpmMetrics, |_| {
-                    gpm_metrics(nvml, s1, s2, 0)
-                })
-                .map_or(NONE, |(v, _)| v);
-                g.prev = Some((next, now));
-            }
-            (Some(()), _, _) => g.prev = Some((next, now)),
+        if let Some((s1, s2)) = g.taken(taken, now) {
+            g.last = call(dev, errors, lost, Call::GpmMetrics, |_| {
+                gpm_metrics(nvml, s1, s2, 0)
+            })
+            .map_or(NONE, |(v, _)| v);
         }
     }
     let out = g.last;

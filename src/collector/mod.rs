@@ -4,7 +4,7 @@
 //! Each samples in a background thread on its own interval and keeps the latest values as
 //! plain data, so a scrape only formats what is cached and never waits on the hardware. The
 //! rest of the program reads [`gpu::GpuSnapshot`], [`host::HostSnapshot`] and
-//! [`pods::PodsSnapshot`]; only `gpu/nvml.rs` sees nvml-wrapper, only `host.rs` sysinfo and
+//! [`pods::PodsSnapshot`]; only `gpu/nvml/` sees nvml-wrapper, only `host.rs` sysinfo and
 //! only `pods/api.rs` tonic.
 
 use std::path::PathBuf;

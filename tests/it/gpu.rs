@@ -863,11 +863,18 @@ fn nvml_literals(text: &str) -> BTreeSet<String> {
 fn the_fake_exports_exactly_the_calls_the_collector_makes() {
     // Every NVML name the GPU collector's files spell out (the NVML calls live in one of them).
     let mut collector = String::new();
-    let mut files: Vec<_> = std::fs::read_dir(root().join("src/collector/gpu"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
+    let mut files = Vec::new();
+    let mut dirs = vec![root().join("src/collector/gpu")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
     files.sort();
     assert!(!files.is_empty(), "no source under src/collector/gpu/");
     for f in &files {

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::lex::mapping::{self, Malformed, Value};
-use super::lex::number::{duration_seconds, float, number};
+use super::lex::number::{float, number, number_or_duration};
 use super::lex::tqdm::{self, Bar};
 use super::lex::trim;
 use super::{Cleaned, Event, Format, LineFormat, Progress, Record, RecordCap};
@@ -187,13 +187,11 @@ impl<'a> Builder<'a> {
                     }
                     return;
                 }
-                number(trim(s)).or_else(|| {
-                    if key.ends_with("time") {
-                        duration_seconds(s)
-                    } else {
-                        None
-                    }
-                })
+                if key.ends_with("time") {
+                    number_or_duration(s)
+                } else {
+                    number(trim(s))
+                }
             }
             Value::Other => None,
         };
@@ -266,6 +264,7 @@ impl<'a> Builder<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lex::number::duration_seconds;
     use super::*;
 
     fn rec(line: &str) -> Option<Record<'_>> {

@@ -17,6 +17,9 @@ use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"se0123456789";
+
 /// Cheap test for the start of a DeepSpeed line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
     text.starts_with("step=")

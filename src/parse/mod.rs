@@ -321,6 +321,14 @@ impl LineParser {
         self.parsers.file_changed(replaced);
     }
 
+    /// Takes back a record's values once read, for the next record's buffer.
+    pub fn recycle(&mut self, values: Vec<(Cow<'_, str>, f64)>) {
+        match self.format {
+            Format::Jsonl => self.parsers.Jsonl.recycle(values),
+            _ => self.parsers.Hf.recycle(values),
+        }
+    }
+
     /// Parses one cleaned line.
     pub fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
         let text: &'a str = &line.text;

@@ -246,7 +246,7 @@ impl RunState {
     /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
     pub fn apply(&mut self, event: Event<'_>, now: f64, limits: &Limits) -> u64 {
         match event {
-            Event::Record(r) => self.record(r, now, limits),
+            Event::Record(mut r) => self.record(&mut r, now, limits),
             Event::Progress(p) => {
                 self.progress(p, now);
                 0
@@ -394,7 +394,9 @@ impl RunState {
         self.history_bytes = bytes;
     }
 
-    fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
+    /// Applies a record read at `now` (see [`RunState::apply`]); its values are drained,
+    /// their buffer left for the parser to reuse.
+    pub fn record(&mut self, r: &mut Record<'_>, now: f64, limits: &Limits) -> u64 {
         self.records += 1;
         self.last_record = Some(now);
         if self.format == Format::Auto {
@@ -423,7 +425,7 @@ impl RunState {
         let x = self.step.unwrap_or(self.records as f64);
         // what the record's cap left out of its line
         let mut dropped = r.dropped;
-        for (i, (key, v)) in r.values.into_iter().enumerate() {
+        for (i, (key, v)) in r.values.drain(..).enumerate() {
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;
@@ -622,8 +624,13 @@ impl Run {
                 r.state.rule_event(name, line, &cleaned.text, time);
             }
         }
-        if let Some(event) = event {
-            dropped += r.state.apply(event, time, limits);
+        match event {
+            Some(Event::Record(mut rec)) => {
+                dropped += r.state.record(&mut rec, time, limits);
+                r.parser.recycle(rec.values);
+            }
+            Some(event) => dropped += r.state.apply(event, time, limits),
+            None => {}
         }
         if dropped > 0 && !r.warned_keys {
             r.warned_keys = true;

@@ -21,13 +21,63 @@ pub struct Cleaned<'a> {
 
 /// Cleans one line. Invalid UTF-8 is decoded lossily.
 pub fn clean(raw: &[u8]) -> Cleaned<'_> {
+    clean_read(raw, Bytes::of(raw))
+}
+
+/// What one pass over a raw line found: whether it looks binary, and whether it holds an
+/// escape (`ESC`), the one byte [`clean`] looks for before anything else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bytes {
+    pub binary: bool,
+    pub escape: bool,
+}
+
+impl Bytes {
+    /// Reads the line once. `binary`: it holds NUL or most of its bytes are control
+    /// characters.
+    pub fn of(raw: &[u8]) -> Bytes {
+        // nearly every line has no control byte at all: one vectorised OR says so
+        let low = raw
+            .iter()
+            .fold(0u8, |any, &b| any | u8::from((b < 0x20) & (b != b'\t')));
+        if low == 0 {
+            return Bytes {
+                binary: false,
+                escape: false,
+            };
+        }
+        // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes; NUL
+        // is a control byte too
+        let (control, escapes) = raw
+            .chunks(255)
+            .map(|c| {
+                let (n, e) = c.iter().fold((0u8, 0u8), |(n, e), &b| {
+                    (
+                        n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b)),
+                        e + u8::from(b == 0x1b),
+                    )
+                });
+                (n as usize, e as usize)
+            })
+            .fold((0, 0), |(n, e), (cn, ce)| (n + cn, e + ce));
+        Bytes {
+            binary: control > 0
+                && (raw.contains(&0) || (raw.len() >= 8 && control * 4 > raw.len())),
+            escape: escapes > 0,
+        }
+    }
+}
+
+/// [`clean`], with what [`Bytes::of`] found in `raw` already known.
+pub fn clean_read(raw: &[u8], bytes: Bytes) -> Cleaned<'_> {
     // SIMD validation (tqdm bars are full of multi-byte block characters); the lossy
     // decoder only when it fails
     let text = match simdutf8::basic::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(raw),
     };
-    let (text, cursor_up) = if memchr::memchr(0x1b, text.as_bytes()).is_some() {
+    // the lossy decoder keeps every ASCII byte: the escapes are those of `raw`
+    let (text, cursor_up) = if bytes.escape {
         let (s, up) = strip_ansi(&text);
         (Cow::Owned(s), up)
     } else {
@@ -50,17 +100,7 @@ pub fn clean(raw: &[u8]) -> Cleaned<'_> {
 /// True for lines that are binary rather than text: they hold NUL or most of their bytes
 /// are control characters.
 pub fn looks_binary(raw: &[u8]) -> bool {
-    // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes; NUL is
-    // a control byte too, so a line with none (nearly every line) is text at once
-    let control: usize = raw
-        .chunks(255)
-        .map(|c| {
-            c.iter().fold(0u8, |n, &b| {
-                n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b))
-            }) as usize
-        })
-        .sum();
-    control > 0 && (raw.contains(&0) || (raw.len() >= 8 && control * 4 > raw.len()))
+    Bytes::of(raw).binary
 }
 
 /// Removes ANSI/VT escape sequences: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL|ESC \`)

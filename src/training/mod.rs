@@ -587,14 +587,15 @@ impl Run {
         let r = self;
         r.state.lines += 1;
         r.state.line_read(time);
-        if clean::looks_binary(line) {
+        let bytes = clean::Bytes::of(line);
+        if bytes.binary {
             r.state.skip(SkipReason::Binary);
             return;
         }
         #[cfg(feature = "fault-injection")]
         crate::parse::guard::fault::outside(line);
         // the parsers' work on the line, contained: a panic in one costs this line alone
-        let cleaned = match guard::contain(|| clean(line)) {
+        let cleaned = match guard::contain(|| clean::clean_read(line, bytes)) {
             Ok(c) => c,
             Err(panic) => return r.parser_failed(run, panic),
         };

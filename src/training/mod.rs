@@ -126,8 +126,11 @@ pub struct RunState {
     bar_total: Option<u64>,
     /// The file's bars are Lightning's: their counts are batches within an epoch, not steps.
     bars_are_epochs: bool,
-    /// Where the last record's keys sit in the maps above.
-    slots: Vec<KeySlots>,
+    /// Where the last record of each format (a log interleaves them: the Trainer's dicts
+    /// and DeepSpeed's engine lines) has its keys in the maps above, by position.
+    slots: Vec<(Format, Vec<KeySlots>)>,
+    /// The entry of `slots` the record being applied uses.
+    slots_in: usize,
     /// Crash and error events seen, by well-known kind ([`EventKind`] as index).
     pub events: [u64; KIND_COUNT],
     /// Events of the kinds user rules declare (`event:`), by name.
@@ -177,6 +180,7 @@ impl RunState {
             bar_total: None,
             bars_are_epochs: false,
             slots: Vec::new(),
+            slots_in: 0,
             events: [0; KIND_COUNT],
             rule_events: BTreeMap::new(),
             last_error: None,
@@ -425,6 +429,13 @@ impl RunState {
         let x = self.step.unwrap_or(self.records as f64);
         // what the record's cap left out of its line
         let mut dropped = r.dropped;
+        self.slots_in = match self.slots.iter().position(|(f, _)| *f == r.format) {
+            Some(at) => at,
+            None => {
+                self.slots.push((r.format, Vec::new()));
+                self.slots.len() - 1
+            }
+        };
         for (i, (key, v)) in r.values.drain(..).enumerate() {
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
@@ -463,6 +474,10 @@ impl RunState {
                 self.known[k as usize] = Some(v);
             } else if let Some(m) = slots.metric {
                 *self.metrics.at_mut(m) = v;
+            } else if let Some(m) = self.metrics.slot(&key) {
+                // a key another format's record added since this position was remembered
+                *self.metrics.at_mut(m) = v;
+                self.cache(i, |s, _| s.metric = Some(m));
             } else if self.metrics.len() < limits.max_keys_per_run {
                 self.metrics.insert(key.to_string(), v);
                 self.cache(i, |s, run| s.metric = run.metrics.slot(&key));
@@ -478,9 +493,10 @@ impl RunState {
     }
 }
 
-/// Where the key at one position of the last record sits in each of a run's maps. Nearly
-/// every record of a run has the keys of the one before, in the same order: with this, such
-/// a record costs one comparison per key instead of a lookup in each map.
+/// Where the key at one position of the last record (of a format) sits in each of a run's
+/// maps. Nearly every record of a run has the keys of the one before of its format, in the
+/// same order: with this, such a record costs one comparison per key instead of a lookup in
+/// each map.
 #[derive(Debug, Clone, Default)]
 struct KeySlots {
     key: String,
@@ -497,7 +513,8 @@ impl RunState {
     /// The slots of `key`, the `i`-th key of a record: remembered when the last record had
     /// the same key there, else looked up (and remembered).
     fn slots_of(&mut self, i: usize, key: &str) -> KeySlots {
-        if let Some(s) = self.slots.get(i) {
+        let at = self.slots_in;
+        if let Some(s) = self.slots[at].1.get(i) {
             if s.key == key {
                 return KeySlots {
                     key: String::new(),
@@ -513,10 +530,11 @@ impl RunState {
             metric: self.metrics.slot(key),
         };
         if i < CACHED_POSITIONS {
-            if i >= self.slots.len() {
-                self.slots.resize_with(i + 1, KeySlots::default);
+            let slots = &mut self.slots[at].1;
+            if i >= slots.len() {
+                slots.resize_with(i + 1, KeySlots::default);
             }
-            let s = &mut self.slots[i];
+            let s = &mut slots[i];
             s.key.clear();
             s.key.push_str(key);
             s.known = found.known;
@@ -529,10 +547,11 @@ impl RunState {
 
     /// Updates the remembered slots of position `i` after a map gained its key.
     fn cache(&mut self, i: usize, set: impl FnOnce(&mut KeySlots, &RunState)) {
-        if i < self.slots.len() {
-            let mut s = std::mem::take(&mut self.slots[i]);
+        let at = self.slots_in;
+        if i < self.slots[at].1.len() {
+            let mut s = std::mem::take(&mut self.slots[at].1[i]);
             set(&mut s, self);
-            self.slots[i] = s;
+            self.slots[at].1[i] = s;
         }
     }
 }

@@ -171,11 +171,12 @@ fn is_level(s: &str) -> bool {
 pub fn strip_prefixes(mut s: &str) -> &str {
     s = lex::trim(s);
     for _ in 0..8 {
-        let before = s.len();
-        s = lex::trim_start(strip_one(s));
-        if s.len() == before {
+        let stripped = strip_one(s);
+        // nothing stripped: `s` is trimmed already
+        if stripped.len() == s.len() {
             break;
         }
+        s = lex::trim_start(stripped);
     }
     lex::trim_end(s)
 }

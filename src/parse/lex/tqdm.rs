@@ -102,7 +102,7 @@ fn plain(s: &str, first: usize) -> Option<Bar<'_>> {
 }
 
 /// The 1 to 18 digits at `b[i..]` (no overflow), and where they end.
-#[inline]
+#[inline(always)]
 fn plain_int(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
     let start = i;
     let mut v: u64 = 0;

@@ -22,10 +22,13 @@ pub const FIRST_BYTES: &[u8] = b"se0123456789";
 
 /// Cheap test for the start of a DeepSpeed line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
-    text.starts_with("step=")
-        || text.starts_with("epoch=")
-        || text.starts_with("steps: ")
-        || old_form(text.as_bytes())
+    // by the first byte: a tqdm bar (digits first) is asked only about the old form
+    match text.as_bytes().first() {
+        Some(b's') => text.starts_with("step=") || text.starts_with("steps: "),
+        Some(b'e') => text.starts_with("epoch="),
+        Some(c) if c.is_ascii_digit() => old_form(text.as_bytes()),
+        _ => false,
+    }
 }
 
 /// `E/S, SamplesPerSec=`, checked byte by byte from the start (tqdm bars start with digits

@@ -621,9 +621,13 @@ impl Run {
         let parser = &mut r.parser;
         let state = &mut r.state;
         let parsed = guard::contain(|| {
-            let hits: Vec<_> = (r.rules.iter())
-                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
-                .collect();
+            let hits: Vec<_> = if r.rules.is_empty() {
+                Vec::new()
+            } else {
+                (r.rules.iter())
+                    .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
+                    .collect()
+            };
             let event = parser.parse(&cleaned);
             // an error is never a metric record or a progress bar: the lines a format reads
             // as one (nearly every line) are not searched for events

@@ -185,7 +185,10 @@ fn strip_one(s: &str) -> &str {
 
 /// `(APIServer pid=2110) ` and `(EngineCore_0 pid=7) `: vLLM's process tags.
 fn strip_process_tag(s: &str) -> &str {
-    let Some(end) = s.find(')') else { return s };
+    // a byte search: `)` is ASCII
+    let Some(end) = lex::find_byte(b')', s.as_bytes()) else {
+        return s;
+    };
     let inner = &s[1..end];
     match inner.split_once(" pid=") {
         Some((name, pid))
@@ -246,7 +249,8 @@ fn strip_level_date_header(s: &str) -> &str {
 /// ranks, `[2025-01-01 12:00:00 DP0 TP1]`), a level, `rankN`, `LEVEL:name`,
 /// `file.py:12:func`, or one short word (`[titan]`, `[transformers]`).
 fn strip_bracket(s: &str) -> &str {
-    let Some(end) = s[1..].find(']').map(|e| e + 1) else {
+    // a byte search: `]` is ASCII (and `[` one byte)
+    let Some(end) = lex::find_byte(b']', &s.as_bytes()[1..]).map(|e| e + 1) else {
         return s;
     };
     let inner = &s[1..end];
@@ -284,10 +288,14 @@ fn is_parallel_ranks(s: &str) -> bool {
 }
 
 fn is_rank(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
+    // `rank`, `default` or `rank ` in any case (compared in place: the prefixes are ASCII,
+    // so what follows one starts on a character boundary), then digits
     ["rank", "default", "rank "].iter().any(|p| {
-        l.strip_prefix(p)
-            .is_some_and(|n| !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit()))
+        let b = s.as_bytes();
+        b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p.as_bytes()) && {
+            let n = &s[p.len()..];
+            !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit())
+        }
     })
 }
 
@@ -415,6 +423,28 @@ pub fn timestamp_len(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `is_rank` compares in place what the first version compared after lowercasing a
+        /// copy.
+        #[test]
+        fn is_rank_reads_as_the_lowercased_copy(
+            s in "(rank|RANK|Rank|default|DEFAULT|rank |Rank |ran|x)?[ 0-9a-zé]{0,4}",
+        ) {
+            let l = s.to_ascii_lowercase();
+            let reference = ["rank", "default", "rank "].iter().any(|p| {
+                l.strip_prefix(p)
+                    .is_some_and(|n| !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit()))
+            });
+            proptest::prop_assert_eq!(is_rank(&s), reference, "{:?}", s);
+        }
+    }
+
+    #[test]
+    fn ranks_in_any_case() {
+        assert!(is_rank("Rank 0") && is_rank("rank1") && is_rank("DEFAULT3"));
+        assert!(!is_rank("Rank") && !is_rank("rank x"));
+    }
 
     #[test]
     fn csi_whose_final_byte_starts_a_utf8_character() {

@@ -21,13 +21,54 @@ pub struct Cleaned<'a> {
 
 /// Cleans one line. Invalid UTF-8 is decoded lossily.
 pub fn clean(raw: &[u8]) -> Cleaned<'_> {
+    clean_read(raw, Bytes::of(raw))
+}
+
+/// What one pass over a raw line found: whether it looks binary, and whether it holds an
+/// escape (`ESC`), the one byte [`clean`] looks for before anything else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bytes {
+    pub binary: bool,
+    pub escape: bool,
+}
+
+impl Bytes {
+    /// Reads the line once. `binary`: it holds NUL or most of its bytes are control
+    /// characters.
+    #[inline]
+    pub fn of(raw: &[u8]) -> Bytes {
+        // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes; NUL
+        // is a control byte too, so a line with none (nearly every line) is text at once
+        let (control, escapes) = raw
+            .chunks(255)
+            .map(|c| {
+                let (n, e) = c.iter().fold((0u8, 0u8), |(n, e), &b| {
+                    (
+                        n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b)),
+                        e + u8::from(b == 0x1b),
+                    )
+                });
+                (n as usize, e as usize)
+            })
+            .fold((0, 0), |(n, e), (cn, ce)| (n + cn, e + ce));
+        Bytes {
+            binary: control > 0
+                && (raw.contains(&0) || (raw.len() >= 8 && control * 4 > raw.len())),
+            escape: escapes > 0,
+        }
+    }
+}
+
+/// [`clean`], with what [`Bytes::of`] found in `raw` already known.
+pub fn clean_read(raw: &[u8], bytes: Bytes) -> Cleaned<'_> {
     // SIMD validation (tqdm bars are full of multi-byte block characters); the lossy
     // decoder only when it fails
     let text = match simdutf8::basic::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(raw),
     };
-    let (text, cursor_up) = if memchr::memchr(0x1b, text.as_bytes()).is_some() {
+    // the lossy decoder keeps every ASCII byte: the escapes are those of `raw`
+    let (text, cursor_up) = if bytes.escape {
         let (s, up) = strip_ansi(&text);
         (Cow::Owned(s), up)
     } else {
@@ -50,17 +91,7 @@ pub fn clean(raw: &[u8]) -> Cleaned<'_> {
 /// True for lines that are binary rather than text: they hold NUL or most of their bytes
 /// are control characters.
 pub fn looks_binary(raw: &[u8]) -> bool {
-    // byte-wide sums over chunks of 255 (no overflow) let the compiler use 16 lanes; NUL is
-    // a control byte too, so a line with none (nearly every line) is text at once
-    let control: usize = raw
-        .chunks(255)
-        .map(|c| {
-            c.iter().fold(0u8, |n, &b| {
-                n + u8::from((b < 0x20) & (b != b'\t') & (b != 0x1b))
-            }) as usize
-        })
-        .sum();
-    control > 0 && (raw.contains(&0) || (raw.len() >= 8 && control * 4 > raw.len()))
+    Bytes::of(raw).binary
 }
 
 /// Removes ANSI/VT escape sequences: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL|ESC \`)
@@ -131,11 +162,12 @@ fn is_level(s: &str) -> bool {
 pub fn strip_prefixes(mut s: &str) -> &str {
     s = lex::trim(s);
     for _ in 0..8 {
-        let before = s.len();
-        s = lex::trim_start(strip_one(s));
-        if s.len() == before {
+        let stripped = strip_one(s);
+        // nothing stripped: `s` is trimmed already
+        if stripped.len() == s.len() {
             break;
         }
+        s = lex::trim_start(stripped);
     }
     lex::trim_end(s)
 }
@@ -153,7 +185,10 @@ fn strip_one(s: &str) -> &str {
 
 /// `(APIServer pid=2110) ` and `(EngineCore_0 pid=7) `: vLLM's process tags.
 fn strip_process_tag(s: &str) -> &str {
-    let Some(end) = s.find(')') else { return s };
+    // a byte search: `)` is ASCII
+    let Some(end) = lex::find_byte(b')', s.as_bytes()) else {
+        return s;
+    };
     let inner = &s[1..end];
     match inner.split_once(" pid=") {
         Some((name, pid))
@@ -214,7 +249,8 @@ fn strip_level_date_header(s: &str) -> &str {
 /// ranks, `[2025-01-01 12:00:00 DP0 TP1]`), a level, `rankN`, `LEVEL:name`,
 /// `file.py:12:func`, or one short word (`[titan]`, `[transformers]`).
 fn strip_bracket(s: &str) -> &str {
-    let Some(end) = s[1..].find(']').map(|e| e + 1) else {
+    // a byte search: `]` is ASCII (and `[` one byte)
+    let Some(end) = lex::find_byte(b']', &s.as_bytes()[1..]).map(|e| e + 1) else {
         return s;
     };
     let inner = &s[1..end];
@@ -252,10 +288,14 @@ fn is_parallel_ranks(s: &str) -> bool {
 }
 
 fn is_rank(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
+    // `rank`, `default` or `rank ` in any case (compared in place: the prefixes are ASCII,
+    // so what follows one starts on a character boundary), then digits
     ["rank", "default", "rank "].iter().any(|p| {
-        l.strip_prefix(p)
-            .is_some_and(|n| !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit()))
+        let b = s.as_bytes();
+        b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p.as_bytes()) && {
+            let n = &s[p.len()..];
+            !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit())
+        }
     })
 }
 
@@ -383,6 +423,28 @@ pub fn timestamp_len(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `is_rank` compares in place what the first version compared after lowercasing a
+        /// copy.
+        #[test]
+        fn is_rank_reads_as_the_lowercased_copy(
+            s in "(rank|RANK|Rank|default|DEFAULT|rank |Rank |ran|x)?[ 0-9a-zé]{0,4}",
+        ) {
+            let l = s.to_ascii_lowercase();
+            let reference = ["rank", "default", "rank "].iter().any(|p| {
+                l.strip_prefix(p)
+                    .is_some_and(|n| !n.is_empty() && n.trim().bytes().all(|c| c.is_ascii_digit()))
+            });
+            proptest::prop_assert_eq!(is_rank(&s), reference, "{:?}", s);
+        }
+    }
+
+    #[test]
+    fn ranks_in_any_case() {
+        assert!(is_rank("Rank 0") && is_rank("rank1") && is_rank("DEFAULT3"));
+        assert!(!is_rank("Rank") && !is_rank("rank x"));
+    }
 
     #[test]
     fn csi_whose_final_byte_starts_a_utf8_character() {

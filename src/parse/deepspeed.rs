@@ -12,16 +12,23 @@
 use std::borrow::Cow;
 
 use super::lex::number::number;
+use super::lex::{find_byte, trim};
 use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"se0123456789";
+
 /// Cheap test for the start of a DeepSpeed line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
-    text.starts_with("step=")
-        || text.starts_with("epoch=")
-        || text.starts_with("steps: ")
-        || old_form(text.as_bytes())
+    // by the first byte: a tqdm bar (digits first) is asked only about the old form
+    match text.as_bytes().first() {
+        Some(b's') => text.starts_with("step=") || text.starts_with("steps: "),
+        Some(b'e') => text.starts_with("epoch="),
+        Some(c) if c.is_ascii_digit() => old_form(text.as_bytes()),
+        _ => false,
+    }
 }
 
 /// `E/S, SamplesPerSec=`, checked byte by byte from the start (tqdm bars start with digits
@@ -49,13 +56,14 @@ pub fn parse(text: &str) -> Option<Record<'_>> {
     }
     let mut rec = Record::new(Format::Deepspeed);
     for item in items(text) {
-        let item = item.trim();
-        if let Some((key, val)) = item.split_once('=') {
-            assign(&mut rec, key.trim(), val.trim());
-        } else if let Some((e, s)) = item.split_once('/') {
+        // `str::trim` and `split_once` by bytes (`=` and `/` are ASCII)
+        let item = trim(item);
+        if let Some(at) = find_byte(b'=', item.as_bytes()) {
+            assign(&mut rec, trim(&item[..at]), trim(&item[at + 1..]));
+        } else if let Some(at) = find_byte(b'/', item.as_bytes()) {
             // the old `epoch/global_step` form
-            rec.push("epoch", e.trim().parse().ok()?);
-            rec.step = Some(s.trim().parse().ok()?);
+            rec.push("epoch", trim(&item[..at]).parse().ok()?);
+            rec.step = Some(trim(&item[at + 1..]).parse().ok()?);
         }
     }
     (rec.step.is_some() || !rec.values.is_empty()).then_some(rec)
@@ -100,7 +108,8 @@ fn items(text: &str) -> impl Iterator<Item = &str> {
 fn assign<'a>(rec: &mut Record<'a>, key: &'a str, val: &'a str) {
     let first = |v: &str| -> Option<f64> {
         let v = v.trim_start_matches('[');
-        number(v.split([',', ']']).next()?.trim())
+        let end = v.bytes().position(|c| c == b',' || c == b']');
+        number(trim(&v[..end.unwrap_or(v.len())]))
     };
     match key {
         "step" | "global_step" => rec.step = number(val),

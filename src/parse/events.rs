@@ -213,6 +213,11 @@ fn exception_line(text: &str) -> bool {
 impl Tracker {
     /// Reads one cleaned line (`text`), printed by `rank` when known.
     pub fn line(&mut self, text: &str, rank: Option<u32>) -> Option<Found> {
+        if text.is_empty() && self.root.is_none() && self.tracebacks.is_empty() {
+            // nothing to count a line in, and an empty line classifies as nothing: the
+            // cleared tqdm line before each printed record is one of these
+            return None;
+        }
         if let Some(found) = self.root_line(text) {
             return found;
         }
@@ -328,6 +333,7 @@ mod tests {
             Some("process_killed")
         );
         assert_eq!(k("{'loss': 1.2, 'grad_norm': 0.3}"), None);
+        assert_eq!(k(""), None, "an empty line is skipped unclassified");
         assert_eq!(k("Killed the old checkpoint writer"), None);
     }
 

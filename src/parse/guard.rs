@@ -38,6 +38,7 @@ impl fmt::Display for ParserPanic {
 /// The state `f` borrows mutably (a [`super::LineParser`]'s CSV header, say) stays whatever
 /// the panic left: every value in it is still a valid one, at worst out of step with the file
 /// until the next header or rotation, which is what a malformed line does to it too.
+#[inline]
 pub fn contain<R>(f: impl FnOnce() -> R) -> Result<R, ParserPanic> {
     let outer = IN_PARSER.with(|c| c.replace(true));
     let r = catch_unwind(AssertUnwindSafe(f));

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::lex::mapping::{self, Malformed, Value};
-use super::lex::number::{duration_seconds, float, number};
+use super::lex::number::{float, number, number_or_duration};
 use super::lex::tqdm::{self, Bar};
 use super::lex::trim;
 use super::{Cleaned, Event, Format, LineFormat, Progress, Record, RecordCap};
@@ -27,6 +27,8 @@ pub struct Hf {
     pairs_buf: usize,
     /// The keys of the last mapping, for the next one's scan.
     keys: mapping::Keys,
+    /// A record's values buffer handed back once read ([`Hf::recycle`]), for the next one.
+    spare: Vec<(Cow<'static, str>, f64)>,
 }
 
 impl Default for Hf {
@@ -43,6 +45,14 @@ impl Hf {
             cap: RecordCap::NONE,
             pairs_buf: 16,
             keys: mapping::Keys::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes back a record's values buffer, so that the next record reuses its allocation.
+    pub fn recycle(&mut self, values: Vec<(Cow<'_, str>, f64)>) {
+        if values.capacity() > self.spare.capacity() {
+            self.spare = recycle(values);
         }
     }
 
@@ -74,7 +84,15 @@ impl Hf {
         }
         // the pairs go into the record as they are scanned, within the cap: never a list of
         // every pair of a huge line
-        match scan_record_with(text, format, &self.cap, self.pairs_buf, &mut self.keys) {
+        let spare = recycle(std::mem::take(&mut self.spare));
+        match scan_record_with(
+            text,
+            format,
+            &self.cap,
+            spare,
+            self.pairs_buf,
+            &mut self.keys,
+        ) {
             Err(e) => Some(Event::Malformed(e.0)),
             Ok(r) => {
                 let r = r?;
@@ -118,7 +136,7 @@ impl LineFormat for Hf {
 /// Builds a record from a scanned mapping. `None` when the mapping holds no number at all
 /// (a config dump such as `{'device_map': 'cpu'}` is not a record).
 pub fn record<'a>(pairs: Vec<(Cow<'a, str>, Value<'a>)>, format: Format) -> Option<Record<'a>> {
-    let mut b = Builder::new(format, RecordCap::NONE, pairs.len());
+    let mut b = Builder::new(format, RecordCap::NONE, Vec::new(), pairs.len());
     for (key, value) in pairs {
         b.pair(key, value);
     }
@@ -134,18 +152,31 @@ pub fn scan_record<'a>(
     cap: &RecordCap,
     hint: usize,
 ) -> Result<Option<Record<'a>>, Malformed> {
-    scan_record_with(text, format, cap, hint, &mut mapping::Keys::default())
+    let keys = &mut mapping::Keys::default();
+    scan_record_with(text, format, cap, Vec::new(), hint, keys)
 }
 
-/// [`scan_record`], with the keys of the mapping before remembered (see [`mapping::Keys`]).
+/// An emptied values buffer, of any lifetime, as one of another: the allocation is reused
+/// (collecting a vector's own emptied iterator into elements of the same layout).
+fn recycle<'b>(mut values: Vec<(Cow<'_, str>, f64)>) -> Vec<(Cow<'b, str>, f64)> {
+    values.clear();
+    values
+        .into_iter()
+        .map(|_| (Cow::Borrowed(""), 0.0))
+        .collect()
+}
+
+/// [`scan_record`] into the buffer `values`, with the keys of the mapping before
+/// remembered (see [`mapping::Keys`]).
 fn scan_record_with<'a>(
     text: &'a str,
     format: Format,
     cap: &RecordCap,
+    values: Vec<(Cow<'a, str>, f64)>,
     hint: usize,
     keys: &mut mapping::Keys,
 ) -> Result<Option<Record<'a>>, Malformed> {
-    let mut b = Builder::new(format, *cap, hint);
+    let mut b = Builder::new(format, *cap, values, hint);
     mapping::scan_each_with(text, keys, |key, value| b.pair(key, value))?;
     Ok(b.finish())
 }
@@ -162,8 +193,9 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(format: Format, cap: RecordCap, hint: usize) -> Self {
+    fn new(format: Format, cap: RecordCap, values: Vec<(Cow<'a, str>, f64)>, hint: usize) -> Self {
         let mut rec = Record::new(format);
+        rec.values = values;
         rec.values.reserve(hint.min(cap.max_keys).min(64));
         Builder {
             rec,
@@ -187,13 +219,11 @@ impl<'a> Builder<'a> {
                     }
                     return;
                 }
-                number(trim(s)).or_else(|| {
-                    if key.ends_with("time") {
-                        duration_seconds(s)
-                    } else {
-                        None
-                    }
-                })
+                if key.ends_with("time") {
+                    number_or_duration(s)
+                } else {
+                    number(trim(s))
+                }
             }
             Value::Other => None,
         };
@@ -266,6 +296,7 @@ impl<'a> Builder<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lex::number::duration_seconds;
     use super::*;
 
     fn rec(line: &str) -> Option<Record<'_>> {

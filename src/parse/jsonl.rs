@@ -21,6 +21,11 @@ impl Jsonl {
     pub fn set_cap(&mut self, cap: RecordCap) {
         self.0.set_cap(cap);
     }
+
+    /// Takes back a record's values buffer (see [`Hf::recycle`]).
+    pub fn recycle(&mut self, values: Vec<(std::borrow::Cow<'_, str>, f64)>) {
+        self.0.recycle(values);
+    }
 }
 
 impl LineFormat for Jsonl {

@@ -11,6 +11,9 @@ use std::borrow::Cow;
 use super::lex::number::number;
 use super::{Format, Record};
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"iv";
+
 /// Cheap test for the start of a Megatron line (after prefix cleaning).
 pub fn detect(text: &str) -> bool {
     text.starts_with("iteration ") || text.starts_with("validation loss at ")

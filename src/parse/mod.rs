@@ -9,8 +9,8 @@
 //! files, metrics or time. [`guard`] contains a parser's panic to the line it was reading.
 
 /// A format that keeps no state between lines: a unit struct whose [`LineFormat`] is its
-/// file's `detect(text)` and `parse(text) -> Option<Record>` (declared before the format
-/// modules that use it).
+/// file's `detect(text)`, `parse(text) -> Option<Record>` and `FIRST_BYTES` (declared
+/// before the format modules that use it).
 macro_rules! stateless_format {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -20,6 +20,10 @@ macro_rules! stateless_format {
         impl $crate::parse::LineFormat for $name {
             fn detect(&self, text: &str) -> bool {
                 detect(text)
+            }
+
+            fn first_bytes(&self) -> Option<&'static [u8]> {
+                Some(FIRST_BYTES)
             }
 
             fn parse<'a>(
@@ -60,6 +64,13 @@ pub trait LineFormat {
     /// Whether a cleaned, non-empty line is this format's, by a cheap check of its start (no
     /// search through the line where it can be helped): `Auto` asks each format in turn.
     fn detect(&self, text: &str) -> bool;
+
+    /// The bytes a line this format detects can start with, when there are few (`None`:
+    /// any line may be its). `Auto` asks `detect` only of the formats a line's first byte
+    /// allows.
+    fn first_bytes(&self) -> Option<&'static [u8]> {
+        None
+    }
 
     /// Reads one of its lines.
     fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>>;
@@ -259,10 +270,12 @@ pub enum Event<'a> {
 
 /// Parses the lines of one file in its configured format, or in the one each line shows
 /// (`Auto`). Holds every format's per-file state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineParser {
     format: Format,
     parsers: Parsers,
+    /// By a line's first byte: the formats `Auto` asks, as bits over [`Parsers::TRIED`].
+    tried: [u16; 256],
 }
 
 impl LineParser {
@@ -272,7 +285,23 @@ impl LineParser {
             // printed dicts and JSON lines told apart by the quote
             parsers.Hf = hf::Hf::new(Format::Auto);
         }
-        LineParser { format, parsers }
+        let mut tried = [0u16; 256];
+        for (bit, &(f, detected)) in Parsers::TRIED.iter().enumerate() {
+            let Some(parser) = parsers.get(f).filter(|_| detected) else {
+                continue;
+            };
+            match parser.first_bytes() {
+                Some(first) => first
+                    .iter()
+                    .for_each(|&c| tried[usize::from(c)] |= 1 << bit),
+                None => tried.iter_mut().for_each(|t| *t |= 1 << bit),
+            }
+        }
+        LineParser {
+            format,
+            parsers,
+            tried,
+        }
     }
 
     /// Caps what a mapping record keeps of its line (see [`RecordCap`]).
@@ -292,6 +321,14 @@ impl LineParser {
         self.parsers.file_changed(replaced);
     }
 
+    /// Takes back a record's values once read, for the next record's buffer.
+    pub fn recycle(&mut self, values: Vec<(Cow<'_, str>, f64)>) {
+        match self.format {
+            Format::Jsonl => self.parsers.Jsonl.recycle(values),
+            _ => self.parsers.Hf.recycle(values),
+        }
+    }
+
     /// Parses one cleaned line.
     pub fn parse<'a>(&mut self, line: &'a Cleaned<'a>) -> Option<Event<'a>> {
         let text: &'a str = &line.text;
@@ -304,10 +341,11 @@ impl LineParser {
         if first == b'{' {
             return self.parsers.Hf.mapping(text);
         }
-        for &(format, tried) in Parsers::TRIED {
-            if !tried {
-                continue;
-            }
+        // the formats this first byte allows, in the registry's order
+        let mut tried = self.tried[usize::from(first)];
+        while tried != 0 {
+            let (format, _) = Parsers::TRIED[tried.trailing_zeros() as usize];
+            tried &= tried - 1;
             let parser = self.parsers.get(format)?;
             if parser.detect(text) {
                 return parser.parse(line);
@@ -457,6 +495,73 @@ mod tests {
             for l in partial.iter().chain(&whole) {
                 assert!(matches!(parse(l), Some(Event::Malformed(_))), "{l:?}");
             }
+        }
+    }
+
+    /// Whether a format `Auto` asks by first byte would be skipped on a line it detects.
+    fn skipped_though_detected(text: &str) -> Option<Format> {
+        let mut parsers = Parsers::default();
+        let first = *text.as_bytes().first()?;
+        Parsers::TRIED.iter().find_map(|&(f, tried)| {
+            let p = parsers.get(f)?;
+            let allowed = p.first_bytes().is_none_or(|b| b.contains(&first));
+            (tried && p.detect(text) && !allowed).then_some(f)
+        })
+    }
+
+    proptest::proptest! {
+        /// `Auto` asks a format's `detect` only of lines starting with one of its first
+        /// bytes: no line a format detects starts otherwise.
+        #[test]
+        fn formats_detect_only_lines_of_their_first_bytes(
+            head in proptest::prop_oneof![
+                proptest::strategy::Just(""),
+                proptest::strategy::Just("iteration "),
+                proptest::strategy::Just("validation loss at "),
+                proptest::strategy::Just("step="),
+                proptest::strategy::Just("epoch="),
+                proptest::strategy::Just("steps: "),
+                proptest::strategy::Just("12/34, SamplesPerSec="),
+                proptest::strategy::Just("step: "),
+                proptest::strategy::Just("Avg prompt throughput:"),
+                proptest::strategy::Just("Engine 0: Avg prompt throughput:"),
+                proptest::strategy::Just("Prefill batch"),
+                proptest::strategy::Just("Decode batch [3],"),
+                proptest::strategy::Just("iter 3: "),
+                proptest::strategy::Just("step 3: "),
+            ],
+            before in "[0-9a-zA-Z:,. /=\\[\\]]{0,2}",
+            tail in "[ -~█é]{0,24}",
+        ) {
+            for text in [format!("{head}{tail}"), format!("{before}{head}{tail}")] {
+                proptest::prop_assert_eq!(skipped_though_detected(&text), None, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_of_each_format_is_detected_by_its_first_byte() {
+        for line in [
+            "iteration 1/ 10 | lm loss: 1.0 |",
+            "validation loss at iteration 2 | lm loss value: 1.0 |",
+            "step=3, skipped=0, lr=[1e-4, 1e-4]",
+            "epoch=0/micro_step=4/global_step=4, RunningAvgSamplesPerSec=7.86",
+            "0/25, SamplesPerSec=12.3",
+            "steps: 100 loss: 0.3120 iter time (s): 0.522 samples/sec: 245.1",
+            "step:  1  loss:  2.0",
+            "Avg prompt throughput: 1.0 tokens/s, Running: 1 reqs",
+            "Engine 000: Avg prompt throughput: 1.0 tokens/s",
+            "Prefill batch. #new-seq: 1",
+            "Decode batch [1], #running-req: 1",
+            "iter 10: loss 2.0, time 10.00ms, mfu 1.00%",
+            "step 10: train loss 2.0, val loss 2.1",
+        ] {
+            assert_eq!(skipped_though_detected(line), None, "{line}");
+            assert!(
+                Parsers::TRIED.iter().any(|&(f, tried)| tried
+                    && Parsers::default().get(f).is_some_and(|p| p.detect(line))),
+                "{line} is detected"
+            );
         }
     }
 

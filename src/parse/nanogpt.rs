@@ -17,6 +17,9 @@ use super::lex::number::number;
 use super::lex::number::percent;
 use super::{Format, Record};
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"is";
+
 /// Cheap test for `iter N: ` or `step N: ` at the start of a line.
 pub fn detect(text: &str) -> bool {
     head(text).is_some()

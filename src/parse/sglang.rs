@@ -22,6 +22,9 @@ use super::lex::number::number;
 use super::lex::number::percent;
 use super::{Format, Record};
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"PD";
+
 /// Cheap test for a scheduler statistics line: its first words and the separator after them.
 pub fn detect(text: &str) -> bool {
     body(text).is_some()

@@ -15,6 +15,9 @@ use super::{Format, Record};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"s";
+
 /// Cheap test for the start of a torchtitan line.
 pub fn detect(text: &str) -> bool {
     text.starts_with("step:") && text.as_bytes().get(5).is_some_and(|c| *c == b' ')

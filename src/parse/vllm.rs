@@ -17,6 +17,9 @@ use super::lex::number::number;
 use super::lex::number::percent;
 use super::{Format, Record};
 
+/// What a line [`detect`] accepts starts with.
+pub const FIRST_BYTES: &[u8] = b"AE";
+
 /// Cheap test for an engine statistics line.
 pub fn detect(text: &str) -> bool {
     text.starts_with("Avg prompt throughput:")

@@ -126,8 +126,11 @@ pub struct RunState {
     bar_total: Option<u64>,
     /// The file's bars are Lightning's: their counts are batches within an epoch, not steps.
     bars_are_epochs: bool,
-    /// Where the last record's keys sit in the maps above.
-    slots: Vec<KeySlots>,
+    /// Where the last record of each format (a log interleaves them: the Trainer's dicts
+    /// and DeepSpeed's engine lines) has its keys in the maps above, by position.
+    slots: Vec<(Format, Vec<KeySlots>)>,
+    /// The entry of `slots` the record being applied uses.
+    slots_in: usize,
     /// Crash and error events seen, by well-known kind ([`EventKind`] as index).
     pub events: [u64; KIND_COUNT],
     /// Events of the kinds user rules declare (`event:`), by name.
@@ -177,6 +180,7 @@ impl RunState {
             bar_total: None,
             bars_are_epochs: false,
             slots: Vec::new(),
+            slots_in: 0,
             events: [0; KIND_COUNT],
             rule_events: BTreeMap::new(),
             last_error: None,
@@ -246,7 +250,7 @@ impl RunState {
     /// Applies one parser event read at `now`. Returns the number of keys the caps dropped.
     pub fn apply(&mut self, event: Event<'_>, now: f64, limits: &Limits) -> u64 {
         match event {
-            Event::Record(r) => self.record(r, now, limits),
+            Event::Record(mut r) => self.record(&mut r, now, limits),
             Event::Progress(p) => {
                 self.progress(p, now);
                 0
@@ -394,7 +398,9 @@ impl RunState {
         self.history_bytes = bytes;
     }
 
-    fn record(&mut self, r: Record<'_>, now: f64, limits: &Limits) -> u64 {
+    /// Applies a record read at `now` (see [`RunState::apply`]); its values are drained,
+    /// their buffer left for the parser to reuse.
+    pub fn record(&mut self, r: &mut Record<'_>, now: f64, limits: &Limits) -> u64 {
         self.records += 1;
         self.last_record = Some(now);
         if self.format == Format::Auto {
@@ -423,7 +429,14 @@ impl RunState {
         let x = self.step.unwrap_or(self.records as f64);
         // what the record's cap left out of its line
         let mut dropped = r.dropped;
-        for (i, (key, v)) in r.values.into_iter().enumerate() {
+        self.slots_in = match self.slots.iter().position(|(f, _)| *f == r.format) {
+            Some(at) => at,
+            None => {
+                self.slots.push((r.format, Vec::new()));
+                self.slots.len() - 1
+            }
+        };
+        for (i, (key, v)) in r.values.drain(..).enumerate() {
             if key.len() > limits.max_key_bytes {
                 dropped += 1;
                 continue;
@@ -461,6 +474,10 @@ impl RunState {
                 self.known[k as usize] = Some(v);
             } else if let Some(m) = slots.metric {
                 *self.metrics.at_mut(m) = v;
+            } else if let Some(m) = self.metrics.slot(&key) {
+                // a key another format's record added since this position was remembered
+                *self.metrics.at_mut(m) = v;
+                self.cache(i, |s, _| s.metric = Some(m));
             } else if self.metrics.len() < limits.max_keys_per_run {
                 self.metrics.insert(key.to_string(), v);
                 self.cache(i, |s, run| s.metric = run.metrics.slot(&key));
@@ -476,9 +493,10 @@ impl RunState {
     }
 }
 
-/// Where the key at one position of the last record sits in each of a run's maps. Nearly
-/// every record of a run has the keys of the one before, in the same order: with this, such
-/// a record costs one comparison per key instead of a lookup in each map.
+/// Where the key at one position of the last record (of a format) sits in each of a run's
+/// maps. Nearly every record of a run has the keys of the one before of its format, in the
+/// same order: with this, such a record costs one comparison per key instead of a lookup in
+/// each map.
 #[derive(Debug, Clone, Default)]
 struct KeySlots {
     key: String,
@@ -495,7 +513,8 @@ impl RunState {
     /// The slots of `key`, the `i`-th key of a record: remembered when the last record had
     /// the same key there, else looked up (and remembered).
     fn slots_of(&mut self, i: usize, key: &str) -> KeySlots {
-        if let Some(s) = self.slots.get(i) {
+        let at = self.slots_in;
+        if let Some(s) = self.slots[at].1.get(i) {
             if s.key == key {
                 return KeySlots {
                     key: String::new(),
@@ -511,10 +530,11 @@ impl RunState {
             metric: self.metrics.slot(key),
         };
         if i < CACHED_POSITIONS {
-            if i >= self.slots.len() {
-                self.slots.resize_with(i + 1, KeySlots::default);
+            let slots = &mut self.slots[at].1;
+            if i >= slots.len() {
+                slots.resize_with(i + 1, KeySlots::default);
             }
-            let s = &mut self.slots[i];
+            let s = &mut slots[i];
             s.key.clear();
             s.key.push_str(key);
             s.known = found.known;
@@ -527,10 +547,11 @@ impl RunState {
 
     /// Updates the remembered slots of position `i` after a map gained its key.
     fn cache(&mut self, i: usize, set: impl FnOnce(&mut KeySlots, &RunState)) {
-        if i < self.slots.len() {
-            let mut s = std::mem::take(&mut self.slots[i]);
+        let at = self.slots_in;
+        if i < self.slots[at].1.len() {
+            let mut s = std::mem::take(&mut self.slots[at].1[i]);
             set(&mut s, self);
-            self.slots[i] = s;
+            self.slots[at].1[i] = s;
         }
     }
 }
@@ -585,23 +606,28 @@ impl Run {
         let r = self;
         r.state.lines += 1;
         r.state.line_read(time);
-        if clean::looks_binary(line) {
+        let bytes = clean::Bytes::of(line);
+        if bytes.binary {
             r.state.skip(SkipReason::Binary);
             return;
         }
         #[cfg(feature = "fault-injection")]
         crate::parse::guard::fault::outside(line);
         // the parsers' work on the line, contained: a panic in one costs this line alone
-        let cleaned = match guard::contain(|| clean(line)) {
+        let cleaned = match guard::contain(|| clean::clean_read(line, bytes)) {
             Ok(c) => c,
             Err(panic) => return r.parser_failed(run, panic),
         };
         let parser = &mut r.parser;
         let state = &mut r.state;
         let parsed = guard::contain(|| {
-            let hits: Vec<_> = (r.rules.iter())
-                .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
-                .collect();
+            let hits: Vec<_> = if r.rules.is_empty() {
+                Vec::new()
+            } else {
+                (r.rules.iter())
+                    .filter_map(|&i| Some((i, rules[i].apply(&cleaned.text)?)))
+                    .collect()
+            };
             let event = parser.parse(&cleaned);
             // an error is never a metric record or a progress bar: the lines a format reads
             // as one (nearly every line) are not searched for events
@@ -622,8 +648,13 @@ impl Run {
                 r.state.rule_event(name, line, &cleaned.text, time);
             }
         }
-        if let Some(event) = event {
-            dropped += r.state.apply(event, time, limits);
+        match event {
+            Some(Event::Record(mut rec)) => {
+                dropped += r.state.record(&mut rec, time, limits);
+                r.parser.recycle(rec.values);
+            }
+            Some(event) => dropped += r.state.apply(event, time, limits),
+            None => {}
         }
         if dropped > 0 && !r.warned_keys {
             r.warned_keys = true;

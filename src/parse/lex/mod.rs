@@ -8,7 +8,7 @@ pub mod tqdm;
 
 /// The first `x` in `b`, eight bytes at a time: the searches in a line are short, where a
 /// vectorised search spends more on its setup than on the search.
-#[inline]
+#[inline(always)]
 pub fn find_byte(x: u8, b: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -28,7 +28,7 @@ pub fn find_byte(x: u8, b: &[u8]) -> Option<usize> {
 
 /// `str::trim_start`, with the ASCII case done byte by byte: Unicode's whitespace table is
 /// consulted only when a non-ASCII byte comes first.
-#[inline]
+#[inline(always)]
 pub fn trim_start(s: &str) -> &str {
     let b = s.as_bytes();
     let mut i = 0;
@@ -42,7 +42,7 @@ pub fn trim_start(s: &str) -> &str {
 }
 
 /// `str::trim_end`, ASCII first (see [`trim_start`]).
-#[inline]
+#[inline(always)]
 pub fn trim_end(s: &str) -> &str {
     let b = s.as_bytes();
     let mut n = b.len();
@@ -56,7 +56,7 @@ pub fn trim_end(s: &str) -> &str {
 }
 
 /// `str::trim`, ASCII first (see [`trim_start`]).
-#[inline]
+#[inline(always)]
 pub fn trim(s: &str) -> &str {
     trim_end(trim_start(s))
 }

@@ -117,6 +117,9 @@ pub fn percent(s: &str) -> Option<f64> {
 /// Parses printed durations into seconds: `3h 54m 2s`, `41.23s`, `1d 2h`, `0:01:30`,
 /// `1 day, 2:03:04`.
 pub fn duration_seconds(s: &str) -> Option<f64> {
+    if let Some(v) = plain_units(s.as_bytes()) {
+        return Some(v);
+    }
     let s = super::trim(s);
     if s.is_empty() {
         return None;
@@ -176,6 +179,54 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
         }
     }
     (seen && num.is_none()).then_some(total)
+}
+
+/// A string value that may be a number or a duration: `number(trim(s))`, else
+/// `duration_seconds(s)`. A duration in its plain shape (`1h 2m 3s`, `41s`) is never a
+/// number (its first digits run into a unit letter), so it is read as one first.
+pub fn number_or_duration(s: &str) -> Option<f64> {
+    if let Some(v) = plain_units(s.as_bytes()) {
+        return Some(v);
+    }
+    number(super::trim(s)).or_else(|| duration_seconds(s))
+}
+
+/// `3h 54m 2s` in the shape trainers print it, read in one pass: groups of 1 to 15 digits,
+/// each followed by its unit, one space between groups, nothing else. The same sum, added
+/// in the same order, as [`duration_seconds`]' general reading; `None` for any other shape
+/// (left to that reading).
+#[inline]
+fn plain_units(b: &[u8]) -> Option<f64> {
+    let mut total = 0.0;
+    let mut i = 0;
+    loop {
+        let start = i;
+        let mut int: u64 = 0;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            int = int * 10 + u64::from(c - b'0');
+            i += 1;
+            if i - start > 15 {
+                return None;
+            }
+        }
+        if i == start {
+            return None;
+        }
+        let unit = match b.get(i)? {
+            b'd' => 86400.0,
+            b'h' => 3600.0,
+            b'm' => 60.0,
+            b's' => 1.0,
+            _ => return None,
+        };
+        total += int as f64 * unit;
+        i += 1;
+        match b.get(i) {
+            None => return Some(total),
+            Some(b' ') => i += 1,
+            Some(_) => return None,
+        }
+    }
 }
 
 /// The number written by the digits and dots of `s[start..end]`, spaces skipped (`1 2h` is
@@ -297,6 +348,18 @@ mod tests {
             let ours = super::decimal_prefix(&b).map(|(v, n)| (v.to_bits(), n));
             let reference = decimal_prefix_by_digit(&b).map(|(v, n)| (v.to_bits(), n));
             prop_assert_eq!(ours, reference, "{:?}", b);
+        }
+
+        #[test]
+        fn a_number_or_a_duration_reads_as_the_number_then_the_duration(
+            s in "[0-9 .:,dhmsaye+-]{0,14}|(nan|inf|[0-9]{1,3}[dhms]|[0-9]{1,3}[.][0-9])( [0-9]{1,3}[dhms]){0,3}",
+        ) {
+            prop_assert_eq!(
+                super::number_or_duration(&s).map(f64::to_bits),
+                super::number(super::super::trim(&s))
+                    .or_else(|| super::duration_seconds(&s))
+                    .map(f64::to_bits)
+            );
         }
 
         #[test]

@@ -24,7 +24,7 @@ impl Bar<'_> {
     /// Bars that may be a trainer's main bar: no description, `Train`, `Training`, or
     /// `Epoch N`. Evaluation, shard-writing and dataset-mapping bars are not.
     pub fn is_training_candidate(&self) -> bool {
-        let d = self.desc.trim();
+        let d = super::trim(self.desc);
         d.is_empty()
             || d.eq_ignore_ascii_case("train")
             || d.eq_ignore_ascii_case("training")
@@ -42,6 +42,105 @@ impl Bar<'_> {
 /// back to Unicode's whitespace rules only where a non-ASCII byte is at an edge. Its result is
 /// the straightforward `str` version's, kept in the tests as the reference.
 pub fn parse(s: &str) -> Option<Bar<'_>> {
+    // every bar has a `|`
+    let first = super::find_byte(b'|', s.as_bytes())?;
+    plain(s, first).or_else(|| general(s))
+}
+
+/// The shape nearly every redraw has, ` 12%|█▊        | 24/200 [...]`, read in one pass:
+/// nothing but a percentage before the first `|` (so no description), plain digits for the
+/// counts. `first` is the first `|`. The bar [`general`] reads, or `None` when the line is
+/// not of that shape (for [`general`] to decide): every test below keeps to a case where
+/// [`general`] makes the same choice.
+#[inline]
+fn plain(s: &str, first: usize) -> Option<Bar<'_>> {
+    let b = s.as_bytes();
+    if !b[..first]
+        .iter()
+        .all(|&c| c.is_ascii_digit() || c == b'%' || c == b' ')
+    {
+        return None;
+    }
+    // the first `|` opens no counts when what follows it (past spaces) cannot start them:
+    // the next `|` is the one
+    let mut i = first + 1;
+    if b.get(i) == Some(&b' ') {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if b.get(i).is_some_and(|&c| COUNT_BYTE[usize::from(c)]) {
+            return None;
+        }
+    }
+    let bar = first + 1 + super::find_byte(b'|', &b[first + 1..])?;
+    if b.get(bar + 1) != Some(&b' ') {
+        return None;
+    }
+    let mut i = bar + 2;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    // `N/T [`
+    let (n, slash) = plain_int(b, i)?;
+    if b.get(slash) != Some(&b'/') {
+        return None;
+    }
+    let (total, end) = plain_int(b, slash + 1)?;
+    if b.get(end) != Some(&b' ') || b.get(end + 1) != Some(&b'[') {
+        return None;
+    }
+    let open = end + 1;
+    let close = open + super::find_byte(b']', &b[open..])?;
+    let (rate, postfix) = rate_and_postfix(&s[open + 1..close]);
+    Some(Bar {
+        desc: "",
+        n,
+        total: Some(total),
+        rate,
+        postfix,
+    })
+}
+
+/// The 1 to 18 digits at `b[i..]` (no overflow), and where they end.
+#[inline(always)]
+fn plain_int(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
+    let start = i;
+    let mut v: u64 = 0;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        v = v * 10 + u64::from(c - b'0');
+        i += 1;
+        if i - start > 18 {
+            return None;
+        }
+    }
+    (i > start).then_some((v, i))
+}
+
+/// The rate and the postfix from what the bar's brackets hold: `elapsed, rate, postfix...`.
+#[inline]
+fn rate_and_postfix(inside: &str) -> (Option<f64>, &str) {
+    // `elapsed, rate` alone (no postfix), the rate a plain decimal and its unit: read in one
+    // pass. The first `,` followed by a space is the first `", "`, and a rate of that shape
+    // holds no other, so this is what the general reading below gives.
+    let b = inside.as_bytes();
+    if let Some(comma) = super::find_byte(b',', b) {
+        if b.get(comma + 1) == Some(&b' ') {
+            if let Some(rate) = plain_rate(&b[comma + 2..]) {
+                return (rate, "");
+            }
+        }
+    }
+    match split_comma(inside) {
+        None => (None, ""),
+        Some((_elapsed, rest)) => match split_comma(rest) {
+            None => (parse_rate(rest), ""),
+            Some((rate, postfix)) => (parse_rate(rate), super::trim(postfix)),
+        },
+    }
+}
+
+/// Any bar: the counts wherever the first `| N/T [` is, the description before them.
+fn general(s: &str) -> Option<Bar<'_>> {
     let b = s.as_bytes();
     // a bar has `| N/T [` (tqdm's default): find the counts before the bracket
     let (counts_start, open) = find_counts(b)?;
@@ -54,15 +153,7 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
         t => Some(int(t)?),
     };
     let close = open + super::find_byte(b']', &b[open..])?;
-    let inside = &s[open + 1..close];
-    // `elapsed, rate, postfix...`
-    let (rate, postfix) = match split_comma(inside) {
-        None => (None, ""),
-        Some((_elapsed, rest)) => match split_comma(rest) {
-            None => (parse_rate(rest), ""),
-            Some((rate, postfix)) => (parse_rate(rate), super::trim(postfix)),
-        },
-    };
+    let (rate, postfix) = rate_and_postfix(&s[open + 1..close]);
     // description: before `NN%|` or before the first `|`
     let head = &b[..counts_start];
     let first_bar = super::find_byte(b'|', head).unwrap_or(head.len());
@@ -92,7 +183,23 @@ pub fn parse(s: &str) -> Option<Bar<'_>> {
     })
 }
 
+/// The bytes of a bar's counts (`N/T`, `N/?`, spaces): a table, so that the scan of the
+/// counts costs one load and one test per byte.
+const COUNT_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = true;
+        c += 1;
+    }
+    t[b'/' as usize] = true;
+    t[b'?' as usize] = true;
+    t[b' ' as usize] = true;
+    t
+};
+
 /// Finds `| N/T [` and returns (start of N, index of `[`).
+#[inline]
 fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(p) = super::find_byte(b'|', &b[from..]).map(|p| p + from) {
@@ -107,8 +214,7 @@ fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
         }
         let mut j = i;
         let mut slash = false;
-        while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'/' || b[j] == b'?' || b[j] == b' ')
-        {
+        while j < b.len() && COUNT_BYTE[usize::from(b[j])] {
             if b[j] == b' ' && b.get(j + 1) == Some(&b'[') {
                 break;
             }
@@ -124,6 +230,7 @@ fn find_counts(b: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Splits at the first `", "`.
+#[inline]
 fn split_comma(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let mut from = 0;
@@ -137,6 +244,7 @@ fn split_comma(s: &str) -> Option<(&str, &str)> {
 }
 
 /// ASCII spaces off both ends (the counts hold no other whitespace).
+#[inline]
 fn trim_spaces(mut b: &[u8]) -> &[u8] {
     while let [b' ', rest @ ..] = b {
         b = rest;
@@ -148,6 +256,7 @@ fn trim_spaces(mut b: &[u8]) -> &[u8] {
 }
 
 /// A count: decimal digits within spaces, as `u64::from_str` reads them after a trim.
+#[inline]
 fn int(b: &[u8]) -> Option<u64> {
     let b = trim_spaces(b);
     if b.is_empty() {
@@ -163,6 +272,23 @@ fn int(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
+/// ` 1.24s/it` or `7.02it/s`: spaces, a plain decimal, the unit and nothing else. The rate
+/// [`parse_rate`] reads (`Some(None)` when it reads none), or `None` for another shape.
+#[inline]
+fn plain_rate(b: &[u8]) -> Option<Option<f64>> {
+    let mut i = 0;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let (v, n) = super::number::decimal_prefix(&b[i..])?;
+    match &b[i + n..] {
+        b"it/s" => Some(Some(v)),
+        b"s/it" => Some((v > 0.0).then(|| 1.0 / v)),
+        _ => None,
+    }
+}
+
+#[inline]
 fn parse_rate(s: &str) -> Option<f64> {
     let s = super::trim(s);
     // `7.02it/s`, `1.01s/it`: a plain decimal right before the unit, read in one pass (the
@@ -290,6 +416,13 @@ mod tests {
         fn rates_read_as_before(s in "[ ]?[-+]?[0-9]{0,4}[.]?[0-9]{0,4}(e-?[0-9])?[ ]?(it/s|s/it|it|/s)?[ ]?") {
             prop_assert_eq!(parse_rate(&s).map(f64::to_bits), reference_rate(&s).map(f64::to_bits), "{:?}", s);
         }
+
+        #[test]
+        fn a_plain_rate_reads_as_parse_rate(s in "[ ]{0,3}[-+]?[0-9]{0,4}[.]?[0-9]{0,4}(it/s|s/it|it|/s)?[ ]?") {
+            if let Some(rate) = plain_rate(s.as_bytes()) {
+                prop_assert_eq!(rate.map(f64::to_bits), parse_rate(&s).map(f64::to_bits), "{:?}", s);
+            }
+        }
     }
 
     proptest! {
@@ -321,6 +454,15 @@ mod tests {
         let b =
             parse(" 60\u{fffd}%|\u{2588}\u{2588}    | 180/300 [01:26<02:26,  1.22s/it]").unwrap();
         assert_eq!((b.n, b.total), (180, Some(300)));
+    }
+
+    #[test]
+    fn plain_rates_are_read_in_one_pass() {
+        assert_eq!(plain_rate(b"  1.25s/it"), Some(Some(0.8)));
+        assert_eq!(plain_rate(b" 7.02it/s"), Some(Some(7.02)));
+        assert_eq!(plain_rate(b" 0s/it"), Some(None));
+        assert_eq!(plain_rate(b" 7.02it/s, loss=1"), None);
+        assert_eq!(plain_rate(b" ?it/s"), None);
     }
 
     #[test]

@@ -90,26 +90,39 @@ pub mod fault {
     /// A line holding this variable's value panics outside the parsers (the run's state).
     pub const OUTSIDE_PANIC_ENV: &str = "GPU_TRAIN_EXPORTER_FAULT_OUTSIDE_PANIC";
 
-    fn armed(var: &'static str, cell: &'static OnceLock<Option<String>>, line: &[u8]) -> bool {
-        let needle = cell.get_or_init(|| std::env::var(var).ok().filter(|s| !s.is_empty()));
-        needle
-            .as_deref()
-            .is_some_and(|n| memchr::memmem::find(line, n.as_bytes()).is_some())
+    /// The two needles, read from the environment once; `None` where unset or empty.
+    #[inline]
+    fn needles() -> &'static [Option<String>; 2] {
+        static NEEDLES: OnceLock<[Option<String>; 2]> = OnceLock::new();
+        NEEDLES.get_or_init(|| {
+            [PARSER_PANIC_ENV, OUTSIDE_PANIC_ENV]
+                .map(|var| std::env::var(var).ok().filter(|s| !s.is_empty()))
+        })
     }
 
-    /// Panics if the line holds the value of [`PARSER_PANIC_ENV`].
+    fn holds(line: &[u8], needle: &str) -> bool {
+        memchr::memmem::find(line, needle.as_bytes()).is_some()
+    }
+
+    /// Panics if the line holds the value of [`PARSER_PANIC_ENV`]. Unarmed, it costs a
+    /// load and a branch per line, so that a benchmark of the test build measures the
+    /// parser users run.
+    #[inline]
     pub fn parser(line: &str) {
-        static NEEDLE: OnceLock<Option<String>> = OnceLock::new();
-        if armed(PARSER_PANIC_ENV, &NEEDLE, line.as_bytes()) {
-            panic!("injected parser fault");
+        if let Some(n) = &needles()[0] {
+            if holds(line.as_bytes(), n) {
+                panic!("injected parser fault");
+            }
         }
     }
 
     /// Panics if the line holds the value of [`OUTSIDE_PANIC_ENV`].
+    #[inline]
     pub fn outside(line: &[u8]) {
-        static NEEDLE: OnceLock<Option<String>> = OnceLock::new();
-        if armed(OUTSIDE_PANIC_ENV, &NEEDLE, line) {
-            panic!("injected fault outside the parsers");
+        if let Some(n) = &needles()[1] {
+            if holds(line, n) {
+                panic!("injected fault outside the parsers");
+            }
         }
     }
 }

@@ -200,18 +200,8 @@ fn plain_units(b: &[u8]) -> Option<f64> {
     let mut total = 0.0;
     let mut i = 0;
     loop {
-        let start = i;
-        let mut int: u64 = 0;
-        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            int = int * 10 + u64::from(c - b'0');
-            i += 1;
-            if i - start > 15 {
-                return None;
-            }
-        }
-        if i == start {
-            return None;
-        }
+        let (int, end) = digits::<15>(b, i)?;
+        i = end;
         let unit = match b.get(i)? {
             b'd' => 86400.0,
             b'h' => 3600.0,
@@ -227,6 +217,22 @@ fn plain_units(b: &[u8]) -> Option<f64> {
             Some(_) => return None,
         }
     }
+}
+
+/// The 1 to `MAX` digits at `b[i..]` (at most 18: no overflow), and where they end; `None`
+/// for none or more.
+#[inline(always)]
+pub(super) fn digits<const MAX: usize>(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
+    let start = i;
+    let mut v: u64 = 0;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        v = v * 10 + u64::from(c - b'0');
+        i += 1;
+        if i - start > MAX {
+            return None;
+        }
+    }
+    (i > start).then_some((v, i))
 }
 
 /// The number written by the digits and dots of `s[start..end]`, spaces skipped (`1 2h` is

@@ -4,7 +4,7 @@
 //! training bar in the same stream. Pure parsing only: choosing which bar is the training
 //! bar is [`crate::training`]'s job, with [`Bar::is_training_candidate`] as the hint.
 
-use super::number::float;
+use super::number::{digits, float};
 
 /// One rendered progress bar.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,11 +81,11 @@ fn plain(s: &str, first: usize) -> Option<Bar<'_>> {
         i += 1;
     }
     // `N/T [`
-    let (n, slash) = plain_int(b, i)?;
+    let (n, slash) = digits::<18>(b, i)?;
     if b.get(slash) != Some(&b'/') {
         return None;
     }
-    let (total, end) = plain_int(b, slash + 1)?;
+    let (total, end) = digits::<18>(b, slash + 1)?;
     if b.get(end) != Some(&b' ') || b.get(end + 1) != Some(&b'[') {
         return None;
     }
@@ -99,21 +99,6 @@ fn plain(s: &str, first: usize) -> Option<Bar<'_>> {
         rate,
         postfix,
     })
-}
-
-/// The 1 to 18 digits at `b[i..]` (no overflow), and where they end.
-#[inline(always)]
-fn plain_int(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
-    let start = i;
-    let mut v: u64 = 0;
-    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-        v = v * 10 + u64::from(c - b'0');
-        i += 1;
-        if i - start > 18 {
-            return None;
-        }
-    }
-    (i > start).then_some((v, i))
 }
 
 /// The rate and the postfix from what the bar's brackets hold: `elapsed, rate, postfix...`.

@@ -580,6 +580,10 @@ pub struct Runs {
     history_overhead: usize,
     history_series: usize,
     history_cap: usize,
+    /// [`Runs::history_room`]'s last answer, and the overhead, series, budget and key size
+    /// it was computed from: it changes only when a history grows, and a division per line
+    /// shows in the parse's wall time.
+    room: (usize, [usize; 4]),
 }
 
 /// One run: its state and the parser of its file.
@@ -686,6 +690,7 @@ impl Runs {
             history_overhead: 0,
             history_series: 0,
             history_cap: history::MAX_BUCKETS,
+            room: (0, [usize::MAX; 4]),
         }
     }
 
@@ -697,11 +702,20 @@ impl Runs {
 
     /// Series that may still be started with every series keeping at least
     /// [`history::MIN_BUCKETS`] buckets within the budget.
-    fn history_room(&self) -> usize {
-        let floor = history::MIN_BUCKETS * history::BUCKET_BYTES;
-        let used = self.history_overhead + self.history_series * floor;
-        let one = floor + history::series_overhead(self.limits.max_key_bytes);
-        self.limits.history_bytes.saturating_sub(used) / one
+    fn history_room(&mut self) -> usize {
+        let from = [
+            self.history_overhead,
+            self.history_series,
+            self.limits.history_bytes,
+            self.limits.max_key_bytes,
+        ];
+        if self.room.1 != from {
+            let floor = history::MIN_BUCKETS * history::BUCKET_BYTES;
+            let used = self.history_overhead + self.history_series * floor;
+            let one = floor + history::series_overhead(self.limits.max_key_bytes);
+            self.room = (self.limits.history_bytes.saturating_sub(used) / one, from);
+        }
+        self.room.0
     }
 
     /// Gives every series the same share of the budget: the buckets `history_series` series

@@ -104,14 +104,9 @@ pub(super) fn mig_instances<'n>(
             x.processes = compute_processes(nvml, dev, errors, names, procs);
         }
         if gpm_on {
-            x.gpm = match gpm_of.get(&gi) {
-                Some(v) => *v,
-                None => {
-                    let v = mig_gpm(nvml, dev, errors, lost, gi);
-                    gpm_of.insert(gi, v);
-                    v
-                }
-            };
+            x.gpm = *gpm_of
+                .entry(gi)
+                .or_insert_with(|| mig_gpm(nvml, dev, errors, lost, gi));
         }
         out.push(x);
         if *lost {

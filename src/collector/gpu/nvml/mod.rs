@@ -616,10 +616,7 @@ impl Dev<'_> {
     /// answers for the parent depends on the mode.
     fn mig_changed(&mut self, on: bool) {
         self.mig = on;
-        if let Some(g) = &mut self.gpm {
-            g.forget();
-        }
-        self.mig_gpm.clear();
+        self.forget_gpm();
         self.reprobe_now();
         tracing::info!(
             gpu = self.identity.index,
@@ -641,14 +638,20 @@ impl Dev<'_> {
         }
     }
 
-    /// It answered `GPU_IS_LOST`: try it again after the backoff. Its GPM pair is dropped:
-    /// the first sample after a reset produces nothing.
-    fn mark_lost(&mut self) {
+    /// Drops the GPM pairs of the GPU and of its GPU instances: the first sample after a
+    /// reset or a MIG change produces nothing.
+    fn forget_gpm(&mut self) {
         if let Some(g) = &mut self.gpm {
             g.forget();
         }
-        self.counters.clear();
         self.mig_gpm.clear();
+    }
+
+    /// It answered `GPU_IS_LOST`: try it again after the backoff. Its GPM pairs and byte
+    /// counters start over.
+    fn mark_lost(&mut self) {
+        self.forget_gpm();
+        self.counters.clear();
         if !self.lost {
             self.lost = true;
             tracing::warn!(gpu = self.identity.index, "GPU lost (GPU_IS_LOST), reported as gpu_up 0; tried again, 1 s doubling to 30 s apart");

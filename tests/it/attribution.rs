@@ -240,9 +240,7 @@ fn two_logs_whose_writers_share_a_job_id_get_distinct_run_labels() {
 #[test]
 fn attribution_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("train.log");
-    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
-    let child = launcher(&log, &[]);
+    let (log, child) = held_train_log(dir.path());
     let spec = format!("train={}", log.display());
     let args = ["--log", &spec, "--attribution.interval", "100ms"];
     let off = Daemon::start(&[&args[..], &["--no-attribution"]].concat());
@@ -276,9 +274,7 @@ fn a_runs_gpus_come_from_nvml_processes_joined_with_its_holders() {
     use serde_json::json;
 
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("train.log");
-    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
-    let child = launcher(&log, &[]);
+    let (log, child) = held_train_log(dir.path());
     let sh = child.id();
     let me = std::process::id(); // on a GPU, but not a holder of the log
     let gpu = |i: usize, processes: serde_json::Value| json!({"name": "NVIDIA H100", "uuid": format!("GPU-{i}"), "processes": processes});
@@ -352,9 +348,7 @@ fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
     use serde_json::json;
 
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("train.log");
-    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
-    let child = launcher(&log, &[]);
+    let (log, child) = held_train_log(dir.path());
     let sh = child.id();
     let mig = |gi: u32, pid: u32, gib: u64| {
         json!({"gpu_instance": gi, "compute_instance": 0, "profile": "3g.71gb",
@@ -391,6 +385,14 @@ fn a_runs_processes_on_mig_instances_are_on_their_parent_gpu() {
     );
     assert_eq!(samples(&m, "training_run_gpu_info").len(), 1, "{m}");
     kill_group(child);
+}
+
+/// `train.log` in `dir`, with one record, and a launcher holding it open.
+fn held_train_log(dir: &Path) -> (std::path::PathBuf, Child) {
+    let log = dir.join("train.log");
+    std::fs::write(&log, "{'loss': 2.0, 'step': 1}\n").unwrap();
+    let child = launcher(&log, &[]);
+    (log, child)
 }
 
 /// A daemon on the fake GPUs of `cfg`, following `log` as run `train`, attributing every

@@ -117,9 +117,11 @@ pub fn percent(s: &str) -> Option<f64> {
 /// Parses printed durations into seconds: `3h 54m 2s`, `41.23s`, `1d 2h`, `0:01:30`,
 /// `1 day, 2:03:04`.
 pub fn duration_seconds(s: &str) -> Option<f64> {
-    if let Some(v) = plain_units(s.as_bytes()) {
-        return Some(v);
-    }
+    plain_units(s.as_bytes()).or_else(|| general_duration(s))
+}
+
+/// [`duration_seconds`] of any shape but the plain one ([`plain_units`]).
+fn general_duration(s: &str) -> Option<f64> {
     let s = super::trim(s);
     if s.is_empty() {
         return None;
@@ -188,7 +190,7 @@ pub fn number_or_duration(s: &str) -> Option<f64> {
     if let Some(v) = plain_units(s.as_bytes()) {
         return Some(v);
     }
-    number(super::trim(s)).or_else(|| duration_seconds(s))
+    number(super::trim(s)).or_else(|| general_duration(s))
 }
 
 /// `3h 54m 2s` in the shape trainers print it, read in one pass: groups of 1 to 15 digits,
